@@ -1,0 +1,492 @@
+//! A private two-host lab inside this process: two network namespaces (`sb-<pid>-<n>-a`, `-b`)
+//! joined by TUN devices and the userspace link emulator.
+//!
+//! Host A has 198.18.0.1/30 and host B 198.18.0.2/30 (RFC 2544 benchmarking space) on
+//! `sbtun0`; `lo` is up in both. [`Lab::spawn_in`] runs a closure on a new thread that has
+//! entered one host's namespace; sockets it creates live there, and threads it spawns start
+//! in that namespace too (threads share the creating thread's namespaces; see the
+//! `threads_inherit_namespace` test). Everything is removed by [`Lab::down`] or on drop, even
+//! when a test panics; [`cleanup_stale`] removes what a killed process left behind.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+
+use crate::link::tun::{self, TunDevice, NETNS_DIR};
+use crate::link::{Impairment, Link, LinkCounters};
+
+/// Address of host A.
+pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Address of host B.
+pub const ADDR_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// Prefix length of the point-to-point subnet.
+pub const PREFIX_LEN: u8 = 30;
+/// The TUN device in each namespace.
+pub const DEV: &str = "sbtun0";
+
+/// What the lab's link does.
+#[derive(Debug, Clone, Default)]
+pub struct LabConfig {
+    pub a_to_b: Impairment,
+    pub b_to_a: Impairment,
+    pub seed: u64,
+}
+
+/// One of the two hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    A,
+    B,
+}
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// A running lab. Drop tears it down.
+pub struct Lab {
+    names: [String; 2],
+    /// Namespaces created so far (removed on teardown).
+    created: Vec<String>,
+    link: Option<Link>,
+    final_counts: LinkCounters,
+}
+
+impl Lab {
+    /// `Ok(())` if this process can build a lab; otherwise what is missing and what to do.
+    pub fn available() -> Result<(), String> {
+        tun::check_privileges()?;
+        match std::process::Command::new("ip").arg("-V").output() {
+            Ok(o) if o.status.success() => {}
+            _ => {
+                return Err(
+                    "the `ip` command (iproute2) is missing: apt-get install iproute2".into(),
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Create both namespaces, the TUN devices and the link.
+    pub fn up(cfg: LabConfig) -> anyhow::Result<Lab> {
+        Lab::available().map_err(anyhow::Error::msg)?;
+        let _ = cleanup_stale();
+        let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let mut lab = Lab {
+            names: [format!("sb-{pid}-{n}-a"), format!("sb-{pid}-{n}-b")],
+            created: Vec::new(),
+            link: None,
+            final_counts: LinkCounters::default(),
+        };
+        // From here on, an early return drops `lab`, which removes what was made.
+        for name in lab.names.clone() {
+            tun::ip(None, &["netns", "add", &name])?;
+            lab.created.push(name.clone());
+            tun::ip(Some(&name), &["link", "set", "dev", "lo", "up"])?;
+        }
+        let ta = TunDevice::open_in_netns(DEV, Some(&lab.names[0]))?;
+        let tb = TunDevice::open_in_netns(DEV, Some(&lab.names[1]))?;
+        tun::configure(Some(&lab.names[0]), DEV, &format!("{ADDR_A}/{PREFIX_LEN}"))?;
+        tun::configure(Some(&lab.names[1]), DEV, &format!("{ADDR_B}/{PREFIX_LEN}"))?;
+        lab.link = Some(
+            Link::start(ta, tb, cfg.a_to_b, cfg.b_to_a, cfg.seed)
+                .context("cannot start the link")?,
+        );
+        Ok(lab)
+    }
+
+    /// The host's address on the lab link.
+    pub fn addr(&self, h: Host) -> IpAddr {
+        IpAddr::V4(match h {
+            Host::A => ADDR_A,
+            Host::B => ADDR_B,
+        })
+    }
+
+    /// The host's network namespace name (usable with `ip netns exec`).
+    pub fn ns_name(&self, h: Host) -> &str {
+        match h {
+            Host::A => &self.names[0],
+            Host::B => &self.names[1],
+        }
+    }
+
+    /// Run `f` on a new thread inside host `h`'s network namespace (only that thread moves).
+    /// Sockets it makes belong to that host; threads it spawns start there as well.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        h: Host,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<anyhow::Result<T>> {
+        let ns = self.ns_name(h).to_string();
+        std::thread::spawn(move || {
+            tun::enter_netns(&ns)?;
+            Ok(f())
+        })
+    }
+
+    /// Live counters of the link.
+    pub fn counters(&self) -> LinkCounters {
+        match &self.link {
+            Some(l) => l.counters(),
+            None => self.final_counts.clone(),
+        }
+    }
+
+    /// Stop the link and remove both namespaces; returns the final counts.
+    pub fn down(mut self) -> LinkCounters {
+        self.teardown();
+        self.final_counts.clone()
+    }
+
+    /// Idempotent: stop the link (closing the TUN fds removes the devices), delete namespaces.
+    fn teardown(&mut self) {
+        if let Some(link) = self.link.take() {
+            self.final_counts = link.stop();
+        }
+        for name in self.created.drain(..) {
+            if let Err(e) = tun::ip(None, &["netns", "del", &name]) {
+                eprintln!("sockbench lab: could not remove namespace {name}: {e:#}");
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Parse a lab namespace name `sb-<pid>-<n>-a|b` into its owner pid.
+fn lab_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("sb-")?;
+    let mut parts = rest.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let _n: u32 = parts.next()?.parse().ok()?;
+    let side = parts.next()?;
+    (parts.next().is_none() && (side == "a" || side == "b")).then_some(pid)
+}
+
+/// Remove lab namespaces whose owning process is gone. Returns the names removed.
+pub fn cleanup_stale() -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(NETNS_DIR) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {NETNS_DIR}")),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = lab_owner(&name) else {
+            continue;
+        };
+        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        tun::ip(None, &["netns", "del", &name])?;
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{Direction, Proto};
+    use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    /// Root-only tests: skip loudly, or fail when CI=true.
+    fn lab_or_skip(test: &str) -> bool {
+        match Lab::available() {
+            Ok(()) => true,
+            Err(why) => {
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("{test}: lab unavailable under CI: {why}");
+                }
+                eprintln!("SKIPPED {test}: {why}");
+                false
+            }
+        }
+    }
+
+    /// SO_RCVBUFFORCE (root): a receive buffer above rmem_max, so a starved receiver thread
+    /// on a busy machine does not lose datagrams after the link.
+    fn force_rcvbuf(s: &UdpSocket, bytes: libc::c_int) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt with a valid fd and a c_int option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &bytes as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The `Udp:` lines of this thread's namespace's /proc/net/snmp (InDatagrams, RcvbufErrors...).
+    fn udp_snmp() -> String {
+        std::fs::read_to_string("/proc/thread-self/net/snmp")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("Udp:"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    fn netns_exists(name: &str) -> bool {
+        std::path::Path::new(NETNS_DIR).join(name).exists()
+    }
+
+    #[test]
+    fn owner_parse() {
+        assert_eq!(lab_owner("sb-123-0-a"), Some(123));
+        assert_eq!(lab_owner("sb-123-7-b"), Some(123));
+        assert_eq!(lab_owner("sb-lab-a"), None);
+        assert_eq!(lab_owner("sb-123-0-c"), None);
+        assert_eq!(lab_owner("sb-123-0-a-x"), None);
+    }
+
+    #[test]
+    fn udp_loss_receiver_matches_forwarded() {
+        if !lab_or_skip("udp_loss_receiver_matches_forwarded") {
+            return;
+        }
+        let cfg = LabConfig {
+            a_to_b: Impairment {
+                loss: 0.05,
+                ..Default::default()
+            },
+            seed: 1,
+            ..Default::default()
+        };
+        let lab = Lab::up(cfg).unwrap();
+        let names = [
+            lab.ns_name(Host::A).to_string(),
+            lab.ns_name(Host::B).to_string(),
+        ];
+        let dst = SocketAddr::new(lab.addr(Host::B), 9000);
+        let recv_sock = lab
+            .spawn_in(Host::B, move || -> std::io::Result<UdpSocket> {
+                let s = UdpSocket::bind(dst)?;
+                force_rcvbuf(&s, 8 << 20)?;
+                Ok(s)
+            })
+            .join()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        recv_sock
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let receiver = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut got = 0u64;
+            while recv_sock.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        });
+        const N: u32 = 2000;
+        let sender = lab.spawn_in(Host::A, move || -> std::io::Result<()> {
+            let s = UdpSocket::bind("0.0.0.0:0")?;
+            let start = Instant::now();
+            for i in 0..N {
+                let mut msg = [0u8; 64];
+                msg[..4].copy_from_slice(&i.to_be_bytes());
+                s.send_to(&msg, dst)?;
+                // Pace at about 20k/s so nothing is lost before or after the link.
+                if i % 20 == 19 {
+                    let due = Duration::from_micros(50) * (i + 1);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            Ok(())
+        });
+        sender.join().unwrap().unwrap().unwrap();
+        let got = receiver.join().unwrap();
+        let c = lab.counters().get(Direction::AtoB, Proto::Udp);
+        eprintln!("sent {N}, received {got}, link: {c:?}");
+        assert_eq!(c.entered, u64::from(N), "all datagrams entered the link");
+        let snmp = lab
+            .spawn_in(Host::B, || udp_snmp())
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got, c.forwarded,
+            "receiver count equals the link's forwarded; B's UDP MIB: {snmp}"
+        );
+        assert_eq!(c.forwarded + c.dropped, u64::from(N));
+        assert!((60..=140).contains(&c.dropped), "about 5% dropped: {c:?}");
+        let fin = lab.down();
+        assert_eq!(fin.get(Direction::AtoB, Proto::Udp).forwarded, got);
+        for n in &names {
+            assert!(!netns_exists(n), "{n} left behind");
+        }
+    }
+
+    #[test]
+    fn tcp_udp_and_ping_both_ways() {
+        if !lab_or_skip("tcp_udp_and_ping_both_ways") {
+            return;
+        }
+        let lab = Lab::up(LabConfig {
+            seed: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let b = SocketAddr::new(lab.addr(Host::B), 9001);
+        let listener = lab
+            .spawn_in(Host::B, move || TcpListener::bind(b))
+            .join()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let server = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Write};
+            let (mut c, _) = listener.accept()?;
+            let mut v = Vec::new();
+            c.read_to_end(&mut v)?;
+            c.write_all(b"thanks")?;
+            Ok(v)
+        });
+        let client = lab.spawn_in(Host::A, move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Write};
+            let mut s = TcpStream::connect_timeout(&b, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(&vec![7u8; 100_000])?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut r = Vec::new();
+            s.read_to_end(&mut r)?;
+            Ok(r)
+        });
+        assert_eq!(client.join().unwrap().unwrap().unwrap(), b"thanks");
+        assert_eq!(server.join().unwrap().unwrap(), vec![7u8; 100_000]);
+
+        // UDP from B to A.
+        let a = SocketAddr::new(lab.addr(Host::A), 9002);
+        let ua = lab
+            .spawn_in(Host::A, move || UdpSocket::bind(a))
+            .join()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        ua.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        lab.spawn_in(Host::B, move || {
+            UdpSocket::bind("0.0.0.0:0")?.send_to(b"hi", a)
+        })
+        .join()
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(ua.recv(&mut buf).unwrap(), 2);
+
+        // ping, if the binary is here.
+        let ping = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                lab.ns_name(Host::A),
+                "ping",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+            ])
+            .arg(lab.addr(Host::B).to_string())
+            .output();
+        match ping {
+            Ok(o) if o.status.success() => {
+                let c = lab.counters();
+                assert_eq!(c.get(Direction::AtoB, Proto::Icmp).forwarded, 2);
+                assert_eq!(c.get(Direction::BtoA, Proto::Icmp).forwarded, 2);
+            }
+            Ok(o) => eprintln!(
+                "ping not checked: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("ping not checked: {e}"),
+        }
+        let c = lab.down();
+        assert!(c.get(Direction::AtoB, Proto::Tcp).forwarded > 60);
+        assert!(c.get(Direction::BtoA, Proto::Tcp).forwarded > 10);
+        assert_eq!(c.get(Direction::BtoA, Proto::Udp).forwarded, 1);
+    }
+
+    #[test]
+    fn threads_inherit_namespace() {
+        if !lab_or_skip("threads_inherit_namespace") {
+            return;
+        }
+        let lab = Lab::up(LabConfig::default()).unwrap();
+        let own = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let (outer, inner) = lab
+            .spawn_in(Host::A, || {
+                let outer = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+                let inner =
+                    std::thread::spawn(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap())
+                        .join()
+                        .unwrap();
+                (outer, inner)
+            })
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_ne!(own, outer, "spawn_in thread is in the lab namespace");
+        assert_eq!(outer, inner, "its child thread inherits the namespace");
+        let names = [
+            lab.ns_name(Host::A).to_string(),
+            lab.ns_name(Host::B).to_string(),
+        ];
+        drop(lab);
+        for n in &names {
+            assert!(!netns_exists(n));
+        }
+    }
+
+    #[test]
+    fn panicking_test_still_cleans_up() {
+        if !lab_or_skip("panicking_test_still_cleans_up") {
+            return;
+        }
+        let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let n2 = names.clone();
+        let r = std::panic::catch_unwind(move || {
+            let lab = Lab::up(LabConfig::default()).unwrap();
+            n2.lock().unwrap().push(lab.ns_name(Host::A).to_string());
+            n2.lock().unwrap().push(lab.ns_name(Host::B).to_string());
+            panic!("boom");
+        });
+        assert!(r.is_err());
+        for n in names.lock().unwrap().iter() {
+            assert!(!netns_exists(n), "{n} survived a panic");
+        }
+    }
+
+    #[test]
+    fn stale_namespaces_are_removed() {
+        if !lab_or_skip("stale_namespaces_are_removed") {
+            return;
+        }
+        // A pid above pid_max cannot be running.
+        let name = "sb-4194305-0-a";
+        tun::ip(None, &["netns", "add", name]).unwrap();
+        // (A lab starting in a parallel test may clean it up first; either way it must go.)
+        let _ = cleanup_stale().unwrap();
+        assert!(!netns_exists(name));
+    }
+}

@@ -4,13 +4,16 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::cli::CompareArgs;
 use crate::config::{Caps, Output, Protocol, RecvConfig, SendConfig, Traffic};
 use crate::error::Outcome;
+use crate::lab::{Host, Lab, LabConfig};
+use crate::link::{Impairment, LinkCounters};
 use crate::receiver::Receiver;
 use crate::report::table;
-use crate::sender::{self, Outputs, RunInfo, SessionOutput};
+use crate::sender::{self, OutDir, Outputs, RunInfo, SessionOutput};
 use crate::signal::{self, Stop};
 
 /// compare's default message count: a few seconds at the default rate, so the first run is quick.
@@ -51,12 +54,14 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
         }
         let t = traffic.clone();
         let o = output.clone();
-        let out = path.run_session(proto, &run, &outputs, move |addr: SocketAddr| SendConfig {
-            protocol: proto,
-            peer_name: addr.to_string(),
-            target: addr,
-            traffic: t,
-            output: o,
+        let out = path.run_session(proto, &run, outputs.dir(), move |addr: SocketAddr| {
+            SendConfig {
+                protocol: proto,
+                peer_name: addr.to_string(),
+                target: addr,
+                traffic: t,
+                output: o,
+            }
         })?;
         sessions.push(out);
     }
@@ -67,7 +72,10 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
     outputs.write(&refs)?;
     if let Some(gt) = &ground_truth {
         gt.write_csv(
-            &outputs.dir().join(format!("{}_link.csv", run.run_id)),
+            &outputs
+                .dir()
+                .path()
+                .join(format!("{}_link.csv", run.run_id)),
             &run.run_id,
             &output.label,
         )?;
@@ -103,11 +111,157 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
     )
 }
 
+/// The impairment `compare` applies when the lab is available and no impairment flag was given: small, but
+/// enough that the first run already shows TCP waiting and UDP with holes, duplicates and disorder.
+pub fn default_impairment() -> Impairment {
+    Impairment {
+        loss: 0.02,
+        delay: Duration::from_millis(10),
+        reorder: 0.01,
+        reorder_gap: 3,
+        duplicate: 0.005,
+        ..Impairment::default()
+    }
+}
+
+/// Where compare's traffic goes: loopback, or the private two-host lab with the emulator between the hosts.
+enum PathPlan {
+    /// Why the lab was not used, when that matters.
+    Loopback { note: Option<String> },
+    /// Sender on host A, receiver on host B; the impairment applies A→B (the data direction), as netem on the
+    /// sender's interface would.
+    Lab {
+        lab: Lab,
+        impairment: Impairment,
+        defaulted: bool,
+    },
+}
+
+impl PathPlan {
+    fn choose(args: &CompareArgs) -> anyhow::Result<PathPlan> {
+        let asked = args.impair.any_given();
+        // Validate the impairment even where it cannot be applied: a typo must not pass silently.
+        let impairment = if asked {
+            args.impair.to_impairment().map_err(crate::error::usage)?
+        } else {
+            default_impairment()
+        };
+        if args.loopback {
+            return Ok(PathPlan::Loopback {
+                note: asked.then(|| "--loopback given: impairment not applied".to_string()),
+            });
+        }
+        if let Err(why) = Lab::available() {
+            if asked {
+                eprintln!("sockbench: cannot build the private lab ({why}); running on loopback without the impairment");
+            }
+            return Ok(PathPlan::Loopback {
+                note: asked.then(|| "no privilege for the lab: impairment not applied".to_string()),
+            });
+        }
+        let seed = args.impair.seed().unwrap_or_else(rand::random);
+        let lab = Lab::up(LabConfig {
+            a_to_b: impairment.clone(),
+            b_to_a: Impairment::default(),
+            seed,
+        })?;
+        Ok(PathPlan::Lab {
+            lab,
+            impairment,
+            defaulted: !asked,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            PathPlan::Loopback { note: None } => "loopback, no impairment".into(),
+            PathPlan::Loopback { note: Some(n) } => format!("loopback, no impairment ({n})"),
+            PathPlan::Lab {
+                lab,
+                impairment,
+                defaulted,
+            } => format!(
+                "two-host lab {} → {} through the built-in link emulator, {} sender→receiver{}",
+                lab.addr(Host::A),
+                lab.addr(Host::B),
+                impairment.describe(),
+                if *defaulted {
+                    " (the default; choose with --loss, --delay, --jitter, --reorder, --duplicate, ...)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+
+    fn run_session(
+        &self,
+        proto: Protocol,
+        run: &RunInfo,
+        out: &OutDir,
+        make_cfg: impl FnOnce(SocketAddr) -> SendConfig + Send + 'static,
+    ) -> anyhow::Result<SessionOutput> {
+        match self {
+            PathPlan::Loopback { .. } => loopback_session(proto, run, out, make_cfg),
+            PathPlan::Lab { lab, .. } => {
+                let listen = SocketAddr::new(lab.addr(Host::B), 0);
+                let rstop = Stop::new();
+                let rs = rstop.clone();
+                let (tx, rx) = std::sync::mpsc::channel();
+                let recv = lab.spawn_in(Host::B, move || -> anyhow::Result<()> {
+                    let rcfg = RecvConfig {
+                        protocol: proto,
+                        listen,
+                        once: true,
+                        out: None,
+                        caps: Caps::default(),
+                    };
+                    let receiver = Receiver::bind(rcfg, rs, true)?;
+                    let _ = tx.send(receiver.local_addr());
+                    receiver.serve()?;
+                    Ok(())
+                });
+                let addr = match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(a) => a,
+                    Err(_) => {
+                        let why = recv
+                            .join()
+                            .ok()
+                            .and_then(|r| r.err().or_else(|| Some(anyhow::anyhow!("no address"))));
+                        anyhow::bail!(
+                            "the lab receiver did not start: {}",
+                            why.map(|e| format!("{e:#}")).unwrap_or_default()
+                        );
+                    }
+                };
+                let (run2, out2) = (run.clone(), out.clone());
+                let send = lab.spawn_in(Host::A, move || {
+                    sender::run_session(&make_cfg(addr), &run2, &out2, Stop::new())
+                });
+                let result = send
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the lab sender panicked"))?;
+                rstop.set();
+                let _ = recv.join();
+                result?
+            }
+        }
+    }
+
+    /// Tear the lab down (if any) and return the emulator's counts.
+    fn finish(self) -> anyhow::Result<Option<LinkCounters>> {
+        Ok(match self {
+            PathPlan::Loopback { .. } => None,
+            PathPlan::Lab { lab, .. } => Some(lab.down()),
+        })
+    }
+}
+
 /// Run one session on loopback: a receiver on a free port in this process, then the sender.
 pub fn loopback_session(
     proto: Protocol,
     run: &RunInfo,
-    outputs: &Outputs,
+    out: &OutDir,
     make_cfg: impl FnOnce(SocketAddr) -> SendConfig,
 ) -> anyhow::Result<SessionOutput> {
     let rcfg = RecvConfig {
@@ -121,72 +275,27 @@ pub fn loopback_session(
     let receiver = Receiver::bind(rcfg, rstop.clone(), true)?;
     let addr = receiver.local_addr();
     let h = std::thread::spawn(move || receiver.serve());
-    let out = sender::run_session(&make_cfg(addr), run, outputs, Stop::new());
+    let out = sender::run_session(&make_cfg(addr), run, out, Stop::new());
     rstop.set();
     let _ = h.join();
     out
 }
 
-/// Where compare's traffic goes: loopback, or the private lab.
-enum PathPlan {
-    /// Why the lab was not used, when an impairment was asked for.
-    Loopback { note: Option<String> },
-}
-
-impl PathPlan {
-    fn choose(args: &CompareArgs) -> anyhow::Result<PathPlan> {
-        let asked = args.impair.any_given();
-        if asked {
-            // Validate the impairment even where it cannot be applied: a typo must not pass silently.
-            args.impair.to_impairment().map_err(crate::error::usage)?;
-        }
-        if args.loopback {
-            return Ok(PathPlan::Loopback {
-                note: asked.then(|| "--loopback given: impairment not applied".to_string()),
-            });
-        }
-        Ok(PathPlan::Loopback {
-            note: asked
-                .then(|| "the private lab is not built yet: impairment not applied".to_string()),
-        })
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            PathPlan::Loopback { note: None } => "loopback, no impairment".into(),
-            PathPlan::Loopback { note: Some(n) } => format!("loopback, no impairment ({n})"),
-        }
-    }
-
-    fn run_session(
-        &self,
-        proto: Protocol,
-        run: &RunInfo,
-        outputs: &Outputs,
-        make_cfg: impl FnOnce(SocketAddr) -> SendConfig,
-    ) -> anyhow::Result<SessionOutput> {
-        match self {
-            PathPlan::Loopback { .. } => loopback_session(proto, run, outputs, make_cfg),
-        }
-    }
-
-    fn finish(self) -> anyhow::Result<Option<crate::link::LinkCounters>> {
-        Ok(None)
-    }
-}
-
-/// The emulator's ground truth for the UDP data direction, beside the sockbench figure it should match.
-fn truth_cell(g: &crate::link::LinkCounters, key: &str) -> Option<String> {
+/// The emulator's ground truth for the UDP data direction, beside the sockbench figure it should equal.
+fn truth_cell(g: &LinkCounters, key: &str) -> Option<String> {
     use crate::link::{Direction, Proto};
     let c = g.get(Direction::AtoB, Proto::Udp);
     match key {
+        // The receiving kernel drops a corrupted datagram on its UDP checksum unless the emulator fixed it.
         "lost" => Some(format!(
             "{} dropped",
-            c.dropped + c.queue_drops + c.corrupted
+            c.entered - (c.forwarded - c.corrupted)
         )),
         "duplicates" => Some(format!("{} duplicated", c.duplicated)),
         "reordered" => Some(format!("{} reordered", c.reordered)),
-        "received" => Some(format!("{} forwarded", c.forwarded)),
+        "corrupt" => Some(format!("{} corrupted", c.corrupted)),
+        "received" => Some(format!("{} delivered", c.forwarded - c.corrupted)),
+        "sent" => Some(format!("{} entered", c.entered)),
         _ => None,
     }
 }

@@ -198,16 +198,20 @@ mod tests {
     use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
     use std::time::{Duration, Instant};
 
-    /// Root-only tests: skip loudly, or fail when CI=true.
-    fn lab_or_skip(test: &str) -> bool {
+    /// Lab tests run one at a time: `Lab::up` removes stale namespaces, which must not race
+    /// with the test that fakes one.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Root-only tests: skip loudly, or fail when CI=true. Hold the guard for the whole test.
+    fn lab_or_skip(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
         match Lab::available() {
-            Ok(()) => true,
+            Ok(()) => Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner())),
             Err(why) => {
                 if std::env::var("CI").as_deref() == Ok("true") {
                     panic!("{test}: lab unavailable under CI: {why}");
                 }
                 eprintln!("SKIPPED {test}: {why}");
-                false
+                None
             }
         }
     }
@@ -257,9 +261,9 @@ mod tests {
 
     #[test]
     fn udp_loss_receiver_matches_forwarded() {
-        if !lab_or_skip("udp_loss_receiver_matches_forwarded") {
+        let Some(_serial) = lab_or_skip("udp_loss_receiver_matches_forwarded") else {
             return;
-        }
+        };
         let cfg = LabConfig {
             a_to_b: Impairment {
                 loss: 0.05,
@@ -318,11 +322,7 @@ mod tests {
         let c = lab.counters().get(Direction::AtoB, Proto::Udp);
         eprintln!("sent {N}, received {got}, link: {c:?}");
         assert_eq!(c.entered, u64::from(N), "all datagrams entered the link");
-        let snmp = lab
-            .spawn_in(Host::B, || udp_snmp())
-            .join()
-            .unwrap()
-            .unwrap();
+        let snmp = lab.spawn_in(Host::B, udp_snmp).join().unwrap().unwrap();
         assert_eq!(
             got, c.forwarded,
             "receiver count equals the link's forwarded; B's UDP MIB: {snmp}"
@@ -338,9 +338,9 @@ mod tests {
 
     #[test]
     fn tcp_udp_and_ping_both_ways() {
-        if !lab_or_skip("tcp_udp_and_ping_both_ways") {
+        let Some(_serial) = lab_or_skip("tcp_udp_and_ping_both_ways") else {
             return;
-        }
+        };
         let lab = Lab::up(LabConfig {
             seed: 2,
             ..Default::default()
@@ -429,9 +429,9 @@ mod tests {
 
     #[test]
     fn threads_inherit_namespace() {
-        if !lab_or_skip("threads_inherit_namespace") {
+        let Some(_serial) = lab_or_skip("threads_inherit_namespace") else {
             return;
-        }
+        };
         let lab = Lab::up(LabConfig::default()).unwrap();
         let own = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
         let (outer, inner) = lab
@@ -460,9 +460,9 @@ mod tests {
 
     #[test]
     fn panicking_test_still_cleans_up() {
-        if !lab_or_skip("panicking_test_still_cleans_up") {
+        let Some(_serial) = lab_or_skip("panicking_test_still_cleans_up") else {
             return;
-        }
+        };
         let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let n2 = names.clone();
         let r = std::panic::catch_unwind(move || {
@@ -479,9 +479,9 @@ mod tests {
 
     #[test]
     fn stale_namespaces_are_removed() {
-        if !lab_or_skip("stale_namespaces_are_removed") {
+        let Some(_serial) = lab_or_skip("stale_namespaces_are_removed") else {
             return;
-        }
+        };
         // A pid above pid_max cannot be running.
         let name = "sb-4194305-0-a";
         tun::ip(None, &["netns", "add", name]).unwrap();

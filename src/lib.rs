@@ -122,7 +122,7 @@ fn run_role(proto: Protocol, role: Role) -> anyhow::Result<Outcome> {
             let mut outputs = sender::Outputs::open(&cfg.output.dir)?;
             signal::install();
             let run = sender::RunInfo::new();
-            let out = sender::run_session(&cfg, &run, &outputs, Stop::new())?;
+            let out = sender::run_session(&cfg, &run, outputs.dir(), Stop::new())?;
             outputs.write(&[&out])?;
             let mut stdout = std::io::stdout().lock();
             writeln!(

@@ -56,6 +56,7 @@ impl Default for RunInfo {
 
 /// What a finished session produced.
 pub struct SessionOutput {
+    pub protocol: Protocol,
     pub report: SessionReport,
     pub latency: Histogram<u64>,
     pub interrupted: bool,
@@ -63,41 +64,45 @@ pub struct SessionOutput {
     pub note: Option<String>,
 }
 
+/// Where a run's per-session files go: `<dir>/<run_id>_<protocol>_<what>.csv`. Cheap to clone, so a session
+/// can run on another thread (or in another network namespace).
+#[derive(Debug, Clone)]
+pub struct OutDir(PathBuf);
+
+impl OutDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn file(&self, run_id: &str, protocol: Protocol, what: &str) -> PathBuf {
+        self.0.join(format!("{run_id}_{protocol}_{what}.csv"))
+    }
+}
+
 /// The report files of a run, opened before any traffic so a bad --out fails first.
 pub struct Outputs {
-    dir: PathBuf,
+    dir: OutDir,
     summary: SummaryCsv,
 }
 
 impl Outputs {
     pub fn open(dir: &Path) -> anyhow::Result<Outputs> {
         Ok(Outputs {
-            dir: dir.to_path_buf(),
             summary: SummaryCsv::open(dir)?,
+            dir: OutDir(dir.to_path_buf()),
         })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &OutDir {
         &self.dir
-    }
-
-    pub fn file(&self, run_id: &str, protocol: Protocol, what: &str) -> PathBuf {
-        self.dir.join(format!("{run_id}_{protocol}_{what}.csv"))
     }
 
     /// Append the sessions' rows and write each one's latency distribution.
     pub fn write(&mut self, outs: &[&SessionOutput]) -> anyhow::Result<()> {
         for o in outs {
-            let p = self.file(
-                &o.report.run_id,
-                if o.report.protocol == "tcp" {
-                    Protocol::Tcp
-                } else {
-                    Protocol::Udp
-                },
-                "latency",
-            );
-            report::latency::write(&p, &o.latency)?;
+            report::latency::write(
+                &self.dir.file(&o.report.run_id, o.protocol, "latency"),
+                &o.latency,
+            )?;
         }
         let rows: Vec<&SessionReport> = outs.iter().map(|o| &o.report).collect();
         self.summary.append(&rows)
@@ -141,7 +146,7 @@ enum DataSock {
 pub fn run_session(
     cfg: &SendConfig,
     run: &RunInfo,
-    outputs: &Outputs,
+    out: &OutDir,
     stop: Stop,
 ) -> anyhow::Result<SessionOutput> {
     let t = &cfg.traffic;
@@ -283,7 +288,7 @@ pub fn run_session(
 
     // The receiver lingers for stragglers, then answers with results and (with --per-message) the rows.
     let mut msgs = if t.per_message {
-        Some(MessagesCsv::create(&outputs.file(
+        Some(MessagesCsv::create(&out.file(
             &run.run_id,
             cfg.protocol,
             "messages",
@@ -363,6 +368,7 @@ pub fn run_session(
     let latency = report::latency_histogram(Some(&side), &results);
     let report = SessionReport::build(&meta, Some(&side), &results, complete);
     Ok(SessionOutput {
+        protocol: cfg.protocol,
         report,
         latency,
         interrupted,

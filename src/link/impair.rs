@@ -775,15 +775,26 @@ mod tests {
     const SEED42_LOSS5_DROPS: usize = 478;
 
     #[test]
-    fn correlated_loss_keeps_mean_and_clusters() {
-        let cfg = Impairment {
-            loss: 0.1,
-            loss_correlation: 0.0,
-            ..Default::default()
+    fn loss_rate_and_correlation() {
+        let n = 200_000;
+        let stats = |corr: f64| {
+            let cfg = Impairment {
+                loss: 0.1,
+                loss_correlation: corr,
+                ..Default::default()
+            };
+            let lost: Vec<bool> = run(&cfg, 1, n).iter().map(|f| *f == Fate::Drop).collect();
+            let rate = lost.iter().filter(|&&l| l).count() as f64 / n as f64;
+            let after_loss = lost.windows(2).filter(|w| w[0]).count() as f64;
+            let both = lost.windows(2).filter(|w| w[0] && w[1]).count() as f64;
+            (rate, both / after_loss)
         };
-        let plain = run(&cfg, 1, 200_000);
-        let rate = plain.iter().filter(|f| **f == Fate::Drop).count() as f64 / 200_000.0;
+        let (rate, cond_plain) = stats(0.0);
         assert!((rate - 0.1).abs() < 0.005, "{rate}");
+        assert!((cond_plain - 0.1).abs() < 0.02, "{cond_plain}");
+        // netem's correlation makes losses cluster (and, as in netem, lowers the mean rate).
+        let (_, cond) = stats(0.5);
+        assert!(cond > 1.3 * cond_plain, "P(loss | previous lost) = {cond}");
     }
 
     #[test]
@@ -886,14 +897,14 @@ mod tests {
         let mut corrupted = 0;
         for f in fates {
             if let Fate::Deliver {
-                duplicate, corrupt, ..
+                duplicate,
+                corrupt: Some(b),
+                ..
             } = f
             {
-                if let Some(b) = corrupt {
-                    corrupted += 1;
-                    assert!(!duplicate);
-                    assert!(b.offset < 50 && b.mask.count_ones() == 1);
-                }
+                corrupted += 1;
+                assert!(!duplicate);
+                assert!(b.offset < 50 && b.mask.count_ones() == 1);
             }
         }
         assert!((4500..5500).contains(&corrupted));

@@ -113,6 +113,21 @@ impl Account {
         self.invalid += 1;
     }
 
+    /// A datagram from this session's own source address that does not parse as one of its messages. If it has
+    /// the session's message size and its CRC fails, it is one of ours damaged in its header (magic, length or
+    /// session id flipped): corrupt. Anything else is invalid.
+    pub fn on_unrecognised(&mut self, datagram: &[u8]) {
+        let ours_damaged = datagram.len() == self.size
+            && datagram.len() >= wire::HEADER_LEN
+            && wire::checksum(datagram)
+                != u32::from_be_bytes([datagram[12], datagram[13], datagram[14], datagram[15]]);
+        if ours_damaged {
+            self.corrupt += 1;
+        } else {
+            self.invalid += 1;
+        }
+    }
+
     /// The message size the session announced.
     pub fn size(&self) -> usize {
         self.size
@@ -202,6 +217,20 @@ mod tests {
         assert_eq!(rows[0], MessageRow(0, 1_000, 2_000, 10_000, Status::Ok));
         let lat = crate::stats::hist_from_bytes(&r.latency).unwrap();
         assert_eq!(lat.len(), 3);
+    }
+
+    #[test]
+    fn damaged_header_from_the_peer_is_corrupt_other_bytes_invalid() {
+        let mut a = Account::new(9, 4, 64, false);
+        let mut m = msg(1);
+        m[2] ^= 0x40; // the magic
+        a.on_unrecognised(&m);
+        let mut m = msg(1);
+        m[17] ^= 1; // the session id
+        a.on_unrecognised(&m);
+        a.on_unrecognised(&[0u8; 64]); // right size, checksum field 0 ... and CRC of zeros is not 0
+        a.on_unrecognised(b"hello");
+        assert_eq!((a.corrupt, a.invalid), (3, 1));
     }
 
     #[test]

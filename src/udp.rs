@@ -204,7 +204,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
                         .values_mut()
                         .find(|s| s.source_port.is_some() && s.from_peer(d.from))
                     {
-                        Some(s) => s.acct.on_invalid(),
+                        Some(s) => s.acct.on_unrecognised(d.data),
                         None => {
                             stray.fetch_add(1, Ordering::Relaxed);
                         }

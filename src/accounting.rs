@@ -1,6 +1,7 @@
 //! One receiving session's account: every message that arrives for the session goes through here once.
 //! Validation order: size, checksum, sequence range; only then does a message count as received.
 
+use crate::config::Traffic;
 use crate::control::{MessageRow, RecvResults, Status};
 use crate::stats::{hist_to_bytes, Arrival, DelayStats, SeqTracker};
 use crate::wire::{self, Header};
@@ -12,6 +13,8 @@ pub const MAX_ROWS: usize = 2_000_000;
 pub struct Account {
     pub session: u64,
     size: usize,
+    /// Mixed sizes: each message's expected length follows from (session, seq).
+    traffic: Option<Traffic>,
     seq: SeqTracker,
     delay: DelayStats,
     /// Receiver clock minus sender clock.
@@ -22,6 +25,8 @@ pub struct Account {
     pub recv_calls: u64,
     pub split_messages: u64,
     pub coalesced_reads: u64,
+    pub reads_one_message: u64,
+    pub reads_partial: u64,
     pub rcvbuf_drops: Option<u64>,
     first_recv_ns: Option<i64>,
     last_recv_ns: Option<i64>,
@@ -36,6 +41,7 @@ impl Account {
         Account {
             session,
             size,
+            traffic: None,
             seq: SeqTracker::new(limit),
             delay: DelayStats::new(),
             offset_ns: 0,
@@ -45,12 +51,28 @@ impl Account {
             recv_calls: 0,
             split_messages: 0,
             coalesced_reads: 0,
+            reads_one_message: 0,
+            reads_partial: 0,
             rcvbuf_drops: None,
             first_recv_ns: None,
             last_recv_ns: None,
             rows: per_message.then(Vec::new),
             rows_not_kept: 0,
             echoed: 0,
+        }
+    }
+
+    /// The session mixes message sizes: check each message's length against its own expected size.
+    pub fn set_mixed_sizes(&mut self, t: &Traffic) {
+        if t.mix.is_some() {
+            self.traffic = Some(t.clone());
+        }
+    }
+
+    fn expected_size(&self, seq: u64) -> usize {
+        match &self.traffic {
+            Some(t) => t.size_of(self.session, seq),
+            None => self.size,
         }
     }
 
@@ -77,7 +99,7 @@ impl Account {
     /// A whole message carrying this session's id, received at `recv_local_ns` (receiver clock). Returns its
     /// status, or None when it is invalid (counted, not trusted).
     pub fn on_message(&mut self, msg: &[u8], hdr: &Header, recv_local_ns: i64) -> Option<Status> {
-        if msg.len() != self.size {
+        if msg.len() > self.size || msg.len() < wire::HEADER_LEN {
             self.invalid += 1;
             return None;
         }
@@ -87,6 +109,11 @@ impl Account {
             self.corrupt += 1;
             self.row(hdr, recv_ns, Status::Corrupt);
             return Some(Status::Corrupt);
+        }
+        // Checked after the CRC, so the seq that picks the expected size is one the sender wrote.
+        if msg.len() != self.expected_size(hdr.seq) {
+            self.invalid += 1;
+            return None;
         }
         let status = match self.seq.record(hdr.seq) {
             Arrival::OutOfRange => {
@@ -117,7 +144,7 @@ impl Account {
     /// the session's message size and its CRC fails, it is one of ours damaged in its header (magic, length or
     /// session id flipped): corrupt. Anything else is invalid.
     pub fn on_unrecognised(&mut self, datagram: &[u8]) {
-        let ours_damaged = datagram.len() == self.size
+        let ours_damaged = datagram.len() <= self.size
             && datagram.len() >= wire::HEADER_LEN
             && wire::checksum(datagram)
                 != u32::from_be_bytes([datagram[12], datagram[13], datagram[14], datagram[15]]);
@@ -157,6 +184,8 @@ impl Account {
             recv_calls: self.recv_calls,
             split_messages: self.split_messages,
             coalesced_reads: self.coalesced_reads,
+            reads_one_message: self.reads_one_message,
+            reads_partial: self.reads_partial,
             rcvbuf_drops: self.rcvbuf_drops,
             first_recv_ns: self.first_recv_ns,
             last_recv_ns: self.last_recv_ns,

@@ -75,8 +75,10 @@ pub struct TrafficArgs {
     #[arg(long, short = 'r', value_parser = parse_rate, allow_hyphen_values = true)]
     pub rate: Option<f64>,
     /// Whole message size in bytes, header included (48 at least; UDP at most 65507) [default: 64].
-    #[arg(long, short = 's', value_parser = parse_size, allow_hyphen_values = true)]
-    pub size: Option<usize>,
+    /// Mixed sizes: a range `64..1400` (uniform) or a list `64,512,1400`, chosen per message from the session id
+    /// and sequence number, so the receiver knows each message's size.
+    #[arg(long, short = 's', value_parser = parse_size_spec, allow_hyphen_values = true)]
+    pub size: Option<SizeSpec>,
     /// Send times: periodic (equal gaps) or poisson (exponential gaps, RFC 3432).
     #[arg(long, value_enum, default_value_t = Schedule::Periodic)]
     pub schedule: Schedule,
@@ -208,6 +210,34 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok(v as usize * mult)
 }
 
+/// `--size` as typed: one size, a range, or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeSpec {
+    Fixed(usize),
+    Range(usize, usize),
+    List(Vec<usize>),
+}
+
+pub fn parse_size_spec(s: &str) -> Result<SizeSpec, String> {
+    if let Some((a, b)) = s.split_once("..") {
+        let (a, b) = (parse_size(a)?, parse_size(b)?);
+        if a > b {
+            return Err(format!(
+                "size range '{s}' runs backwards: write the smaller size first"
+            ));
+        }
+        return Ok(SizeSpec::Range(a, b));
+    }
+    if s.contains(',') {
+        let list = s
+            .split(',')
+            .map(parse_size)
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(SizeSpec::List(list));
+    }
+    parse_size(s).map(SizeSpec::Fixed)
+}
+
 /// A duration: 10s, 500ms, 2m, 1h30m, or a bare number of seconds (0.5).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -245,6 +275,14 @@ mod tests {
         assert!(parse_count("0").is_err());
         assert!(parse_count("1.5").is_err());
         assert_eq!(parse_size("1k"), Ok(1024));
+        assert_eq!(parse_size_spec("64"), Ok(SizeSpec::Fixed(64)));
+        assert_eq!(parse_size_spec("1..1400"), Ok(SizeSpec::Range(1, 1400)));
+        assert_eq!(
+            parse_size_spec("64,512,1400"),
+            Ok(SizeSpec::List(vec![64, 512, 1400]))
+        );
+        assert!(parse_size_spec("1400..64").is_err());
+        assert!(parse_size_spec("64,,9").is_err());
         assert!(parse_size("0").is_err());
         assert!(parse_size("-5").is_err());
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));

@@ -29,9 +29,13 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "sockbench compare: {} messages × {} B at {}, {} schedule{}; path: {}",
+        "sockbench compare: {} messages × {} at {}, {} schedule{}; path: {}",
         traffic.count,
-        traffic.size,
+        traffic
+            .mix
+            .as_ref()
+            .map(|m| m.describe())
+            .unwrap_or_else(|| format!("{} B", traffic.size)),
         if traffic.rate > 0.0 {
             format!("{} msg/s", traffic.rate)
         } else {

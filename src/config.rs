@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CapArgs, OutputArgs, RecvArgs, SendArgs, TrafficArgs};
+use crate::cli::{CapArgs, OutputArgs, RecvArgs, SendArgs, SizeSpec, TrafficArgs};
 use crate::error::usage;
 use crate::pacing::Schedule;
 use crate::wire;
@@ -48,6 +48,65 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// Mixed message sizes. Sizes below the header are raised to it (the header is part of every message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizeMix {
+    /// Uniform over min..=max.
+    Range(usize, usize),
+    /// One of these, equally likely.
+    List(Vec<usize>),
+}
+
+impl SizeMix {
+    fn pick(&self, h: u64) -> usize {
+        match self {
+            SizeMix::Range(lo, hi) => lo + (h % (hi - lo + 1) as u64) as usize,
+            SizeMix::List(l) if !l.is_empty() => l[(h % l.len() as u64) as usize],
+            SizeMix::List(_) => wire::HEADER_LEN,
+        }
+    }
+    pub fn min(&self) -> usize {
+        match self {
+            SizeMix::Range(lo, _) => *lo,
+            SizeMix::List(l) => l.iter().copied().min().unwrap_or(wire::HEADER_LEN),
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            SizeMix::Range(lo, hi) => format!("{lo}..{hi} B"),
+            SizeMix::List(l) => format!(
+                "{} B",
+                l.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+        }
+    }
+}
+
+/// SplitMix64 of (session, seq): cheap, well mixed, and the same on both ends.
+fn mix_hash(session: u64, seq: u64) -> u64 {
+    let mut z = session ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn raise_to_header(n: usize, what: &str) -> usize {
+    if n < wire::HEADER_LEN {
+        eprintln!(
+            "sockbench: sizes in the --size {what} below the {}-byte header are raised to {}",
+            wire::HEADER_LEN,
+            wire::HEADER_LEN
+        );
+        wire::HEADER_LEN
+    } else {
+        n
+    }
+}
+
 /// What the sender sends; also what it announces to the receiver in the hello.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Traffic {
@@ -55,7 +114,11 @@ pub struct Traffic {
     pub duration: Option<Duration>,
     /// Messages per second; 0 = unpaced.
     pub rate: f64,
+    /// The largest message; every message has this size unless `mix` is set.
     pub size: usize,
+    /// Mixed message sizes (`--size A..B` or `--size A,B,C`).
+    #[serde(default)]
+    pub mix: Option<SizeMix>,
     pub schedule: Schedule,
     pub echo: bool,
     pub linger: Option<Duration>,
@@ -78,12 +141,34 @@ impl Traffic {
             count: a.count.unwrap_or(default_count),
             duration: a.duration,
             rate: a.rate.unwrap_or(DEFAULT_RATE),
-            size: a.size.unwrap_or(DEFAULT_SIZE),
+            size: DEFAULT_SIZE,
+            mix: None,
             schedule: a.schedule,
             echo: a.echo,
             linger: a.linger,
             per_message,
         };
+        let mut t = t;
+        match &a.size {
+            None => {}
+            Some(SizeSpec::Fixed(n)) => t.size = *n,
+            Some(SizeSpec::Range(lo, hi)) => {
+                let lo = raise_to_header((*lo).min(*hi), "range");
+                t.size = (*hi).max(lo);
+                t.mix = (lo < t.size).then_some(SizeMix::Range(lo, t.size));
+            }
+            Some(SizeSpec::List(list)) => {
+                let list: Vec<usize> = list.iter().map(|&n| raise_to_header(n, "list")).collect();
+                t.size = list.iter().copied().max().unwrap_or(DEFAULT_SIZE);
+                t.mix = (list.iter().any(|&n| n != t.size)).then_some(SizeMix::List(list));
+            }
+        }
+        if t.echo && t.mix.as_ref().is_some_and(|m| m.min() < wire::MIN_ECHO_LEN) {
+            return Err(usage(format!(
+                "--echo needs every message to be {} bytes or more: raise the smallest --size",
+                wire::MIN_ECHO_LEN
+            )));
+        }
         if t.size < wire::HEADER_LEN {
             return Err(usage(format!(
                 "--size {} is smaller than the {}-byte message header: use --size {} or more",
@@ -118,6 +203,21 @@ impl Traffic {
             ));
         }
         Ok(t)
+    }
+
+    /// The size of message `seq` of session `session`: `size`, or drawn from the mix by a hash of both, so the
+    /// receiver can check every message's length without being told it.
+    #[inline]
+    pub fn size_of(&self, session: u64, seq: u64) -> usize {
+        match &self.mix {
+            None => self.size,
+            Some(m) => m.pick(mix_hash(session, seq)),
+        }
+    }
+
+    /// The smallest message of the session.
+    pub fn min_size(&self) -> usize {
+        self.mix.as_ref().map_or(self.size, |m| m.min())
     }
 
     /// The longest the sending phase can take, if bounded by rate and count or by duration.
@@ -339,22 +439,56 @@ mod tests {
         let t = Traffic::from_args(&base, false, Some(Protocol::Udp), DEFAULT_COUNT).unwrap();
         assert_eq!((t.count, t.rate, t.size), (10_000, 1000.0, 64));
         let small = TrafficArgs {
-            size: Some(20),
+            size: Some(SizeSpec::Fixed(20)),
             ..base.clone()
         };
         assert!(Traffic::from_args(&small, false, Some(Protocol::Udp), 1).is_err());
         let big = TrafficArgs {
-            size: Some(70_000),
+            size: Some(SizeSpec::Fixed(70_000)),
             ..base.clone()
         };
         assert!(Traffic::from_args(&big, false, Some(Protocol::Udp), 1).is_err());
         assert!(Traffic::from_args(&big, false, Some(Protocol::Tcp), 1).is_ok());
         let echo = TrafficArgs {
-            size: Some(48),
+            size: Some(SizeSpec::Fixed(48)),
             echo: true,
             ..base.clone()
         };
         assert!(Traffic::from_args(&echo, false, Some(Protocol::Tcp), 1).is_err());
+    }
+
+    #[test]
+    fn mixed_sizes_are_deterministic_and_in_range() {
+        let a = TrafficArgs {
+            size: Some(SizeSpec::Range(1, 1400)),
+            ..TrafficArgs::default()
+        };
+        let t = Traffic::from_args(&a, false, Some(Protocol::Tcp), 10).unwrap();
+        assert_eq!((t.size, t.min_size()), (1400, wire::HEADER_LEN));
+        let sizes: Vec<usize> = (0..1000).map(|s| t.size_of(7, s)).collect();
+        assert!(sizes
+            .iter()
+            .all(|&n| (wire::HEADER_LEN..=1400).contains(&n)));
+        assert!(
+            sizes.iter().collect::<std::collections::HashSet<_>>().len() > 500,
+            "spread over the range"
+        );
+        assert_eq!(
+            sizes,
+            (0..1000).map(|s| t.size_of(7, s)).collect::<Vec<_>>()
+        );
+        let l = TrafficArgs {
+            size: Some(SizeSpec::List(vec![64, 512, 1400])),
+            ..TrafficArgs::default()
+        };
+        let t = Traffic::from_args(&l, false, Some(Protocol::Udp), 10).unwrap();
+        let seen: std::collections::HashSet<usize> = (0..200).map(|s| t.size_of(1, s)).collect();
+        assert_eq!(seen, [64, 512, 1400].into_iter().collect());
+        let same = TrafficArgs {
+            size: Some(SizeSpec::List(vec![100, 100])),
+            ..TrafficArgs::default()
+        };
+        assert_eq!(Traffic::from_args(&same, false, None, 1).unwrap().mix, None);
     }
 
     #[test]
@@ -368,6 +502,7 @@ mod tests {
             duration: None,
             rate: 1000.0,
             size: 64,
+            mix: None,
             schedule: Schedule::Periodic,
             echo: false,
             linger: None,

@@ -29,6 +29,10 @@ pub const CTL_MAGIC: [u8; 4] = *b"SKBC";
 pub const DATA_MAGIC: [u8; 4] = *b"SKBD";
 /// No control message is larger; a peer announcing more is not trusted.
 pub const MAX_FRAME: usize = 64 << 20;
+/// The largest frame a receiver accepts from a sender (hello, clock exchanges, start, done, abort: all small).
+/// Only the receiver's results and per-message rows need `MAX_FRAME`; a stranger announcing more before it has
+/// even said hello is dropped without buffering it.
+pub const MAX_SENDER_FRAME: usize = 1 << 20;
 /// How long a peer has to say hello or answer a request before we give up on it.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -110,6 +114,11 @@ pub struct RecvResults {
     pub recv_calls: u64,
     pub split_messages: u64,
     pub coalesced_reads: u64,
+    /// Receive calls that returned exactly one whole message, and those that returned part of one.
+    #[serde(default)]
+    pub reads_one_message: u64,
+    #[serde(default)]
+    pub reads_partial: u64,
     /// Datagrams the receiving socket's queue dropped during the session (SO_RXQ_OVFL), UDP only.
     pub rcvbuf_drops: Option<u64>,
     /// First and last unique arrival, sender clock.
@@ -222,6 +231,7 @@ pub fn read_preamble(s: &mut TcpStream) -> anyhow::Result<Preamble> {
 pub struct CtlConn {
     stream: TcpStream,
     buf: Vec<u8>,
+    max_frame: usize,
 }
 
 impl CtlConn {
@@ -231,7 +241,14 @@ impl CtlConn {
         Ok(CtlConn {
             stream,
             buf: Vec::with_capacity(4096),
+            max_frame: MAX_FRAME,
         })
+    }
+
+    /// Accept frames of at most `n` bytes from the peer (a receiver reading a sender: `MAX_SENDER_FRAME`).
+    pub fn with_max_frame(mut self, n: usize) -> CtlConn {
+        self.max_frame = n.min(MAX_FRAME);
+        self
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -254,7 +271,7 @@ impl CtlConn {
             return Ok(None);
         }
         let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        if len > MAX_FRAME {
+        if len > self.max_frame {
             bail!("control frame of {len} bytes is larger than any sockbench sends: peer is not a sockbench of this version");
         }
         if self.buf.len() < 4 + len {

@@ -203,7 +203,7 @@ fn handle_conn(sh: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
         }
         Ok(Preamble::Control { version }) => {
             let mut conn = match CtlConn::new(stream) {
-                Ok(c) => c,
+                Ok(c) => c.with_max_frame(control::MAX_SENDER_FRAME),
                 Err(_) => return,
             };
             if version != CONTROL_VERSION {
@@ -226,6 +226,14 @@ struct ActiveGuard<'a>(&'a AtomicUsize);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Removes a TCP session's data-connection slot however the session ends.
+struct SlotGuard<'a>(&'a Shared, u64);
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.tcp_slots.lock().expect("slots").remove(&self.1);
     }
 }
 
@@ -266,6 +274,21 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
     let t = hello.traffic.clone();
     let started = Instant::now();
     let max_end = started + sh.cfg.caps.max_duration;
+    // The sender opens its TCP data connection right after Start, and that connection's own thread may read
+    // its preamble before this thread has read Start: the slot must wait for it from Accept on, or the
+    // connection finds no session and is closed.
+    let data_rx = (proto == Protocol::Tcp).then(|| {
+        let (tx, rx) = mpsc::channel();
+        sh.tcp_slots.lock().expect("slots").insert(
+            hello.session,
+            TcpSlot {
+                peer: peer.ip(),
+                tx,
+            },
+        );
+        rx
+    });
+    let _slot = data_rx.as_ref().map(|_| SlotGuard(sh, hello.session));
     conn.send(&Ctl::Accept(Accept {
         version: CONTROL_VERSION,
         boot_id: boot_id(),
@@ -304,6 +327,7 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
         }
     };
     let mut acct = Box::new(Account::new(hello.session, t.count, t.size, t.per_message));
+    acct.set_mixed_sizes(&t);
     acct.set_offset(offset.offset_ns);
     let peer_ip = peer.ip();
 
@@ -337,12 +361,9 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
         Protocol::Tcp => {
             // Ready only once the data connection is accepted and read: the sender's schedule starts at Ready,
             // so the handshake never counts as latency of the first messages.
-            let (tx, rx) = mpsc::channel();
-            sh.tcp_slots
-                .lock()
-                .expect("slots")
-                .insert(hello.session, TcpSlot { peer: peer_ip, tx });
-            let stream = rx.recv_timeout(HANDSHAKE_TIMEOUT);
+            let stream = data_rx
+                .expect("tcp session has a data slot")
+                .recv_timeout(HANDSHAKE_TIMEOUT);
             sh.tcp_slots.lock().expect("slots").remove(&hello.session);
             let mut stream =
                 stream.context("the sender did not open its data connection within 10 s")?;

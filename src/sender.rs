@@ -4,8 +4,9 @@
 use std::io::{IsTerminal, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
@@ -232,7 +233,9 @@ pub fn run_session(
     // From here the receiver may speak at any time (results, abort): a watcher reads the control connection
     // and stops the send loop if the receiver gives up or goes away. Ctrl-C stops it too.
     let abort = stop.child();
-    let watch_quit = Stop::new();
+    // Not a `Stop`: those also trip on Ctrl-C, and after Ctrl-C the watcher must keep reading, because the
+    // receiver's results and per-message rows still have to come in for the incomplete report.
+    let watch_quit = Arc::new(AtomicBool::new(false));
     let mut writer = conn.try_clone_writer()?;
     let (tx, rx) = mpsc::channel::<anyhow::Result<Ctl>>();
     let watcher = {
@@ -325,7 +328,7 @@ pub fn run_session(
             break;
         }
     }
-    watch_quit.set();
+    watch_quit.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     echo_stop.set();
     let echo = echo_thread.and_then(|h| h.join().ok());
@@ -387,8 +390,13 @@ pub fn default_linger(clock: &OffsetEstimate) -> Duration {
         .max(Duration::from_millis(500))
 }
 
-fn watch(mut conn: CtlConn, tx: mpsc::Sender<anyhow::Result<Ctl>>, abort: Stop, quit: Stop) {
-    while !quit.is_set() {
+fn watch(
+    mut conn: CtlConn,
+    tx: mpsc::Sender<anyhow::Result<Ctl>>,
+    abort: Stop,
+    quit: Arc<AtomicBool>,
+) {
+    while !quit.load(Ordering::Relaxed) {
         match conn.recv(Duration::from_millis(100)) {
             Ok(Some(m)) => {
                 let end = matches!(m, Ctl::End);

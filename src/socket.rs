@@ -361,6 +361,13 @@ impl SendBatch {
         &mut self.bufs[i * self.slot..(i + 1) * self.slot]
     }
 
+    /// Make slot i send only its first `len` bytes (mixed sizes); returns that prefix.
+    pub fn set_len(&mut self, i: usize, len: usize) -> &mut [u8] {
+        let len = len.min(self.slot);
+        self.lens[i] = len;
+        &mut self.bufs[i * self.slot..i * self.slot + len]
+    }
+
     /// Send slots [from, to). Returns how many the kernel took (at least one) or the error of the first.
     pub fn send(&mut self, fd: RawFd, from: usize, to: usize) -> io::Result<usize> {
         for i in from..to {

@@ -30,9 +30,10 @@ pub fn send(stream: &mut TcpStream, template: &[u8], plan: &mut SendPlan) -> Sen
         let mut k = 0u64;
         while let Some((seq, sched_ns)) = due {
             let at = buf.len();
-            buf.extend_from_slice(template);
+            let len = plan.size_of(seq);
+            buf.extend_from_slice(&template[..len]);
             let send_ns = now_ns();
-            stamper.stamp(&mut buf[at..at + size], seq, sched_ns, send_ns);
+            stamper.stamp(&mut buf[at..at + len], seq, sched_ns, send_ns);
             st.stamp(send_ns);
             k += 1;
             due = if (k as usize) < per_write {
@@ -143,6 +144,8 @@ pub fn receive(
     acct.recv_calls = framer.recv_calls;
     acct.split_messages = framer.split_messages;
     acct.coalesced_reads = framer.coalesced_reads;
+    acct.reads_one_message = framer.reads_one_message;
+    acct.reads_partial = framer.reads_partial;
     let _ = stream.shutdown(Shutdown::Both);
     end
 }

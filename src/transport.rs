@@ -24,13 +24,17 @@ pub struct SendPlan {
     count: u64,
     duration: Option<Duration>,
     next_seq: u64,
+    session: u64,
+    traffic: Traffic,
     pub stop: Stop,
     /// Messages accepted so far, for the progress display.
     pub progress: Arc<AtomicU64>,
 }
 
 impl SendPlan {
-    pub fn new(t: &Traffic, seed: u64, stop: Stop) -> SendPlan {
+    /// `session` seeds the Poisson schedule and picks mixed message sizes.
+    pub fn new(t: &Traffic, session: u64, stop: Stop) -> SendPlan {
+        let seed = session;
         SendPlan {
             pacer: Pacer::new(t.rate, t.schedule, seed),
             start: Instant::now(),
@@ -38,6 +42,8 @@ impl SendPlan {
             count: t.count,
             duration: t.duration,
             next_seq: 0,
+            session,
+            traffic: t.clone(),
             stop,
             progress: Arc::new(AtomicU64::new(0)),
         }
@@ -79,6 +85,12 @@ impl SendPlan {
         let seq = self.next_seq;
         self.next_seq += 1;
         Some((seq, self.start_ns + off as i64))
+    }
+
+    /// The size of message `seq` (all the same unless the session mixes sizes).
+    #[inline]
+    pub fn size_of(&self, seq: u64) -> usize {
+        self.traffic.size_of(self.session, seq)
     }
 
     /// The last `n` handed-out messages were not accepted by the kernel: their numbers are reused.
@@ -170,6 +182,7 @@ mod tests {
             duration,
             rate,
             size: 64,
+            mix: None,
             schedule: Schedule::Periodic,
             echo: false,
             linger: None,

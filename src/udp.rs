@@ -33,7 +33,8 @@ pub fn send(sock: &UdpSocket, template: &[u8], plan: &mut SendPlan) -> SendStats
         let mut due = Some(first);
         while let Some((seq, sched_ns)) = due {
             let send_ns = now_ns();
-            stamper.stamp(batch.slot_mut(k), seq, sched_ns, send_ns);
+            let len = plan.size_of(seq);
+            stamper.stamp(batch.set_len(k, len), seq, sched_ns, send_ns);
             st.stamp(send_ns);
             k += 1;
             due = if k < batch.capacity() {
@@ -220,6 +221,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
             let hdr = hdr.expect("owner has a header");
             // A datagram socket hands over one message per receive: each datagram is one receive here.
             s.acct.recv_calls += 1;
+            s.acct.reads_one_message += 1;
             let status = s.acct.on_message(d.data, &hdr, recv_ns);
             if s.echo
                 && matches!(

@@ -150,10 +150,12 @@ pub fn verify(msg: &[u8], hdr: &Header) -> bool {
     checksum(msg) == hdr.checksum
 }
 
-/// Rewrite only the per-message fields of a prepared message and re-seal it. The payload CRC is computed once
-/// per session (`PayloadCrc`) and combined, so sealing costs one 48-byte hash whatever the message size.
+/// Rewrite only the per-message fields of a prepared message and re-seal it. The payload CRC of a whole-size
+/// message is computed once per session and combined, so sealing costs one 48-byte hash whatever the size;
+/// a shorter message (mixed sizes) is hashed in full.
 pub struct Stamper {
     payload_crc: crc32fast::Hasher,
+    full_len: usize,
 }
 
 impl Stamper {
@@ -161,21 +163,32 @@ impl Stamper {
     pub fn new(template: &[u8]) -> Stamper {
         let mut payload_crc = crc32fast::Hasher::new();
         payload_crc.update(&template[HEADER_LEN..]);
-        Stamper { payload_crc }
+        Stamper {
+            payload_crc,
+            full_len: template.len(),
+        }
     }
 
-    /// Set seq and times on `msg` (same session template) and seal it.
+    /// Set seq and times on `msg` (a prefix of the session template, of any length from the header up) and
+    /// seal it; the length field is set to `msg.len()`.
     #[inline]
     pub fn stamp(&self, msg: &mut [u8], seq: u64, sched_ns: i64, send_ns: i64) {
+        let len = msg.len() as u32;
+        msg[8..12].copy_from_slice(&len.to_be_bytes());
         msg[24..32].copy_from_slice(&seq.to_be_bytes());
         msg[32..40].copy_from_slice(&(sched_ns as u64).to_be_bytes());
         msg[40..48].copy_from_slice(&(send_ns as u64).to_be_bytes());
-        let mut h = crc32fast::Hasher::new();
-        h.update(&msg[..12]);
-        h.update(&[0; 4]);
-        h.update(&msg[16..HEADER_LEN]);
-        h.combine(&self.payload_crc);
-        msg[12..16].copy_from_slice(&h.finalize().to_be_bytes());
+        let crc = if msg.len() == self.full_len {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&msg[..12]);
+            h.update(&[0; 4]);
+            h.update(&msg[16..HEADER_LEN]);
+            h.combine(&self.payload_crc);
+            h.finalize()
+        } else {
+            checksum(msg)
+        };
+        msg[12..16].copy_from_slice(&crc.to_be_bytes());
     }
 }
 
@@ -215,8 +228,9 @@ pub fn echo_times(msg: &[u8]) -> Option<(i64, i64)> {
 
 /// Splits a TCP byte stream into messages and counts how the stream's reads lined up with them.
 ///
-/// `split_messages`: messages whose bytes arrived over more than one read. `coalesced_reads`: reads that held
-/// bytes of more than one message. A datagram socket has neither; a stream has both.
+/// `split_messages`: messages whose bytes arrived over more than one read. Every read is one of:
+/// `reads_one_message` (exactly one whole message), `reads_partial` (bytes of one message, not all of it),
+/// `coalesced_reads` (bytes of more than one message). A datagram socket only has the first; a stream has all.
 pub struct Framer {
     buf: Vec<u8>,
     start: usize,
@@ -227,9 +241,13 @@ pub struct Framer {
     /// Stream offset where the current read began.
     read_start: u64,
     touched_this_read: u32,
+    /// Messages that both began and ended in the current read.
+    whole_this_read: u32,
     pub recv_calls: u64,
     pub split_messages: u64,
     pub coalesced_reads: u64,
+    pub reads_one_message: u64,
+    pub reads_partial: u64,
 }
 
 impl Framer {
@@ -243,9 +261,12 @@ impl Framer {
             base: 0,
             read_start: 0,
             touched_this_read: 0,
+            whole_this_read: 0,
             recv_calls: 0,
             split_messages: 0,
             coalesced_reads: 0,
+            reads_one_message: 0,
+            reads_partial: 0,
         }
     }
 
@@ -266,6 +287,7 @@ impl Framer {
         self.end += n;
         self.recv_calls += 1;
         self.touched_this_read = 0;
+        self.whole_this_read = 0;
     }
 
     /// The next whole message, if one is buffered. An error means the stream is not ours (or desynchronised):
@@ -289,6 +311,8 @@ impl Framer {
         let frame_start = self.base + self.start as u64;
         if frame_start < self.read_start {
             self.split_messages += 1;
+        } else {
+            self.whole_this_read += 1;
         }
         self.touched_this_read += 1;
         let s = self.start;
@@ -302,8 +326,11 @@ impl Framer {
         if self.end > self.start {
             self.touched_this_read += 1;
         }
-        if self.touched_this_read > 1 {
-            self.coalesced_reads += 1;
+        match (self.touched_this_read, self.whole_this_read) {
+            (0, _) => {}
+            (1, 1) => self.reads_one_message += 1,
+            (1, _) => self.reads_partial += 1,
+            _ => self.coalesced_reads += 1,
         }
     }
 
@@ -388,6 +415,12 @@ mod tests {
 
     /// Feed the framer a stream cut at the given read sizes; return (messages, recv_calls, split, coalesced).
     fn feed(stream: &[u8], cuts: &[usize]) -> (Vec<u64>, u64, u64, u64) {
+        let (seqs, calls, split, coalesced, _, _) = feed_all(stream, cuts);
+        (seqs, calls, split, coalesced)
+    }
+
+    /// As `feed`, plus (reads of exactly one message, reads of part of one).
+    fn feed_all(stream: &[u8], cuts: &[usize]) -> (Vec<u64>, u64, u64, u64, u64, u64) {
         let mut f = Framer::new(1 << 16);
         let mut seqs = vec![];
         let mut pos = 0;
@@ -401,7 +434,39 @@ mod tests {
             }
             f.end_read();
         }
-        (seqs, f.recv_calls, f.split_messages, f.coalesced_reads)
+        (
+            seqs,
+            f.recv_calls,
+            f.split_messages,
+            f.coalesced_reads,
+            f.reads_one_message,
+            f.reads_partial,
+        )
+    }
+
+    #[test]
+    fn every_read_is_one_whole_part_of_one_or_several() {
+        let stream: Vec<u8> = (0..4).flat_map(|s| msg(1, s, 100)).collect();
+        // 100 | 50 | 50 | 200: one whole; part of message 1; its tail (part of one); messages 2 and 3 (several).
+        let r = feed_all(&stream, &[100, 50, 50, 200]);
+        assert_eq!((r.3, r.4, r.5), (1, 1, 2));
+        // 150 | 250: both reads hold bytes of two or more messages.
+        let r = feed_all(&stream, &[150, 250]);
+        assert_eq!((r.3, r.4, r.5), (2, 0, 0));
+        // Every read is exactly one class.
+        let r = feed_all(&stream, &[5, 7, 88, 300]);
+        assert_eq!(r.1, r.3 + r.4 + r.5);
+    }
+
+    #[test]
+    fn short_messages_of_a_mixed_session_seal_correctly() {
+        let t = template(5, 1400);
+        let st = Stamper::new(&t);
+        let mut m = t[..200].to_vec();
+        st.stamp(&mut m, 3, 10, 20);
+        let h = Header::parse(&m).unwrap();
+        assert_eq!((h.len, h.seq), (200, 3));
+        assert!(verify(&m, &h));
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct SessionReport {
     pub clock_offset_us: Option<f64>,
     pub clock_error_us: Option<f64>,
     pub complete: bool,
+    /// Appended after `complete` (columns are only ever appended): receive calls that returned exactly one
+    /// whole message, and those that returned part of one. With `coalesced_reads` they add up to `recv_calls`.
+    pub reads_one_message: u64,
+    pub reads_partial_message: u64,
 }
 
 /// Round to the nanosecond when shown in µs: finer digits would be noise from float arithmetic.
@@ -206,6 +210,8 @@ impl SessionReport {
             clock_offset_us: sender.map(|x| us(x.clock.offset_ns)),
             clock_error_us: sender.map(|x| us(x.clock.error_ns)),
             complete,
+            reads_one_message: results.reads_one_message,
+            reads_partial_message: results.reads_partial,
         }
     }
 }
@@ -236,6 +242,7 @@ fn sample_row() -> SessionReport {
             duration: None,
             rate: 1.0,
             size: 64,
+            mix: None,
             schedule: Default::default(),
             echo: false,
             linger: None,

@@ -133,15 +133,24 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
     }),
     (
         "boundaries",
-        "split_messages",
-        "messages split across reads",
-        |r| n(r.split_messages),
+        "reads_one_message",
+        "  returned exactly one message",
+        |r| n(r.reads_one_message),
     ),
     (
         "boundaries",
-        "coalesced_reads",
-        "reads holding >1 message",
-        |r| n(r.coalesced_reads),
+        "reads_partial_message",
+        "  returned part of one",
+        |r| n(r.reads_partial_message),
+    ),
+    ("boundaries", "coalesced_reads", "  returned several", |r| {
+        n(r.coalesced_reads)
+    }),
+    (
+        "boundaries",
+        "split_messages",
+        "messages split across reads",
+        |r| n(r.split_messages),
     ),
     ("tcp", "tcp_connect_us", "connect (handshake)", |r| {
         time_us(r.tcp_connect_us)

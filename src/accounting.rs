@@ -144,8 +144,12 @@ impl Account {
     /// the session's message size and its CRC fails, it is one of ours damaged in its header (magic, length or
     /// session id flipped): corrupt. Anything else is invalid.
     pub fn on_unrecognised(&mut self, datagram: &[u8]) {
-        let ours_damaged = datagram.len() <= self.size
-            && datagram.len() >= wire::HEADER_LEN
+        // With one message size, only that size can be ours; with mixed sizes, any size up to the largest.
+        let size_fits = match &self.traffic {
+            None => datagram.len() == self.size,
+            Some(_) => datagram.len() <= self.size && datagram.len() >= wire::HEADER_LEN,
+        };
+        let ours_damaged = size_fits
             && wire::checksum(datagram)
                 != u32::from_be_bytes([datagram[12], datagram[13], datagram[14], datagram[15]]);
         if ours_damaged {
@@ -210,7 +214,7 @@ mod tests {
 
     fn msg(seq: u64) -> Vec<u8> {
         let mut m = wire::template(9, 64);
-        wire::Stamper::new(&m).stamp(&mut m, seq, 1_000, 2_000);
+        wire::stamp(&mut m, seq, 1_000, 2_000);
         m
     }
 

@@ -15,7 +15,10 @@ pub fn now_ns() -> i64 {
     };
     // SAFETY: clock_gettime writes into the timespec we own; CLOCK_REALTIME always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    // time_t and c_long are 32-bit on some targets, hence the casts.
+    #[allow(clippy::unnecessary_cast)]
+    let ns = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
+    ns
 }
 
 /// This kernel's boot id. Two processes with the same boot id read the same CLOCK_REALTIME, so their offset is

@@ -135,7 +135,7 @@ enum PathPlan {
     /// Sender on host A, receiver on host B; the impairment applies A→B (the data direction), as netem on the
     /// sender's interface would.
     Lab {
-        lab: Lab,
+        lab: Box<Lab>,
         impairment: Impairment,
         defaulted: bool,
     },
@@ -170,7 +170,7 @@ impl PathPlan {
             seed,
         })?;
         Ok(PathPlan::Lab {
-            lab,
+            lab: Box::new(lab),
             impairment,
             defaulted: !asked,
         })

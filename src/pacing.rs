@@ -74,6 +74,24 @@ impl Pacer {
     }
 }
 
+/// Sleep, then spin the last stretch, until `target`: the kernel's sleep overshoots by tens of µs, spinning
+/// 100 µs per message is cheap at the rates where that matters.
+pub fn wait_until(target: std::time::Instant) {
+    use std::time::{Duration, Instant};
+    loop {
+        let now = Instant::now();
+        if now >= target {
+            return;
+        }
+        let left = target - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(100));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,23 +130,5 @@ mod tests {
             (0..10).map(|_| a.advance()).collect::<Vec<_>>(),
             (0..10).map(|_| b.advance()).collect::<Vec<_>>()
         );
-    }
-}
-
-/// Sleep, then spin the last stretch, until `target`: the kernel's sleep overshoots by tens of µs, spinning
-/// 100 µs per message is cheap at the rates where that matters.
-pub fn wait_until(target: std::time::Instant) {
-    use std::time::{Duration, Instant};
-    loop {
-        let now = Instant::now();
-        if now >= target {
-            return;
-        }
-        let left = target - now;
-        if left > Duration::from_micros(200) {
-            std::thread::sleep(left - Duration::from_micros(100));
-        } else {
-            std::hint::spin_loop();
-        }
     }
 }

@@ -103,7 +103,7 @@ impl Receiver {
     pub fn serve(self) -> anyhow::Result<ServeSummary> {
         let sh = self.shared.clone();
         let mut threads: Vec<JoinHandle<()>> = vec![];
-        while !sh.stop.is_set() && !(sh.cfg.once && sh.finished.load(Ordering::SeqCst) > 0) {
+        while !(sh.stop.is_set() || sh.cfg.once && sh.finished.load(Ordering::SeqCst) > 0) {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     let sh2 = sh.clone();

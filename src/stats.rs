@@ -1256,7 +1256,7 @@ mod tests {
                 let v: Vec<u64> = copies
                     .iter()
                     .enumerate()
-                    .flat_map(|(s, &c)| std::iter::repeat(s as u64).take(c as usize))
+                    .flat_map(|(s, &c)| std::iter::repeat_n(s as u64, c as usize))
                     .collect();
                 (Just(sent), Just(v).prop_shuffle(), Just(extra))
             })

@@ -10,7 +10,7 @@ use crate::clock::now_ns;
 use crate::control::Status;
 use crate::signal::Stop;
 use crate::transport::{EchoStats, SendPlan, SendStats};
-use crate::wire::{self, Framer, Header, Stamper};
+use crate::wire::{self, Framer, Header};
 
 /// Bytes handed to one write() when several messages are due at once.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -20,7 +20,6 @@ const WRITE_BATCH: usize = 64 * 1024;
 pub fn send(stream: &mut TcpStream, template: &[u8], plan: &mut SendPlan) -> SendStats {
     let size = template.len();
     let per_write = (WRITE_BATCH / size).clamp(1, 64);
-    let stamper = Stamper::new(template);
     let mut buf = Vec::with_capacity(per_write * size);
     let mut st = SendStats::default();
     plan.begin();
@@ -33,7 +32,7 @@ pub fn send(stream: &mut TcpStream, template: &[u8], plan: &mut SendPlan) -> Sen
             let len = plan.size_of(seq);
             buf.extend_from_slice(&template[..len]);
             let send_ns = now_ns();
-            stamper.stamp(&mut buf[at..at + len], seq, sched_ns, send_ns);
+            wire::stamp(&mut buf[at..at + len], seq, sched_ns, send_ns);
             st.stamp(send_ns);
             k += 1;
             due = if (k as usize) < per_write {

@@ -84,7 +84,14 @@ impl SendPlan {
         self.pacer.advance();
         let seq = self.next_seq;
         self.next_seq += 1;
-        Some((seq, self.start_ns + off as i64))
+        // Unpaced, there is no schedule to fall behind: the intended send time is now, and latency equals
+        // transit. (Measuring from the run's start would report the queue the sender itself builds.)
+        let sched = if self.pacer.unpaced() {
+            now_ns()
+        } else {
+            self.start_ns + off as i64
+        };
+        Some((seq, sched))
     }
 
     /// The size of message `seq` (all the same unless the session mixes sizes).
@@ -225,7 +232,7 @@ mod tests {
     fn echo_rtt_removes_holding_time() {
         let mut e = EchoStats::new(5, 10);
         let mut m = wire::template(5, 64);
-        wire::Stamper::new(&m).stamp(&mut m, 0, 1_000, 1_000);
+        wire::stamp(&mut m, 0, 1_000, 1_000);
         // Receiver got it at 50_000 and replied at 80_000 (its clock); back at the sender at 101_000.
         wire::make_echo_reply(&mut m, 50_000, 80_000);
         e.on_reply(&m, 101_000);

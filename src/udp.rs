@@ -15,7 +15,7 @@ use crate::control::Status;
 use crate::signal::Stop;
 use crate::socket::{RecvBatch, SendBatch};
 use crate::transport::{EchoStats, SendPlan, SendStats};
-use crate::wire::{self, Header, Stamper};
+use crate::wire::{self, Header};
 
 /// Datagrams per sendmmsg/recvmmsg call.
 pub const BATCH: usize = 64;
@@ -24,7 +24,6 @@ const SLOT: usize = 65_536;
 /// Send the session's datagrams on a connected socket, batching whatever is due at once.
 pub fn send(sock: &UdpSocket, template: &[u8], plan: &mut SendPlan) -> SendStats {
     let fd = sock.as_raw_fd();
-    let stamper = Stamper::new(template);
     let mut batch = SendBatch::new(BATCH, template);
     let mut st = SendStats::default();
     plan.begin();
@@ -34,7 +33,7 @@ pub fn send(sock: &UdpSocket, template: &[u8], plan: &mut SendPlan) -> SendStats
         while let Some((seq, sched_ns)) = due {
             let send_ns = now_ns();
             let len = plan.size_of(seq);
-            stamper.stamp(batch.set_len(k, len), seq, sched_ns, send_ns);
+            wire::stamp(batch.set_len(k, len), seq, sched_ns, send_ns);
             st.stamp(send_ns);
             k += 1;
             due = if k < batch.capacity() {
@@ -114,7 +113,7 @@ struct Session {
 }
 
 impl Session {
-    fn from_peer(&self, from: Option<SocketAddr>) -> bool {
+    fn is_peer(&self, from: Option<SocketAddr>) -> bool {
         match from {
             Some(a) => {
                 a.ip().to_canonical() == self.peer.to_canonical()
@@ -193,7 +192,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
             let owner = match parsed {
                 Some(h) => sessions
                     .get_mut(&h.session)
-                    .filter(|s| s.from_peer(d.from))
+                    .filter(|s| s.is_peer(d.from))
                     .map(|s| (s, Some(h))),
                 None => None,
             };
@@ -203,7 +202,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
                     // Not a message of a known session: charge the session whose peer sent it, if any.
                     match sessions
                         .values_mut()
-                        .find(|s| s.source_port.is_some() && s.from_peer(d.from))
+                        .find(|s| s.source_port.is_some() && s.is_peer(d.from))
                     {
                         Some(s) => s.acct.on_unrecognised(d.data),
                         None => {

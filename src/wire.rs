@@ -150,46 +150,19 @@ pub fn verify(msg: &[u8], hdr: &Header) -> bool {
     checksum(msg) == hdr.checksum
 }
 
-/// Rewrite only the per-message fields of a prepared message and re-seal it. The payload CRC of a whole-size
-/// message is computed once per session and combined, so sealing costs one 48-byte hash whatever the size;
-/// a shorter message (mixed sizes) is hashed in full.
-pub struct Stamper {
-    payload_crc: crc32fast::Hasher,
-    full_len: usize,
-}
-
-impl Stamper {
-    /// `template` is a whole message with header and payload in place; only its payload is read.
-    pub fn new(template: &[u8]) -> Stamper {
-        let mut payload_crc = crc32fast::Hasher::new();
-        payload_crc.update(&template[HEADER_LEN..]);
-        Stamper {
-            payload_crc,
-            full_len: template.len(),
-        }
-    }
-
-    /// Set seq and times on `msg` (a prefix of the session template, of any length from the header up) and
-    /// seal it; the length field is set to `msg.len()`.
-    #[inline]
-    pub fn stamp(&self, msg: &mut [u8], seq: u64, sched_ns: i64, send_ns: i64) {
-        let len = msg.len() as u32;
-        msg[8..12].copy_from_slice(&len.to_be_bytes());
-        msg[24..32].copy_from_slice(&seq.to_be_bytes());
-        msg[32..40].copy_from_slice(&(sched_ns as u64).to_be_bytes());
-        msg[40..48].copy_from_slice(&(send_ns as u64).to_be_bytes());
-        let crc = if msg.len() == self.full_len {
-            let mut h = crc32fast::Hasher::new();
-            h.update(&msg[..12]);
-            h.update(&[0; 4]);
-            h.update(&msg[16..HEADER_LEN]);
-            h.combine(&self.payload_crc);
-            h.finalize()
-        } else {
-            checksum(msg)
-        };
-        msg[12..16].copy_from_slice(&crc.to_be_bytes());
-    }
+/// Set seq and times on `msg` (a prefix of the session template, of any length from the header up), set its
+/// length field to `msg.len()`, and seal it.
+///
+/// The whole message is hashed each time: crc32fast's SIMD CRC beat combining a precomputed payload CRC
+/// (20 ns against 58 ns at 64 B, 78 ns against 151 ns at 1400 B; benches/hot_path.rs).
+#[inline]
+pub fn stamp(msg: &mut [u8], seq: u64, sched_ns: i64, send_ns: i64) {
+    let len = msg.len() as u32;
+    msg[8..12].copy_from_slice(&len.to_be_bytes());
+    msg[24..32].copy_from_slice(&seq.to_be_bytes());
+    msg[32..40].copy_from_slice(&(sched_ns as u64).to_be_bytes());
+    msg[40..48].copy_from_slice(&(send_ns as u64).to_be_bytes());
+    seal(msg);
 }
 
 /// Build the session's message template: header fields for seq 0 and a payload of pseudo-random bytes seeded
@@ -346,8 +319,7 @@ mod tests {
 
     fn msg(session: u64, seq: u64, size: usize) -> Vec<u8> {
         let mut m = template(session, size);
-        let st = Stamper::new(&m);
-        st.stamp(&mut m, seq, 1_000, 2_000);
+        stamp(&mut m, seq, 1_000, 2_000);
         m
     }
 
@@ -383,7 +355,6 @@ mod tests {
             (7, 42, 1_000, 2_000, 200)
         );
         assert!(verify(&m, &h));
-        // The stamper's combined CRC equals a full recomputation.
         assert_eq!(h.checksum, checksum(&m));
         let mut bad = m.clone();
         bad[150] ^= 0x10;
@@ -461,9 +432,8 @@ mod tests {
     #[test]
     fn short_messages_of_a_mixed_session_seal_correctly() {
         let t = template(5, 1400);
-        let st = Stamper::new(&t);
         let mut m = t[..200].to_vec();
-        st.stamp(&mut m, 3, 10, 20);
+        stamp(&mut m, 3, 10, 20);
         let h = Header::parse(&m).unwrap();
         assert_eq!((h.len, h.seq), (200, 3));
         assert!(verify(&m, &h));

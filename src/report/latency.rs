@@ -12,7 +12,7 @@ pub fn write(path: &Path, h: &Histogram<u64>) -> anyhow::Result<()> {
         csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     w.write_record(["value_us", "percentile", "total_count"])?;
     let mut total = 0u64;
-    if h.len() > 0 {
+    if !h.is_empty() {
         for v in h.iter_quantiles(5) {
             total += v.count_since_last_iteration();
             w.write_record([

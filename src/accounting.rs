@@ -4,6 +4,7 @@
 use crate::config::Traffic;
 use crate::control::{MessageRow, RecvResults, Status};
 use crate::stats::{hist_to_bytes, Arrival, DelayStats, SeqTracker};
+use crate::trace::Tracer;
 use crate::wire::{self, Header};
 
 /// Per-message rows kept for --per-message at most; beyond it rows are counted, not kept, so memory stays
@@ -33,6 +34,8 @@ pub struct Account {
     rows: Option<Vec<MessageRow>>,
     pub rows_not_kept: u64,
     pub echoed: u64,
+    /// The receiver's socket calls for this session (`--trace`), on the receiver's clock.
+    pub trace: Tracer,
 }
 
 impl Account {
@@ -59,6 +62,7 @@ impl Account {
             rows: per_message.then(Vec::new),
             rows_not_kept: 0,
             echoed: 0,
+            trace: Tracer::off(),
         }
     }
 
@@ -199,6 +203,16 @@ impl Account {
                 Vec::new()
             },
             echoed: self.echoed,
+            // On the sender's clock, like every other time the receiver reports.
+            trace: self
+                .trace
+                .events()
+                .into_iter()
+                .map(|mut e| {
+                    e.t_ns -= self.offset_ns;
+                    e
+                })
+                .collect(),
         }
     }
 

@@ -43,6 +43,8 @@ pub enum Command {
     Link(crate::link::LinkArgs),
     /// Watch the listen backlog at work: a server that does not accept, and clients that connect at once.
     Backlog(crate::experiments::backlog::BacklogArgs),
+    /// Ports: "address in use" explained, and receivers sharing a port with SO_REUSEPORT.
+    Ports(crate::experiments::share::PortsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,6 +104,10 @@ pub struct OutputArgs {
     /// Also write one CSV row per message: <run_id>_<protocol>_messages.csv.
     #[arg(long)]
     pub per_message: bool,
+    /// Show the socket calls each side made on the data path (socket, setsockopt, bind, listen, accept,
+    /// connect, send, recv, close) on stderr, and write <run_id>_<protocol>_trace.csv.
+    #[arg(long)]
+    pub trace: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -116,6 +122,13 @@ pub struct RecvArgs {
     /// Also keep the receiver's own CSV copy in this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print each session's socket calls (socket, bind, listen, accept, recv, close) on stderr.
+    #[arg(long)]
+    pub trace: bool,
+    /// Share the port with other receivers started with --reuse-port (SO_REUSEPORT): the kernel spreads
+    /// connections between them. TCP only; see `sockbench ports` for the experiment.
+    #[arg(long)]
+    pub reuse_port: bool,
     #[command(flatten)]
     pub caps: CapArgs,
 }

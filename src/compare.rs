@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::cli::CompareArgs;
-use crate::config::{Caps, Output, Protocol, RecvConfig, SendConfig, Traffic};
+use crate::config::{Output, Protocol, RecvConfig, SendConfig, Traffic};
 use crate::error::Outcome;
 use crate::lab::{Host, Lab, LabConfig};
 use crate::link::{Impairment, LinkCounters};
@@ -63,6 +63,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
                 protocol: proto,
                 peer_name: addr.to_string(),
                 target: addr,
+                alternatives: vec![addr],
                 traffic: t,
                 output: o,
             }
@@ -213,13 +214,7 @@ impl PathPlan {
                 let rs = rstop.clone();
                 let (tx, rx) = std::sync::mpsc::channel();
                 let recv = lab.spawn_in(Host::B, move || -> anyhow::Result<()> {
-                    let rcfg = RecvConfig {
-                        protocol: proto,
-                        listen,
-                        once: true,
-                        out: None,
-                        caps: Caps::default(),
-                    };
+                    let rcfg = RecvConfig::in_process(proto, listen);
                     let receiver = Receiver::bind(rcfg, rs, true)?;
                     let _ = tx.send(receiver.local_addr());
                     receiver.serve()?;
@@ -268,13 +263,7 @@ pub fn loopback_session(
     out: &OutDir,
     make_cfg: impl FnOnce(SocketAddr) -> SendConfig,
 ) -> anyhow::Result<SessionOutput> {
-    let rcfg = RecvConfig {
-        protocol: proto,
-        listen: "127.0.0.1:0".parse()?,
-        once: true,
-        out: None,
-        caps: Caps::default(),
-    };
+    let rcfg = RecvConfig::in_process(proto, "127.0.0.1:0".parse()?);
     let rstop = Stop::new();
     let receiver = Receiver::bind(rcfg, rstop.clone(), true)?;
     let addr = receiver.local_addr();

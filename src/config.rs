@@ -235,6 +235,7 @@ impl Traffic {
 pub struct Output {
     pub dir: PathBuf,
     pub label: String,
+    pub trace: bool,
 }
 
 impl Output {
@@ -245,6 +246,7 @@ impl Output {
         Ok(Output {
             dir: a.out.clone(),
             label: a.label.clone(),
+            trace: a.trace,
         })
     }
 }
@@ -255,6 +257,9 @@ pub struct SendConfig {
     /// What the user typed, for the report's `peer` column.
     pub peer_name: String,
     pub target: SocketAddr,
+    /// Every address the name resolved to, `target` first: the sender tries them in order, so a name that
+    /// resolves to ::1 first still reaches an IPv4-only receiver.
+    pub alternatives: Vec<SocketAddr>,
     pub traffic: Traffic,
     pub output: Output,
 }
@@ -268,11 +273,13 @@ impl SendConfig {
             DEFAULT_COUNT,
         )?;
         let output = Output::from_args(&a.output)?;
-        let target = resolve(&a.host, protocol.default_port())?;
+        let alternatives = resolve_all(&a.host, protocol.default_port())?;
+        let target = alternatives[0];
         Ok(SendConfig {
             protocol,
             peer_name: a.host.clone(),
             target,
+            alternatives,
             traffic,
             output,
         })
@@ -355,10 +362,18 @@ pub struct RecvConfig {
     pub once: bool,
     pub out: Option<PathBuf>,
     pub caps: Caps,
+    pub trace: bool,
+    pub reuse_port: bool,
 }
 
 impl RecvConfig {
     pub fn from_args(protocol: Protocol, a: &RecvArgs) -> anyhow::Result<RecvConfig> {
+        if a.reuse_port && protocol == Protocol::Udp {
+            return Err(usage(
+                "--reuse-port is for tcp recv: the kernel spreads UDP datagrams by their own addresses, apart from \
+                 the session's control connection, so a receiver would get datagrams of sessions it does not know",
+            ));
+        }
         let listen = match &a.listen {
             None => SocketAddr::from(([0, 0, 0, 0], protocol.default_port())),
             Some(s) => resolve(s, protocol.default_port())?,
@@ -369,12 +384,32 @@ impl RecvConfig {
             once: a.once,
             out: a.out.clone(),
             caps: Caps::from_args(&a.caps)?,
+            trace: a.trace,
+            reuse_port: a.reuse_port,
         })
+    }
+
+    /// A quiet single-session receiver inside this process (compare, experiments), default caps.
+    pub fn in_process(protocol: Protocol, listen: SocketAddr) -> RecvConfig {
+        RecvConfig {
+            protocol,
+            listen,
+            once: true,
+            out: None,
+            caps: Caps::default(),
+            trace: false,
+            reuse_port: false,
+        }
     }
 }
 
 /// Split HOST[:PORT] (IPv6 as [addr]:port or a bare address) and resolve it; the first address wins.
 pub fn resolve(spec: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    Ok(resolve_all(spec, default_port)?[0])
+}
+
+/// Every address HOST[:PORT] resolves to, in the resolver's order (never empty).
+pub fn resolve_all(spec: &str, default_port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     let (host, port) = split_host_port(spec).ok_or_else(|| {
         usage(format!(
             "'{spec}' is not HOST[:PORT] (IPv6: [::1]:5301); check the address"
@@ -386,14 +421,20 @@ pub fn resolve(spec: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
             "'{spec}' has no host: give e.g. 127.0.0.1:{port}"
         )));
     }
-    let mut addrs = (host, port).to_socket_addrs().map_err(|e| {
-        usage(format!(
-            "cannot resolve host '{host}' ({e}): check the name or give an IP address"
-        ))
-    })?;
-    addrs
-        .next()
-        .ok_or_else(|| usage(format!("host '{host}' has no address: give an IP address")))
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            usage(format!(
+                "cannot resolve host '{host}' ({e}): check the name or give an IP address"
+            ))
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(usage(format!(
+            "host '{host}' has no address: give an IP address"
+        )));
+    }
+    Ok(addrs)
 }
 
 fn split_host_port(spec: &str) -> Option<(&str, Option<u16>)> {

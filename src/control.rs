@@ -48,6 +48,9 @@ pub struct Hello {
     pub traffic: Traffic,
     pub boot_id: String,
     pub software: String,
+    /// The sender wants the receiver's socket calls (--trace) back with the results.
+    #[serde(default)]
+    pub trace: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +131,9 @@ pub struct RecvResults {
     pub lost_runs: Vec<(u64, u64)>,
     /// Echo replies the receiver sent.
     pub echoed: u64,
+    /// The receiver's socket calls, when the sender asked for --trace.
+    #[serde(default)]
+    pub trace: Vec<crate::trace::Event>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

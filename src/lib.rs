@@ -21,6 +21,7 @@ pub mod signal;
 pub mod socket;
 pub mod stats;
 pub mod tcp;
+pub mod trace;
 pub mod transport;
 pub mod udp;
 pub mod wire;
@@ -107,6 +108,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             } else {
                 Outcome::Done
             })
+        }
+        Command::Ports(a) => {
+            let report = experiments::share::run(&a)?;
+            report.print(&mut std::io::stdout().lock())?;
+            Ok(Outcome::Done)
         }
         Command::Backlog(a) => {
             experiments::backlog::execute(&a, &mut std::io::stdout().lock())?;

@@ -22,6 +22,7 @@ use crate::control::{
 use crate::report::{summary::SummaryCsv, SessionMeta, SessionReport};
 use crate::signal::Stop;
 use crate::socket;
+use crate::trace::{self, Event, Tracer};
 use crate::udp::{Cmd, UdpServer};
 
 /// Rows per Messages frame when per-message results go back to the sender.
@@ -29,15 +30,26 @@ const ROWS_PER_FRAME: usize = 8192;
 
 struct TcpSlot {
     peer: IpAddr,
-    tx: mpsc::Sender<TcpStream>,
+    /// The data connection and the trace event of the accept() that produced it.
+    tx: mpsc::Sender<(TcpStream, Event)>,
 }
+
+/// Sessions waiting for their TCP data connection.
+type TcpSlots = Mutex<HashMap<u64, TcpSlot>>;
 
 struct Shared {
     cfg: RecvConfig,
     active: AtomicUsize,
     finished: AtomicU64,
-    tcp_slots: Mutex<HashMap<u64, TcpSlot>>,
+    tcp_slots: TcpSlots,
     udp_tx: Option<Mutex<mpsc::Sender<Cmd>>>,
+    /// The data-path socket calls made at start-up (socket, bind, listen...), replayed into each traced
+    /// session's timeline.
+    startup: Vec<Event>,
+    /// Data connections taken for a session of this receiver, and those closed because the session is not
+    /// here (with --reuse-port the kernel may hand a data connection to another receiver of the port).
+    data_accepts: AtomicU64,
+    data_refused: AtomicU64,
     summary: Option<Mutex<SummaryCsv>>,
     stop: Stop,
     quiet: bool,
@@ -62,6 +74,9 @@ pub struct Receiver {
 #[derive(Debug, Clone, Copy)]
 pub struct ServeSummary {
     pub sessions: u64,
+    /// TCP data connections taken for a session here, and closed because the session was not here.
+    pub data_accepts: u64,
+    pub data_refused: u64,
     pub stray_datagrams: u64,
 }
 
@@ -72,7 +87,7 @@ impl Receiver {
             Some(dir) => Some(Mutex::new(SummaryCsv::open(dir)?)),
             None => None,
         };
-        let (listener, udp_sock) = bind_ports(&cfg)?;
+        let (listener, udp_sock, startup) = bind_ports(&cfg)?;
         let local = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let udp = udp_sock.map(|s| UdpServer::spawn(s, stop.clone()));
@@ -81,7 +96,10 @@ impl Receiver {
             cfg,
             active: AtomicUsize::new(0),
             finished: AtomicU64::new(0),
-            tcp_slots: Mutex::new(HashMap::new()),
+            tcp_slots: TcpSlots::default(),
+            startup,
+            data_accepts: AtomicU64::new(0),
+            data_refused: AtomicU64::new(0),
             summary,
             stop,
             quiet,
@@ -104,11 +122,38 @@ impl Receiver {
         let sh = self.shared.clone();
         let mut threads: Vec<JoinHandle<()>> = vec![];
         while !(sh.stop.is_set() || sh.cfg.once && sh.finished.load(Ordering::SeqCst) > 0) {
+            let t_ns = now_ns();
+            let t0 = Instant::now();
             match self.listener.accept() {
                 Ok((stream, peer)) => {
+                    // Kept for the trace: accept() returns a new descriptor; the listening one keeps listening.
+                    let accepted = Event {
+                        t_ns,
+                        side: "receiver".into(),
+                        call: "accept".into(),
+                        fd: self.listener.as_raw_fd(),
+                        detail: format!("on {}", self.local),
+                        result: format!("fd {} (from {peer})", stream.as_raw_fd()),
+                        duration_ns: t0.elapsed().as_nanos() as u64,
+                        count: 0,
+                        total_ns: 0,
+                        p50_ns: 0,
+                        p99_ns: 0,
+                    };
                     let sh2 = sh.clone();
                     threads.retain(|t| !t.is_finished());
-                    threads.push(std::thread::spawn(move || handle_conn(sh2, stream, peer)));
+                    // Every connection gets a thread until it has said hello (10 s at most): bound them, so a
+                    // flood of idle connections cannot exhaust threads. Sessions are capped separately.
+                    if threads.len() >= 4 * sh.cfg.caps.max_sessions + 16 {
+                        sh.log(format_args!(
+                            "closed a connection from {peer}: too many connections at once"
+                        ));
+                        drop(stream);
+                        continue;
+                    }
+                    threads.push(std::thread::spawn(move || {
+                        handle_conn(sh2, stream, peer, accepted)
+                    }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Wake as soon as a connection arrives (a data connection waiting here would add its wait
@@ -131,6 +176,8 @@ impl Receiver {
             .map(|u| u.stray.load(Ordering::Relaxed))
             .unwrap_or(0);
         let sessions = sh.finished.load(Ordering::SeqCst);
+        let self_data_accepts = sh.data_accepts.load(Ordering::SeqCst);
+        let data_refused = sh.data_refused.load(Ordering::SeqCst);
         if stray > 0 {
             sh.log(format_args!(
                 "ignored {stray} datagrams that belonged to no session"
@@ -143,29 +190,42 @@ impl Receiver {
         }
         Ok(ServeSummary {
             sessions,
+            data_accepts: self_data_accepts,
+            data_refused,
             stray_datagrams: stray,
         })
     }
 }
 
-fn bind_ports(cfg: &RecvConfig) -> anyhow::Result<(TcpListener, Option<UdpSocket>)> {
+/// Bind the ports; also returns the data-path socket calls for traces. TCP data shares the listener; a UDP
+/// receiver's data path is its UDP socket alone (its TCP listener carries only control connections).
+fn bind_ports(cfg: &RecvConfig) -> anyhow::Result<(TcpListener, Option<UdpSocket>, Vec<Event>)> {
+    let (off, reuse) = (Tracer::off(), cfg.reuse_port);
     if cfg.protocol == Protocol::Tcp {
-        return Ok((socket::tcp_listener(cfg.listen, 128)?, None));
+        let tr = Tracer::on("receiver");
+        let l = socket::tcp_listener(cfg.listen, 128, reuse, &tr)?;
+        return Ok((l, None, tr.events()));
     }
     if cfg.listen.port() != 0 {
-        let (u, granted) = socket::udp_receiver(cfg.listen)?;
+        let tr = Tracer::on("receiver");
+        let (u, granted) = socket::udp_receiver(cfg.listen, &tr)?;
         warn_rcvbuf(granted);
-        return Ok((socket::tcp_listener(cfg.listen, 128)?, Some(u)));
+        return Ok((
+            socket::tcp_listener(cfg.listen, 128, reuse, &off)?,
+            Some(u),
+            tr.events(),
+        ));
     }
     // Port 0: let the kernel pick a UDP port, then take the same number for TCP; retry if it is taken.
     for _ in 0..32 {
-        let (u, granted) = socket::udp_receiver(cfg.listen)?;
+        let tr = Tracer::on("receiver");
+        let (u, granted) = socket::udp_receiver(cfg.listen, &tr)?;
         let port = u.local_addr()?.port();
         let mut addr = cfg.listen;
         addr.set_port(port);
-        if let Ok(l) = socket::tcp_listener(addr, 128) {
+        if let Ok(l) = socket::tcp_listener(addr, 128, reuse, &off) {
             warn_rcvbuf(granted);
-            return Ok((l, Some(u)));
+            return Ok((l, Some(u), tr.events()));
         }
     }
     bail!(
@@ -186,7 +246,7 @@ fn warn_rcvbuf(granted: usize) {
     }
 }
 
-fn handle_conn(sh: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+fn handle_conn(sh: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, accepted: Event) {
     let _ = stream.set_nonblocking(false);
     match control::read_preamble(&mut stream) {
         Err(e) => sh.log(format_args!("closed a connection from {peer}: {e:#}")),
@@ -194,11 +254,16 @@ fn handle_conn(sh: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
             let slot = sh.tcp_slots.lock().expect("slots").remove(&session);
             match slot {
                 Some(s) if s.peer.to_canonical() == peer.ip().to_canonical() => {
-                    let _ = s.tx.send(stream);
+                    sh.data_accepts.fetch_add(1, Ordering::SeqCst);
+                    let _ = s.tx.send((stream, accepted));
                 }
-                _ => sh.log(format_args!(
-                    "closed a data connection from {peer}: no session {session:016x} awaits it"
-                )),
+                _ => {
+                    // Closing tells the sender to try a new connection (a new hash, with --reuse-port).
+                    sh.data_refused.fetch_add(1, Ordering::SeqCst);
+                    if !sh.cfg.reuse_port {
+                        sh.log(format_args!("closed a data connection from {peer}: no session {session:016x} awaits it"));
+                    }
+                }
             }
         }
         Ok(Preamble::Control { version }) => {
@@ -278,7 +343,7 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
     // its preamble before this thread has read Start: the slot must wait for it from Accept on, or the
     // connection finds no session and is closed.
     let data_rx = (proto == Protocol::Tcp).then(|| {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel::<(TcpStream, Event)>();
         sh.tcp_slots.lock().expect("slots").insert(
             hello.session,
             TcpSlot {
@@ -329,6 +394,9 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
     let mut acct = Box::new(Account::new(hello.session, t.count, t.size, t.per_message));
     acct.set_mixed_sizes(&t);
     acct.set_offset(offset.offset_ns);
+    // The session's trace starts with the receiver's own start-up calls, so it reads as one timeline.
+    acct.trace = Tracer::new(hello.trace || sh.cfg.trace, "receiver");
+    acct.trace.extend(sh.startup.iter().cloned());
     let peer_ip = peer.ip();
 
     enum Data {
@@ -365,8 +433,9 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
                 .expect("tcp session has a data slot")
                 .recv_timeout(HANDSHAKE_TIMEOUT);
             sh.tcp_slots.lock().expect("slots").remove(&hello.session);
-            let mut stream =
+            let (mut stream, accepted) =
                 stream.context("the sender did not open its data connection within 10 s")?;
+            acct.trace.extend([accepted]);
             let data_stop = Stop::new();
             let ds = data_stop.clone();
             let echo = t.echo;
@@ -452,6 +521,10 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
     let complete = done.is_some_and(|d| d.complete) && note.is_none() && data_note.is_none();
     let note = note.or(data_note);
     let results = acct.results(sent, complete, note.clone());
+    if sh.cfg.trace {
+        let title = format!("{proto} session {:016x} from {peer}", hello.session);
+        let _ = trace::print(&mut std::io::stderr().lock(), &title, &acct.trace.events());
+    }
     let rows = acct.take_rows();
     send_results(&mut conn, &results, &rows);
     sh.finished.fetch_add(1, Ordering::SeqCst);

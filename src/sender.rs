@@ -2,7 +2,8 @@
 //! which the complete report is built here, where the CSV files land.
 
 use std::io::{IsTerminal, Write};
-use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -22,6 +23,7 @@ use crate::report::{
     self, messages::MessagesCsv, summary::SummaryCsv, SenderSide, SessionMeta, SessionReport,
 };
 use crate::signal::Stop;
+use crate::trace::{self, Timer, Tracer};
 use crate::transport::{EchoStats, SendPlan};
 use crate::{socket, tcp, udp, wire};
 
@@ -61,6 +63,9 @@ pub struct SessionOutput {
     pub report: SessionReport,
     pub latency: Histogram<u64>,
     pub interrupted: bool,
+    /// TCP data connections opened until one reached the receiver holding the session (1 unless the port is
+    /// shared with SO_REUSEPORT).
+    pub data_connects: u32,
     /// Why the session is incomplete, when it is.
     pub note: Option<String>,
 }
@@ -71,6 +76,9 @@ pub struct SessionOutput {
 pub struct OutDir(PathBuf);
 
 impl OutDir {
+    pub fn new(dir: &Path) -> OutDir {
+        OutDir(dir.to_path_buf())
+    }
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -151,9 +159,19 @@ pub fn run_session(
     stop: Stop,
 ) -> anyhow::Result<SessionOutput> {
     let t = &cfg.traffic;
-    let target = cfg.target;
     let session: u64 = rand::random();
-    let (mut raw, _) = socket::tcp_connect(target, CONNECT_TIMEOUT)?;
+    // Try each address the name resolved to; the first that answers carries control and data alike.
+    let mut connected = Err(anyhow!("no address"));
+    for &addr in
+        std::iter::once(&cfg.target).chain(cfg.alternatives.iter().filter(|a| **a != cfg.target))
+    {
+        connected =
+            socket::tcp_connect(addr, CONNECT_TIMEOUT, &Tracer::off()).map(|(s, _)| (s, addr));
+        if connected.is_ok() {
+            break;
+        }
+    }
+    let (mut raw, target) = connected?;
     raw.write_all(&control::control_preamble())
         .context("cannot write to the control connection")?;
     let mut conn = CtlConn::new(raw)?;
@@ -167,6 +185,7 @@ pub fn run_session(
         traffic: t.clone(),
         boot_id: boot_id(),
         software: crate::software(),
+        trace: cfg.output.trace,
     }))?;
     let never = || false;
     let accept = match conn.recv_until(Instant::now() + HANDSHAKE_TIMEOUT, "accept", &never) {
@@ -199,8 +218,10 @@ pub fn run_session(
     let clock = estimate_offset(&samples, same_host).unwrap_or_default();
     let linger = t.linger.unwrap_or_else(|| default_linger(&clock));
 
+    // The data path's socket calls, for --trace (the control connection above is not part of it).
+    let tr = Tracer::new(cfg.output.trace, "sender");
     let udp_sock = match cfg.protocol {
-        Protocol::Udp => Some(socket::udp_sender(target)?),
+        Protocol::Udp => Some(socket::udp_sender(target, &tr)?),
         Protocol::Tcp => None,
     };
     let udp_source_port = udp_sock
@@ -213,22 +234,23 @@ pub fn run_session(
         linger_ns: linger.as_nanos() as u64,
     })?;
     let mut tcp_connect_us = None;
+    let mut data_connects = 0;
     let mut data = match udp_sock {
-        Some(s) => DataSock::Udp(s),
+        Some(s) => {
+            match conn.recv_until(Instant::now() + HANDSHAKE_TIMEOUT, "ready", &never)? {
+                Ctl::Ready => {}
+                Ctl::Abort { reason } => bail!("the receiver aborted: {reason}"),
+                other => bail!("expected ready, got {}", other.kind()),
+            }
+            DataSock::Udp(s)
+        }
         None => {
-            let (mut s, took) = socket::tcp_connect(target, CONNECT_TIMEOUT)?;
+            let (s, took, tries) = open_tcp_data(target, session, &mut conn, &tr)?;
             tcp_connect_us = Some(took.as_nanos() as f64 / 1000.0);
-            // Each message leaves when it is written: Nagle would hold small messages back and blur latency.
-            s.set_nodelay(true)?;
-            s.write_all(&control::data_preamble(session))?;
+            data_connects = tries;
             DataSock::Tcp(s)
         }
     };
-    match conn.recv_until(Instant::now() + HANDSHAKE_TIMEOUT, "ready", &never)? {
-        Ctl::Ready => {}
-        Ctl::Abort { reason } => bail!("the receiver aborted: {reason}"),
-        other => bail!("expected ready, got {}", other.kind()),
-    }
 
     // From here the receiver may speak at any time (results, abort): a watcher reads the control connection
     // and stops the send loop if the receiver gives up or goes away. Ctrl-C stops it too.
@@ -269,17 +291,35 @@ pub fn run_session(
     };
     let progress = progress_thread(&plan, t.count);
     let template = wire::template(session, t.size);
+    let mut timer = Timer::new(tr.enabled());
     let send = match &mut data {
-        DataSock::Udp(s) => udp::send(s, &template, &mut plan),
-        DataSock::Tcp(s) => tcp::send(s, &template, &mut plan),
+        DataSock::Udp(s) => udp::send(s, &template, &mut plan, &mut timer),
+        DataSock::Tcp(s) => tcp::send(s, &template, &mut plan, &mut timer),
     };
+    let data_fd = match &data {
+        DataSock::Udp(s) => s.as_raw_fd(),
+        DataSock::Tcp(s) => s.as_raw_fd(),
+    };
+    if let Some(st) = timer.stats() {
+        let (call, how) = match &data {
+            DataSock::Udp(_) => ("sendmmsg", "datagrams, one message each"),
+            DataSock::Tcp(_) => ("send", "messages written into the byte stream"),
+        };
+        tr.aggregate(call, data_fd, format!("{} {how}", send.sent), st);
+    }
     if let Some((d, h)) = progress {
         d.set();
         let _ = h.join();
     }
     if let DataSock::Tcp(s) = &data {
         // Half-close: the receiver reads to EOF, then knows the stream is whole.
-        let _ = s.shutdown(Shutdown::Write);
+        let _ = tr.call(
+            "shutdown",
+            data_fd,
+            || "SHUT_WR (no more data; the peer reads EOF)".into(),
+            || s.shutdown(Shutdown::Write),
+            |_| "0".into(),
+        );
     }
     let interrupted = stop.is_set();
     let send_complete = send.cut_short.is_none();
@@ -347,6 +387,21 @@ pub fn run_session(
         m.lost(&results.lost_runs)?;
         m.finish()?;
     }
+    if tr.enabled() {
+        tr.record(
+            "close",
+            data_fd,
+            "the data socket".into(),
+            "0".into(),
+            now_ns(),
+            0,
+        );
+        tr.extend(results.trace.iter().cloned());
+        let events = tr.events();
+        let title = format!("{} session to {}", cfg.protocol, cfg.peer_name);
+        trace::print(&mut std::io::stderr().lock(), &title, &events)?;
+        trace::write_csv(&out.file(&run.run_id, cfg.protocol, "trace"), &events)?;
+    }
     if !results.complete {
         if let Some(n) = &results.note {
             note.get_or_insert(n.clone());
@@ -375,12 +430,71 @@ pub fn run_session(
         report,
         latency,
         interrupted,
+        data_connects,
         note: if complete {
             None
         } else {
             note.or(Some("interrupted".into()))
         },
     })
+}
+
+/// Open the TCP data connection and wait for Ready. A receiver that does not hold the session closes the
+/// connection at once: with SO_REUSEPORT the kernel hashes each connection on its own, so the data connection
+/// may land on another receiver sharing the port than the control connection did. A new connection has a new
+/// source port and so a new hash: try again, a bounded number of times.
+fn open_tcp_data(
+    target: SocketAddr,
+    session: u64,
+    conn: &mut CtlConn,
+    tr: &Tracer,
+) -> anyhow::Result<(TcpStream, Duration, u32)> {
+    const TRIES: u32 = 32;
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    for attempt in 1..=TRIES {
+        let (mut s, took) = socket::tcp_connect(target, CONNECT_TIMEOUT, tr)?;
+        let fd = s.as_raw_fd();
+        // Each message leaves when it is written: Nagle would hold small messages back and blur latency.
+        tr.call(
+            "setsockopt",
+            fd,
+            || "TCP_NODELAY=1".into(),
+            || s.set_nodelay(true),
+            |_| "0".into(),
+        )?;
+        let pre = control::data_preamble(session);
+        tr.call(
+            "send",
+            fd,
+            || "16-byte preamble naming the session".into(),
+            || s.write_all(&pre),
+            |_| "16".into(),
+        )?;
+        loop {
+            if Instant::now() >= deadline {
+                bail!("the receiver did not take the data connection within 10 s");
+            }
+            match conn.recv(Duration::from_millis(20))? {
+                Some(Ctl::Ready) => return Ok((s, took, attempt)),
+                Some(Ctl::Abort { reason }) => bail!("the receiver aborted: {reason}"),
+                Some(other) => bail!("expected ready, got {}", other.kind()),
+                None => {}
+            }
+            if socket::peer_closed(&s) {
+                tr.record(
+                    "close",
+                    fd,
+                    "the receiver holding this connection does not know the session: reconnect"
+                        .into(),
+                    "0".into(),
+                    now_ns(),
+                    0,
+                );
+                break;
+            }
+        }
+    }
+    bail!("{TRIES} data connections in a row reached a receiver without the session: are receivers with --reuse-port on {target} of different sockbench versions?")
 }
 
 /// Default linger: long enough for stragglers on the measured path (4 control round trips), never below

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
 
 use crate::error::usage;
+use crate::trace::Tracer;
 
 // asm-generic socket option numbers (x86_64, aarch64, riscv): the libc crate does not export all of them at
 // its root for every target.
@@ -60,73 +61,251 @@ fn bind_error(
     }
 }
 
-/// A listening TCP socket (SO_REUSEADDR, so a restarted receiver does not wait out TIME_WAIT).
-pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> anyhow::Result<TcpListener> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(SockProto::TCP),
+fn family(a: SocketAddr) -> &'static str {
+    if a.is_ipv6() {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    }
+}
+
+fn local(s: &Socket) -> String {
+    s.local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+/// One traced setsockopt of an int option.
+fn traced_opt(
+    tr: &Tracer,
+    fd: RawFd,
+    name: &str,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    tr.call(
+        "setsockopt",
+        fd,
+        || format!("{name}={v}"),
+        || setsockopt_int(fd, level, opt, v),
+        |_| "0".into(),
+    )
+}
+
+/// A listening TCP socket (SO_REUSEADDR, so a restarted receiver does not wait out TIME_WAIT; SO_REUSEPORT
+/// when asked, so several receivers share the port and the kernel spreads connections between them).
+pub fn tcp_listener(
+    addr: SocketAddr,
+    backlog: i32,
+    reuse_port: bool,
+    tr: &Tracer,
+) -> anyhow::Result<TcpListener> {
+    let s = tr.call(
+        "socket",
+        -1,
+        || format!("{} SOCK_STREAM", family(addr)),
+        || {
+            Socket::new(
+                Domain::for_address(addr),
+                Type::STREAM,
+                Some(SockProto::TCP),
+            )
+        },
+        |s| format!("fd {}", s.as_raw_fd()),
     )?;
-    s.set_reuse_address(true)?;
+    let fd = s.as_raw_fd();
+    tr.call(
+        "setsockopt",
+        fd,
+        || "SO_REUSEADDR=1".into(),
+        || s.set_reuse_address(true),
+        |_| "0".into(),
+    )?;
+    if reuse_port {
+        tr.call(
+            "setsockopt",
+            fd,
+            || "SO_REUSEPORT=1".into(),
+            || s.set_reuse_port(true),
+            |_| "0".into(),
+        )?;
+    }
     if addr.is_ipv6() {
         // Let [::] receivers take IPv4 senders too.
         let _ = s.set_only_v6(false);
     }
     let proto = crate::experiments::ports::Proto::Tcp;
-    s.bind(&addr.into())
-        .map_err(|e| bind_error(e, proto, addr))?;
-    s.listen(backlog).map_err(|e| bind_error(e, proto, addr))?;
+    tr.call(
+        "bind",
+        fd,
+        || addr.to_string(),
+        || s.bind(&addr.into()),
+        |_| format!("0 (bound {})", local(&s)),
+    )
+    .map_err(|e| bind_error(e, proto, addr))?;
+    tr.call(
+        "listen",
+        fd,
+        || format!("backlog {backlog}"),
+        || s.listen(backlog),
+        |_| "0".into(),
+    )
+    .map_err(|e| bind_error(e, proto, addr))?;
     Ok(s.into())
 }
 
 /// A UDP receiving socket: large receive buffer, kernel receive timestamps, and the kernel's drop counter.
-/// Returns the socket and the receive buffer the kernel actually granted.
-pub fn udp_receiver(addr: SocketAddr) -> anyhow::Result<(UdpSocket, usize)> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProto::UDP))?;
+/// Returns the socket and the receive buffer the kernel actually granted. No listen, no accept: a datagram
+/// socket just receives whatever is addressed to it.
+pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket, usize)> {
+    let s = tr.call(
+        "socket",
+        -1,
+        || format!("{} SOCK_DGRAM", family(addr)),
+        || Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProto::UDP)),
+        |s| format!("fd {}", s.as_raw_fd()),
+    )?;
     if addr.is_ipv6() {
         let _ = s.set_only_v6(false);
     }
-    s.bind(&addr.into())
-        .map_err(|e| bind_error(e, crate::experiments::ports::Proto::Udp, addr))?;
     let fd = s.as_raw_fd();
+    tr.call(
+        "bind",
+        fd,
+        || addr.to_string(),
+        || s.bind(&addr.into()),
+        |_| format!("0 (bound {})", local(&s)),
+    )
+    .map_err(|e| bind_error(e, crate::experiments::ports::Proto::Udp, addr))?;
     // As root, SO_RCVBUFFORCE passes net.core.rmem_max; otherwise the kernel clamps SO_RCVBUF, and we say so.
-    if setsockopt_int(fd, libc::SOL_SOCKET, SO_RCVBUFFORCE, UDP_RCVBUF as i32).is_err() {
-        s.set_recv_buffer_size(UDP_RCVBUF)?;
+    if traced_opt(
+        tr,
+        fd,
+        "SO_RCVBUFFORCE",
+        libc::SOL_SOCKET,
+        SO_RCVBUFFORCE,
+        UDP_RCVBUF as i32,
+    )
+    .is_err()
+    {
+        tr.call(
+            "setsockopt",
+            fd,
+            || format!("SO_RCVBUF={UDP_RCVBUF}"),
+            || s.set_recv_buffer_size(UDP_RCVBUF),
+            |_| "0".into(),
+        )?;
     }
     let granted = s.recv_buffer_size()?;
-    setsockopt_int(fd, libc::SOL_SOCKET, SO_TIMESTAMPNS, 1)?;
-    setsockopt_int(fd, libc::SOL_SOCKET, SO_RXQ_OVFL, 1)?;
+    traced_opt(
+        tr,
+        fd,
+        "SO_TIMESTAMPNS",
+        libc::SOL_SOCKET,
+        SO_TIMESTAMPNS,
+        1,
+    )?;
+    traced_opt(tr, fd, "SO_RXQ_OVFL", libc::SOL_SOCKET, SO_RXQ_OVFL, 1)?;
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok((s.into(), granted))
 }
 
 /// A UDP sending socket connected to `target` (so ICMP errors surface and no address is passed per send).
-pub fn udp_sender(target: SocketAddr) -> anyhow::Result<UdpSocket> {
-    let s = Socket::new(
-        Domain::for_address(target),
-        Type::DGRAM,
-        Some(SockProto::UDP),
+/// Binding to port 0 lets the OS pick the source port; the trace shows which.
+pub fn udp_sender(target: SocketAddr, tr: &Tracer) -> anyhow::Result<UdpSocket> {
+    let s = tr.call(
+        "socket",
+        -1,
+        || format!("{} SOCK_DGRAM", family(target)),
+        || {
+            Socket::new(
+                Domain::for_address(target),
+                Type::DGRAM,
+                Some(SockProto::UDP),
+            )
+        },
+        |s| format!("fd {}", s.as_raw_fd()),
     )?;
-    let _ = s.set_send_buffer_size(4 << 20);
-    let _ = s.set_recv_buffer_size(UDP_RCVBUF);
     let fd = s.as_raw_fd();
-    setsockopt_int(fd, libc::SOL_SOCKET, SO_TIMESTAMPNS, 1)?;
+    let _ = tr.call(
+        "setsockopt",
+        fd,
+        || "SO_SNDBUF=4194304".into(),
+        || s.set_send_buffer_size(4 << 20),
+        |_| "0".into(),
+    );
+    let _ = tr.call(
+        "setsockopt",
+        fd,
+        || format!("SO_RCVBUF={UDP_RCVBUF}"),
+        || s.set_recv_buffer_size(UDP_RCVBUF),
+        |_| "0".into(),
+    );
+    traced_opt(
+        tr,
+        fd,
+        "SO_TIMESTAMPNS",
+        libc::SOL_SOCKET,
+        SO_TIMESTAMPNS,
+        1,
+    )?;
     let any: SocketAddr = if target.is_ipv6() {
         "[::]:0".parse()?
     } else {
         "0.0.0.0:0".parse()?
     };
-    s.bind(&any.into())?;
-    s.connect(&target.into())?;
+    tr.call(
+        "bind",
+        fd,
+        || format!("{any} (any port)"),
+        || s.bind(&any.into()),
+        |_| format!("0 (OS picked {})", local(&s)),
+    )?;
+    tr.call(
+        "connect",
+        fd,
+        || format!("{target} (sets the default destination; sends nothing)"),
+        || s.connect(&target.into()),
+        |_| "0".into(),
+    )
+    .map_err(|e| connect_error(e, target))?;
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok(s.into())
 }
 
-/// Connect a TCP socket and time the handshake (connect() returns when the SYN-ACK arrived).
-pub fn tcp_connect(target: SocketAddr, timeout: Duration) -> anyhow::Result<(TcpStream, Duration)> {
+/// Connect a TCP socket and time the handshake (connect() returns when the SYN-ACK arrived). The OS picks
+/// the client's port; the trace shows which.
+pub fn tcp_connect(
+    target: SocketAddr,
+    timeout: Duration,
+    tr: &Tracer,
+) -> anyhow::Result<(TcpStream, Duration)> {
+    let s = tr.call(
+        "socket",
+        -1,
+        || format!("{} SOCK_STREAM", family(target)),
+        || {
+            Socket::new(
+                Domain::for_address(target),
+                Type::STREAM,
+                Some(SockProto::TCP),
+            )
+        },
+        |s| format!("fd {}", s.as_raw_fd()),
+    )?;
+    let fd = s.as_raw_fd();
     let t0 = Instant::now();
-    match TcpStream::connect_timeout(&target, timeout) {
-        Ok(s) => Ok((s, t0.elapsed())),
+    match tr.call(
+        "connect",
+        fd,
+        || target.to_string(),
+        || s.connect_timeout(&target.into(), timeout),
+        |_| format!("0 (from {}, port picked by the OS)", local(&s)),
+    ) {
+        Ok(()) => Ok((s.into(), t0.elapsed())),
         Err(e) => Err(connect_error(e, target)),
     }
 }
@@ -162,6 +341,26 @@ pub fn tcp_retransmits(s: &TcpStream) -> Option<u64> {
         );
         (rc == 0).then_some(info.tcpi_total_retrans as u64)
     }
+}
+
+/// Has the peer closed (or reset) this connection? Non-blocking: looks at what is queued without taking it.
+pub fn peer_closed(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: recv into a one-byte buffer we own; MSG_PEEK|MSG_DONTWAIT neither consumes nor blocks.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr() as *mut libc::c_void,
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
+        || (n < 0
+            && !matches!(
+                io::Error::last_os_error().kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ))
 }
 
 /// Wait until `fd` is readable (or a listener has a connection), at most `timeout`.
@@ -395,9 +594,20 @@ mod tests {
 
     #[test]
     fn batches_move_datagrams_with_timestamps() {
-        let (rx, granted) = udp_receiver("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tr = Tracer::on("test");
+        let (rx, granted) = udp_receiver("127.0.0.1:0".parse().unwrap(), &tr).unwrap();
         assert!(granted > 0);
-        let tx = udp_sender(rx.local_addr().unwrap()).unwrap();
+        let tx = udp_sender(rx.local_addr().unwrap(), &tr).unwrap();
+        let calls: Vec<String> = tr.events().iter().map(|e| e.call.clone()).collect();
+        // The receiver: socket, bind, options; never listen or accept. The sender connects (no packet sent).
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| *c == "listen" || *c == "accept")
+                .count(),
+            0
+        );
+        assert_eq!(calls.iter().filter(|c| *c == "bind").count(), 2);
         let mut sb = SendBatch::new(8, &[7u8; 100]);
         for i in 0..8 {
             sb.slot_mut(i)[0] = i as u8;

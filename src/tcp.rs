@@ -3,12 +3,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::accounting::Account;
 use crate::clock::now_ns;
 use crate::control::Status;
 use crate::signal::Stop;
+use crate::trace::Timer;
 use crate::transport::{EchoStats, SendPlan, SendStats};
 use crate::wire::{self, Framer, Header};
 
@@ -17,7 +19,13 @@ const WRITE_BATCH: usize = 64 * 1024;
 
 /// Send the session's messages on `stream` following `plan`. Each message is stamped just before the write
 /// that carries it, so time spent waiting for the send buffer shows as latency, as TCP's cost should.
-pub fn send(stream: &mut TcpStream, template: &[u8], plan: &mut SendPlan) -> SendStats {
+/// `timer` times each write when tracing.
+pub fn send(
+    stream: &mut TcpStream,
+    template: &[u8],
+    plan: &mut SendPlan,
+    timer: &mut Timer,
+) -> SendStats {
     let size = template.len();
     let per_write = (WRITE_BATCH / size).clamp(1, 64);
     let mut buf = Vec::with_capacity(per_write * size);
@@ -41,7 +49,10 @@ pub fn send(stream: &mut TcpStream, template: &[u8], plan: &mut SendPlan) -> Sen
                 None
             };
         }
-        match stream.write_all(&buf) {
+        let t = timer.start();
+        let wrote = stream.write_all(&buf);
+        timer.done(t, wrote.is_ok());
+        match wrote {
             Ok(()) => {
                 st.sent += k;
                 plan.accepted(st.sent);
@@ -71,6 +82,8 @@ pub fn receive(
 ) -> Option<String> {
     let mut framer = Framer::new(acct_size(acct));
     let mut out = Vec::new();
+    let fd = stream.as_raw_fd();
+    let mut timer = Timer::new(acct.trace.enabled());
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let end = loop {
         if stop.is_set() {
@@ -79,9 +92,21 @@ pub fn receive(
         if Instant::now() >= deadline {
             break Some("the session reached the receiver's --max-duration".to_string());
         }
+        let t = timer.start();
+        let t_ns = now_ns();
         let n = match stream.read(framer.spare()) {
-            Ok(0) => break None,
-            Ok(n) => n,
+            Ok(0) => {
+                let d = t.map_or(0, |t| t.elapsed().as_nanos() as u64);
+                let why = "0 (EOF: the sender shut down its side)".to_string();
+                acct.trace
+                    .record("recv", fd, "the last read".into(), why, t_ns, d);
+                break None;
+            }
+            Ok(n) => {
+                timer.done(t, true);
+                n
+            }
+            // The read timeout only lets us notice a stop; it is not a call the transport made us repeat.
             Err(e)
                 if matches!(
                     e.kind(),
@@ -145,7 +170,25 @@ pub fn receive(
     acct.coalesced_reads = framer.coalesced_reads;
     acct.reads_one_message = framer.reads_one_message;
     acct.reads_partial = framer.reads_partial;
+    if let Some(s) = timer.stats() {
+        let detail = format!(
+            "{} reads: {} one message, {} part of one, {} several",
+            framer.recv_calls,
+            framer.reads_one_message,
+            framer.reads_partial,
+            framer.coalesced_reads
+        );
+        acct.trace.aggregate("recv", fd, detail, s);
+    }
     let _ = stream.shutdown(Shutdown::Both);
+    acct.trace.record(
+        "close",
+        fd,
+        "the accepted data socket".into(),
+        "0".into(),
+        now_ns(),
+        0,
+    );
     end
 }
 

@@ -14,6 +14,7 @@ use crate::clock::now_ns;
 use crate::control::Status;
 use crate::signal::Stop;
 use crate::socket::{RecvBatch, SendBatch};
+use crate::trace::Timer;
 use crate::transport::{EchoStats, SendPlan, SendStats};
 use crate::wire::{self, Header};
 
@@ -22,7 +23,13 @@ pub const BATCH: usize = 64;
 const SLOT: usize = 65_536;
 
 /// Send the session's datagrams on a connected socket, batching whatever is due at once.
-pub fn send(sock: &UdpSocket, template: &[u8], plan: &mut SendPlan) -> SendStats {
+/// `timer` times each sendmmsg when tracing.
+pub fn send(
+    sock: &UdpSocket,
+    template: &[u8],
+    plan: &mut SendPlan,
+    timer: &mut Timer,
+) -> SendStats {
     let fd = sock.as_raw_fd();
     let mut batch = SendBatch::new(BATCH, template);
     let mut st = SendStats::default();
@@ -44,7 +51,10 @@ pub fn send(sock: &UdpSocket, template: &[u8], plan: &mut SendPlan) -> SendStats
         }
         let mut done = 0;
         while done < k {
-            match batch.send(fd, done, k) {
+            let t = timer.start();
+            let sent = batch.send(fd, done, k);
+            timer.done(t, sent.is_ok());
+            match sent {
                 Ok(m) => done += m,
                 Err(_) => {
                     // The kernel refused the rest (ENOBUFS, EAGAIN, or ECONNREFUSED from an ICMP error):
@@ -109,6 +119,10 @@ struct Session {
     peer: IpAddr,
     source_port: Option<u16>,
     echo: bool,
+    /// --trace: the recvmmsg calls that brought this session's datagrams, and the echo sendto calls.
+    recv_timer: Timer,
+    echo_timer: Timer,
+    last_batch: u64,
     closing: Option<(Instant, Option<u64>, mpsc::Sender<Box<Account>>)>,
 }
 
@@ -157,9 +171,13 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
     let mut sessions: HashMap<u64, Session> = HashMap::new();
     // SO_RXQ_OVFL is cumulative per socket and only reported once non-zero.
     let mut last_drops: u32 = 0;
+    let mut batch_no: u64 = 0;
     let mut disconnected = false;
     loop {
+        let t0 = Instant::now();
         let n = batch.recv(fd).unwrap_or(0);
+        let took = t0.elapsed();
+        batch_no += 1;
         // Commands are read after the wait, not before: a session registered while recvmmsg was blocked must
         // own the datagram that woke it.
         loop {
@@ -221,6 +239,10 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
             // A datagram socket hands over one message per receive: each datagram is one receive here.
             s.acct.recv_calls += 1;
             s.acct.reads_one_message += 1;
+            if s.last_batch != batch_no {
+                s.last_batch = batch_no;
+                s.recv_timer.add(took);
+            }
             let status = s.acct.on_message(d.data, &hdr, recv_ns);
             if s.echo
                 && matches!(
@@ -231,7 +253,10 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
                 // Only to the handshaked peer's own address, and never more bytes than came in.
                 if let Some(to) = d.from {
                     wire::make_echo_reply(d.data, recv_ns, now_ns());
-                    if sock.send_to(d.data, to).is_ok() {
+                    let t = s.echo_timer.start();
+                    let ok = sock.send_to(d.data, to).is_ok();
+                    s.echo_timer.done(t, ok);
+                    if ok {
                         s.acct.echoed += 1;
                     }
                 }
@@ -257,6 +282,21 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, stop: Stop, stray: &AtomicU64
             .collect();
         for id in ready {
             if let Some(s) = sessions.remove(&id) {
+                if let Some(st) = s.recv_timer.stats() {
+                    let detail = format!(
+                        "{} datagrams of this session, each one message, in batches of up to {BATCH}",
+                        s.acct.recv_calls
+                    );
+                    s.acct.trace.aggregate("recvmmsg", fd, detail, st);
+                }
+                if let Some(st) = s.echo_timer.stats() {
+                    s.acct.trace.aggregate(
+                        "sendto",
+                        fd,
+                        "echo replies to the session's peer".into(),
+                        st,
+                    );
+                }
                 if let Some((_, _, reply)) = s.closing {
                     let _ = reply.send(s.acct);
                 }
@@ -273,6 +313,7 @@ fn apply(sessions: &mut HashMap<u64, Session>, cmd: Cmd) {
             echo,
         } => {
             acct.rcvbuf_drops = Some(0);
+            let traced = acct.trace.enabled();
             sessions.insert(
                 acct.session,
                 Session {
@@ -280,6 +321,9 @@ fn apply(sessions: &mut HashMap<u64, Session>, cmd: Cmd) {
                     peer,
                     source_port: None,
                     echo,
+                    recv_timer: Timer::new(traced),
+                    echo_timer: Timer::new(traced),
+                    last_batch: 0,
                     closing: None,
                 },
             );

@@ -2,3 +2,4 @@
 
 pub mod backlog;
 pub mod ports;
+pub mod share;

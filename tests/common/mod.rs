@@ -448,6 +448,7 @@ pub fn hello(protocol: Protocol, session: u64, t: Traffic) -> Ctl {
         traffic: t,
         boot_id: String::new(),
         software: "integration test".into(),
+        trace: false,
     })
 }
 

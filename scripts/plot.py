@@ -68,8 +68,10 @@ SUMMARY_TEXT = {"schema_version", "run_id", "started_utc", "label", "protocol",
 LATENCY_COLUMNS = ("value_us", "percentile", "total_count")
 MESSAGE_COLUMNS = ("seq", "sched_ns", "send_ns", "recv_ns", "latency_us", "status")
 MESSAGE_STATUS = {"ok", "reordered", "duplicate", "corrupt", "lost"}
-LINK_COLUMNS = ("run_id", "label", "direction", "protocol", "forwarded", "dropped",
+# sockbench writes the protocol column of *_link.csv as `proto`; `protocol` is accepted too.
+LINK_COLUMNS = ("run_id", "label", "direction", "forwarded", "dropped",
                 "duplicated", "reordered", "corrupted", "queue_drops")
+LINK_PROTOCOL_COLUMNS = ("proto", "protocol")
 ALL_PLOTS = ("delivery_vs_loss", "latency_vs_loss", "latency_cdf", "latency_over_seq",
              "reorder_dup")
 
@@ -256,7 +258,10 @@ def load_link(path):
                     numeric=("forwarded", "dropped", "duplicated", "reordered",
                              "corrupted", "queue_drops"))
     for r in rows:
-        r["protocol"] = r["protocol"].lower()
+        proto = next((r[c] for c in LINK_PROTOCOL_COLUMNS if c in r), None)
+        if proto is None:
+            raise InputError(f"{os.path.basename(path)}: missing column proto (or protocol)")
+        r["protocol"] = proto.lower()
         r["direction"] = r["direction"].lower()
     return rows
 
@@ -367,8 +372,8 @@ def aggregate(rows, key, value_fn):
 def link_rate(res, run_id, protocol, mode, counter):
     """Emulator-measured rate (%) of `counter` for a session's packets, or None.
     Denominator: packets offered to the emulator (forwarded + dropped +
-    queue_drops). One-way sessions use the busier direction (the data
-    direction); echo sessions use both."""
+    queue_drops). One-way sessions use the data direction (a_to_b, where
+    sockbench's lab puts the sender; else the busier one); echo sessions use both."""
     rows = [r for r in res.link.get(run_id, []) if r["protocol"] == protocol]
     if not rows:
         return None
@@ -380,7 +385,12 @@ def link_rate(res, run_id, protocol, mode, counter):
         by_dir = defaultdict(list)
         for r in rows:
             by_dir[r["direction"]].append(r)
-        data_dir = max(by_dir, key=lambda d: sum(offered(r) for r in by_dir[d]))
+        # sockbench's lab puts the sender on host A: a_to_b is the data direction. (The busier
+        # direction is not: a TCP receiver can send more ACK segments than it gets data segments.)
+        if "a_to_b" in by_dir:
+            data_dir = "a_to_b"
+        else:
+            data_dir = max(by_dir, key=lambda d: sum(offered(r) for r in by_dir[d]))
         rows = by_dir[data_dir]
     total = sum(offered(r) for r in rows)
     if total <= 0:

@@ -224,16 +224,19 @@ def write_messages(path, arrivals, statuses, lost_seqs):
 def write_link(path, run_id, label, links):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run_id", "label", "direction", "protocol", "forwarded", "dropped",
-                    "duplicated", "reordered", "corrupted", "queue_drops"])
+        # The columns sockbench's link emulator writes (src/link/counters.rs), protocol column `proto`.
+        w.writerow(["schema_version", "run_id", "label", "direction", "proto", "entered", "forwarded",
+                    "dropped", "duplicated", "reordered", "corrupted", "queue_drops", "unsent_at_stop",
+                    "write_errors"])
         for proto, lk in links.items():
-            w.writerow([run_id, label, "a_to_b", proto, lk["forwarded"], lk["dropped"],
-                        lk["duplicated"], lk["reordered"], 0, 0])
+            entered = lk["forwarded"] + lk["dropped"]
+            w.writerow([1, run_id, label, "a_to_b", proto, entered, lk["forwarded"], lk["dropped"],
+                        lk["duplicated"], lk["reordered"], 0, 0, 0, 0])
             if proto == "tcp":  # ACKs flow back, about one per two segments
                 acks = N // 2
-                w.writerow([run_id, label, "b_to_a", proto, acks - lk["dropped"] // 2,
-                            lk["dropped"] // 2, 0, 0, 0, 0])
-        w.writerow([run_id, label, "a_to_b", "icmp", 2, 0, 0, 0, 0, 0])
+                w.writerow([1, run_id, label, "b_to_a", proto, acks, acks - lk["dropped"] // 2,
+                            lk["dropped"] // 2, 0, 0, 0, 0, 0, 0])
+        w.writerow([1, run_id, label, "a_to_b", "icmp", 2, 2, 0, 0, 0, 0, 0, 0, 0])
 
 
 def make_dataset(d, seed=7, messages=True, links=True, extra_column=True):

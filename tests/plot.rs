@@ -1,0 +1,341 @@
+//! scripts/plot.py and scripts/sweep.sh on real sockbench output: CSVs made by the binary itself, figures
+//! checked as PNG files (signature, IHDR size, file size), the sweep's grid, cleanup and interruption.
+//!
+//! plot.py needs python3 with matplotlib, sweep.sh needs root and /dev/net/tun as well. Where those are
+//! missing the tests fail under CI=true (a skipped check is not a check) and skip loudly elsewhere.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FIGURES: &[&str] = &[
+    "delivery_vs_loss",
+    "latency_vs_loss",
+    "latency_cdf",
+    "latency_over_seq",
+    "reorder_dup",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sockbench"))
+}
+
+/// Ok(()) to run, Err(reason) to skip; panics under CI=true.
+fn require(what: &str, missing: Option<String>) -> bool {
+    match missing {
+        None => true,
+        Some(w) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{what} cannot run in CI: {w}")
+        }
+        Some(w) => {
+            eprintln!("SKIPPED: {what} cannot run here: {w}");
+            false
+        }
+    }
+}
+
+fn matplotlib_missing() -> Option<String> {
+    match Command::new("python3")
+        .args(["-c", "import matplotlib"])
+        .stderr(Stdio::null())
+        .status()
+    {
+        Err(_) => Some("python3 is missing".into()),
+        Ok(s) if !s.success() => Some(
+            "matplotlib is missing (python3 -m pip install -r scripts/requirements.txt)".into(),
+        ),
+        Ok(_) => None,
+    }
+}
+
+fn lab_missing() -> Option<String> {
+    if unsafe { libc::geteuid() } != 0 {
+        Some("not root (the lab needs CAP_NET_ADMIN)".into())
+    } else if !Path::new("/dev/net/tun").exists() {
+        Some("/dev/net/tun is missing".into())
+    } else if Command::new("ip").arg("-V").output().is_err() {
+        Some("the `ip` command (iproute2) is missing".into())
+    } else {
+        None
+    }
+}
+
+/// A valid PNG of a readable size: signature, IHDR first, width and height > 100, 2 KB..10 MB.
+fn assert_png(path: &Path) {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        (2_000..10_000_000).contains(&bytes.len()),
+        "{}: {} bytes is not a plausible figure",
+        path.display(),
+        bytes.len()
+    );
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{}: not a PNG",
+        path.display()
+    );
+    assert_eq!(
+        &bytes[12..16],
+        b"IHDR",
+        "{}: IHDR is not first",
+        path.display()
+    );
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert!(
+        width > 100 && height > 100 && width < 10_000 && height < 10_000,
+        "{}: {width}x{height} px",
+        path.display()
+    );
+    assert_eq!(
+        &bytes[bytes.len() - 8..bytes.len() - 4],
+        b"IEND",
+        "{}: truncated (no IEND at the end)",
+        path.display()
+    );
+}
+
+fn assert_svg(path: &Path) {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        text.contains("<svg") && text.trim_end().ends_with("</svg>"),
+        "{}: not a complete SVG",
+        path.display()
+    );
+}
+
+fn assert_figures(plots: &Path) {
+    for name in FIGURES {
+        assert_png(&plots.join(format!("{name}.png")));
+        assert_svg(&plots.join(format!("{name}.svg")));
+    }
+}
+
+type Row = HashMap<String, String>;
+
+fn read_summary(path: &Path) -> Vec<Row> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            header
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn plot_py_draws_valid_pngs_from_real_csvs() {
+    if !require("plot.py test", matplotlib_missing()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Loopback has no impairment: every label is a zero level of one sweep, so that each figure has
+    // its inputs (the loss point twice, as a repeated condition is averaged).
+    let labels = [
+        "loss=0%",
+        "loss=0%,sweep=loss",
+        "reorder=0%,sweep=reorder",
+        "duplicate=0%,sweep=duplicate",
+    ];
+    for label in labels {
+        let out = Command::new(bin())
+            .args(["compare", "--loopback", "--count", "200", "--rate", "0"])
+            .args(["--per-message", "--label", label, "--out"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "compare --label {label} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rows = read_summary(&data.join("summary.csv"));
+    assert_eq!(rows.len(), 2 * labels.len(), "two sessions per compare");
+
+    let plots = dir.path().join("figures");
+    let out = Command::new("python3")
+        .arg(repo().join("scripts/plot.py"))
+        .arg(&data)
+        .arg("--out")
+        .arg(&plots)
+        .env("MPLBACKEND", "Agg")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "plot.py failed: {stderr}");
+    assert_figures(&plots);
+    // It writes where it is told and nowhere else; stdout lists exactly what it wrote.
+    assert!(
+        !data.join("plots").exists(),
+        "plot.py wrote into DIR/plots despite --out"
+    );
+    let listed: Vec<_> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed.len(), 2 * FIGURES.len(), "stdout: {listed:?}");
+    for f in &listed {
+        assert!(Path::new(f).starts_with(&plots), "{f} outside --out");
+    }
+}
+
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let prefix = format!("sb-{pid}-");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut kids = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+                kids.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    kids
+}
+
+fn sweep_cmd(name: &Path) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(repo().join("scripts/sweep.sh"))
+        .arg("--quick")
+        .arg("--name")
+        .arg(name)
+        .env("SOCKBENCH", bin())
+        .env("MPLBACKEND", "Agg")
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn sweep_quick_runs_the_grid_and_plots_it() {
+    if !require("sweep.sh test", lab_missing().or_else(matplotlib_missing)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("quick");
+    let started = Instant::now();
+    let out = sweep_cmd(&name).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "sweep.sh --quick failed:\n{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let rows = read_summary(&name.join("summary.csv"));
+    assert_eq!(rows.len(), 8, "4 conditions x (TCP, UDP)");
+    for r in &rows {
+        assert_eq!(r["complete"], "true", "{r:?}");
+        assert!(r["label"].contains("sweep="), "label {:?}", r["label"]);
+        if r["protocol"] == "tcp" {
+            // The stream guarantee, whatever the path does.
+            for col in ["lost", "duplicates", "reordered"] {
+                assert_eq!(r[col], "0", "TCP {col} under {}", r["label"]);
+            }
+        }
+    }
+    let udp_loss5 = rows
+        .iter()
+        .find(|r| r["protocol"] == "udp" && r["label"].starts_with("loss=5%"))
+        .expect("a UDP row at loss=5%");
+    assert_ne!(udp_loss5["lost"], "0", "UDP at 5% loss lost nothing");
+    // Per-message, latency and link CSVs beside summary.csv, one set per run_id.
+    for r in &rows {
+        let (id, p) = (&r["run_id"], &r["protocol"]);
+        for f in [
+            format!("{id}_{p}_latency.csv"),
+            format!("{id}_{p}_messages.csv"),
+            format!("{id}_link.csv"),
+        ] {
+            assert!(name.join(&f).is_file(), "{f} missing");
+        }
+    }
+    assert!(name.join("sweep.log").is_file());
+    assert_figures(&name.join("plots"));
+}
+
+#[test]
+fn sweep_interrupted_stops_compare_and_leaves_no_namespace() {
+    if !require("sweep.sh test", lab_missing()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("cut");
+    // Long sessions, so the signal lands in the middle of one.
+    let mut child = sweep_cmd(&name)
+        .args(["--count", "20000", "--no-plot"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let script = child.id();
+    // Wait (bounded) until compare is running and its lab exists.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let compare = loop {
+        let kids = children_of(script);
+        if let Some(&k) = kids.iter().find(|&&k| !namespaces_of(k).is_empty()) {
+            break k;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no compare with a lab under sweep.sh after 20 s (children {kids:?})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(script as libc::pid_t, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sweep.sh did not stop within 30 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130), "exit status after SIGINT");
+    assert!(
+        !Path::new(&format!("/proc/{compare}")).exists()
+            || fs::read_to_string(format!("/proc/{compare}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true),
+        "compare (pid {compare}) still running"
+    );
+    assert_eq!(
+        namespaces_of(compare),
+        Vec::<String>::new(),
+        "lab left behind"
+    );
+    // The interrupted session's rows are kept, marked incomplete.
+    let rows = read_summary(&name.join("summary.csv"));
+    assert!(!rows.is_empty(), "the interrupted session wrote no row");
+    assert!(rows.iter().all(|r| r["complete"] == "false"), "{rows:?}");
+}

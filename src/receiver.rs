@@ -127,19 +127,15 @@ impl Receiver {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     // Kept for the trace: accept() returns a new descriptor; the listening one keeps listening.
-                    let accepted = Event {
+                    let accepted = Event::once(
+                        "receiver",
+                        "accept",
+                        self.listener.as_raw_fd(),
+                        format!("on {}", self.local),
+                        format!("fd {} (from {peer})", stream.as_raw_fd()),
                         t_ns,
-                        side: "receiver".into(),
-                        call: "accept".into(),
-                        fd: self.listener.as_raw_fd(),
-                        detail: format!("on {}", self.local),
-                        result: format!("fd {} (from {peer})", stream.as_raw_fd()),
-                        duration_ns: t0.elapsed().as_nanos() as u64,
-                        count: 0,
-                        total_ns: 0,
-                        p50_ns: 0,
-                        p99_ns: 0,
-                    };
+                        t0.elapsed().as_nanos() as u64,
+                    );
                     let sh2 = sh.clone();
                     threads.retain(|t| !t.is_finished());
                     // Every connection gets a thread until it has said hello (10 s at most): bound them, so a

@@ -77,6 +77,22 @@ fn local(s: &Socket) -> String {
         .unwrap_or_default()
 }
 
+/// socket(): a new descriptor of the address's family (TCP for streams, UDP for datagrams), traced.
+fn traced_socket(tr: &Tracer, addr: SocketAddr, ty: Type) -> io::Result<Socket> {
+    let (name, proto) = if ty == Type::STREAM {
+        ("SOCK_STREAM", SockProto::TCP)
+    } else {
+        ("SOCK_DGRAM", SockProto::UDP)
+    };
+    tr.call(
+        "socket",
+        -1,
+        || format!("{} {name}", family(addr)),
+        || Socket::new(Domain::for_address(addr), ty, Some(proto)),
+        |s| format!("fd {}", s.as_raw_fd()),
+    )
+}
+
 /// One traced setsockopt of an int option.
 fn traced_opt(
     tr: &Tracer,
@@ -103,19 +119,7 @@ pub fn tcp_listener(
     reuse_port: bool,
     tr: &Tracer,
 ) -> anyhow::Result<TcpListener> {
-    let s = tr.call(
-        "socket",
-        -1,
-        || format!("{} SOCK_STREAM", family(addr)),
-        || {
-            Socket::new(
-                Domain::for_address(addr),
-                Type::STREAM,
-                Some(SockProto::TCP),
-            )
-        },
-        |s| format!("fd {}", s.as_raw_fd()),
-    )?;
+    let s = traced_socket(tr, addr, Type::STREAM)?;
     let fd = s.as_raw_fd();
     tr.call(
         "setsockopt",
@@ -161,13 +165,7 @@ pub fn tcp_listener(
 /// Returns the socket and the receive buffer the kernel actually granted. No listen, no accept: a datagram
 /// socket just receives whatever is addressed to it.
 pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket, usize)> {
-    let s = tr.call(
-        "socket",
-        -1,
-        || format!("{} SOCK_DGRAM", family(addr)),
-        || Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProto::UDP)),
-        |s| format!("fd {}", s.as_raw_fd()),
-    )?;
+    let s = traced_socket(tr, addr, Type::DGRAM)?;
     if addr.is_ipv6() {
         let _ = s.set_only_v6(false);
     }
@@ -216,19 +214,7 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
 /// A UDP sending socket connected to `target` (so ICMP errors surface and no address is passed per send).
 /// Binding to port 0 lets the OS pick the source port; the trace shows which.
 pub fn udp_sender(target: SocketAddr, tr: &Tracer) -> anyhow::Result<UdpSocket> {
-    let s = tr.call(
-        "socket",
-        -1,
-        || format!("{} SOCK_DGRAM", family(target)),
-        || {
-            Socket::new(
-                Domain::for_address(target),
-                Type::DGRAM,
-                Some(SockProto::UDP),
-            )
-        },
-        |s| format!("fd {}", s.as_raw_fd()),
-    )?;
+    let s = traced_socket(tr, target, Type::DGRAM)?;
     let fd = s.as_raw_fd();
     let _ = tr.call(
         "setsockopt",
@@ -283,19 +269,7 @@ pub fn tcp_connect(
     timeout: Duration,
     tr: &Tracer,
 ) -> anyhow::Result<(TcpStream, Duration)> {
-    let s = tr.call(
-        "socket",
-        -1,
-        || format!("{} SOCK_STREAM", family(target)),
-        || {
-            Socket::new(
-                Domain::for_address(target),
-                Type::STREAM,
-                Some(SockProto::TCP),
-            )
-        },
-        |s| format!("fd {}", s.as_raw_fd()),
-    )?;
+    let s = traced_socket(tr, target, Type::STREAM)?;
     let fd = s.as_raw_fd();
     let t0 = Instant::now();
     match tr.call(

@@ -37,6 +37,31 @@ pub struct Event {
 }
 
 impl Event {
+    /// One call (not an aggregate).
+    pub fn once(
+        side: &str,
+        call: &str,
+        fd: i32,
+        detail: String,
+        result: String,
+        t_ns: i64,
+        duration_ns: u64,
+    ) -> Event {
+        Event {
+            t_ns,
+            side: side.into(),
+            call: call.into(),
+            fd,
+            detail,
+            result,
+            duration_ns,
+            count: 0,
+            total_ns: 0,
+            p50_ns: 0,
+            p99_ns: 0,
+        }
+    }
+
     pub fn is_aggregate(&self) -> bool {
         self.count > 0
     }
@@ -118,19 +143,15 @@ impl Tracer {
             Ok(v) => ok(v),
             Err(e) => errno_text(e),
         };
-        self.push(Event {
-            t_ns,
-            side: self.side.into(),
-            call: call.into(),
+        self.push(Event::once(
+            self.side,
+            call,
             fd,
-            detail: detail(),
+            detail(),
             result,
+            t_ns,
             duration_ns,
-            count: 0,
-            total_ns: 0,
-            p50_ns: 0,
-            p99_ns: 0,
-        });
+        ));
         r
     }
 
@@ -144,19 +165,15 @@ impl Tracer {
         t_ns: i64,
         duration_ns: u64,
     ) {
-        self.push(Event {
-            t_ns,
-            side: self.side.into(),
-            call: call.into(),
+        self.push(Event::once(
+            self.side,
+            call,
             fd,
             detail,
             result,
+            t_ns,
             duration_ns,
-            count: 0,
-            total_ns: 0,
-            p50_ns: 0,
-            p99_ns: 0,
-        });
+        ));
     }
 
     /// Record the aggregate of a per-message call.

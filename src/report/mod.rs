@@ -251,3 +251,126 @@ fn sample_row() -> SessionReport {
     };
     SessionReport::build(&meta, None, &RecvResults::default(), false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{hist_to_bytes, SeqSummary};
+
+    fn meta(echo: bool) -> SessionMeta {
+        SessionMeta {
+            run_id: "r".into(),
+            started_utc: "t".into(),
+            label: "loss=20%".into(),
+            protocol: Protocol::Udp,
+            peer: "h".into(),
+            traffic: Traffic {
+                count: 10,
+                duration: None,
+                rate: 10.0,
+                size: 100,
+                mix: None,
+                schedule: Default::default(),
+                echo,
+                linger: None,
+                per_message: false,
+            },
+        }
+    }
+
+    fn hist(values: &[u64]) -> Vec<u8> {
+        let mut h = new_ns_histogram();
+        for &v in values {
+            h.record(v).unwrap();
+        }
+        hist_to_bytes(&h)
+    }
+
+    /// Every derived column from a known cause: 10 sent, 8 arrived (800 B), one dropped by the socket.
+    #[test]
+    fn derived_columns_are_exact() {
+        let results = RecvResults {
+            complete: true,
+            seq: SeqSummary {
+                sent: 10,
+                received: 8,
+                lost: 2,
+                loss_bursts: 1,
+                loss_burst_max: 2,
+                ..Default::default()
+            },
+            latency: hist(&[1_000, 2_000]),
+            transit: hist(&[500, 1_500]),
+            ipdv: hist(&[1_000]),
+            bytes: 800,
+            recv_calls: 8,
+            reads_one_message: 8,
+            rcvbuf_drops: Some(1),
+            first_recv_ns: Some(1_000_001_000),
+            last_recv_ns: Some(2_000_000_000),
+            ..Default::default()
+        };
+        let mut send = SendStats::default();
+        send.stamp(1_000_000_000);
+        send.stamp(1_900_000_000);
+        send.sent = 10;
+        let side = SenderSide {
+            send,
+            clock: crate::clock::OffsetEstimate {
+                offset_ns: 1_500,
+                error_ns: 250,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = SessionReport::build(&meta(false), Some(&side), &results, true);
+        assert_eq!(r.loss_pct, Some(20.0));
+        // First send (1.0 s) to last arrival (2.0 s): 1 s for 800 B and 8 messages.
+        assert_eq!(r.goodput_mbps, Some(0.006));
+        assert_eq!(r.msgs_per_s, Some(8.0));
+        assert_eq!(r.duration_s, Some(0.9));
+        assert_eq!((r.udp_rcvbuf_drops, r.path_lost), (Some(1), Some(1)));
+        assert_eq!((r.tcp_connect_us, r.tcp_retransmits), (None, None));
+        assert_eq!(
+            (r.latency_min_us, r.latency_mean_us, r.latency_max_us),
+            (Some(1.0), Some(1.5), Some(2.0))
+        );
+        assert_eq!((r.transit_p50_us, r.transit_max_us), (Some(0.5), Some(1.5)));
+        assert_eq!(
+            (r.clock_offset_us, r.clock_error_us),
+            (Some(1.5), Some(0.25))
+        );
+        assert_eq!(
+            (r.mode, r.send_errors, r.complete),
+            ("oneway", Some(0), true)
+        );
+        // A receiver's own copy has no sender side: sender-only columns stay empty.
+        let own = SessionReport::build(&meta(false), None, &results, true);
+        assert_eq!((own.send_errors, own.clock_offset_us), (None, None));
+        // With --echo, latency_* are the sender's round trips.
+        let mut rtt = new_ns_histogram();
+        rtt.record(1_800).unwrap(); // below 2048 ns the histogram is exact to the ns
+        let echo_side = SenderSide {
+            rtt: Some(rtt),
+            ..side.clone()
+        };
+        let e = SessionReport::build(&meta(true), Some(&echo_side), &results, true);
+        assert_eq!(
+            (e.mode, e.latency_p50_us, e.transit_p50_us),
+            ("echo", Some(1.8), Some(0.5))
+        );
+    }
+
+    #[test]
+    fn header_is_the_documented_schema() {
+        let cols = columns();
+        assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
+        // The issue's 50 columns in order, `complete` the 50th; later columns are appended after it.
+        assert_eq!(cols.len(), 52);
+        assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
+        assert_eq!(
+            cols.last().map(String::as_str),
+            Some("reads_partial_message")
+        );
+    }
+}

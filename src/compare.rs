@@ -51,7 +51,6 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
     )?;
     stdout.flush()?;
     let mut sessions: Vec<SessionOutput> = vec![];
-    let mut ground_truth = None;
     for proto in [Protocol::Tcp, Protocol::Udp] {
         if signal::interrupted() {
             break;
@@ -70,9 +69,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
         })?;
         sessions.push(out);
     }
-    if let Some(counts) = path.finish()? {
-        ground_truth = Some(counts);
-    }
+    let ground_truth = path.finish()?;
     let refs: Vec<&SessionOutput> = sessions.iter().collect();
     outputs.write(&refs)?;
     if let Some(gt) = &ground_truth {

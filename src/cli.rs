@@ -122,7 +122,8 @@ pub struct RecvArgs {
     /// Also keep the receiver's own CSV copy in this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Print each session's socket calls (socket, bind, listen, accept, recv, close) on stderr.
+    /// Print each session's socket calls (socket, bind, listen, accept, recv, close) on stderr, and with
+    /// --out write <run_id>_<protocol>_trace.csv there.
     #[arg(long)]
     pub trace: bool,
     /// Share the port with other receivers started with --reuse-port (SO_REUSEPORT): the kernel spreads

@@ -519,7 +519,14 @@ fn session(sh: &Shared, mut conn: CtlConn, peer: SocketAddr) -> anyhow::Result<(
     let results = acct.results(sent, complete, note.clone());
     if sh.cfg.trace {
         let title = format!("{proto} session {:016x} from {peer}", hello.session);
-        let _ = trace::print(&mut std::io::stderr().lock(), &title, &acct.trace.events());
+        let events = acct.trace.events();
+        let _ = trace::print(&mut std::io::stderr().lock(), &title, &events);
+        if let Some(dir) = &sh.cfg.out {
+            let path = crate::sender::OutDir::new(dir).file(&hello.run_id, proto, "trace");
+            if let Err(e) = trace::write_csv(&path, &events) {
+                sh.log(format_args!("cannot write the trace: {e:#}"));
+            }
+        }
     }
     let rows = acct.take_rows();
     send_results(&mut conn, &results, &rows);

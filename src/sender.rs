@@ -267,7 +267,7 @@ pub fn run_session(
     let mut plan = SendPlan::new(t, session, abort.clone());
     let echo_stop = Stop::new();
     let echo_thread = if t.echo {
-        let mut e = EchoStats::new(session, t.count);
+        let mut e = EchoStats::new(session, t.count, tr.enabled());
         let es = echo_stop.clone();
         Some(match &data {
             DataSock::Udp(s) => {
@@ -372,6 +372,15 @@ pub fn run_session(
     let _ = watcher.join();
     echo_stop.set();
     let echo = echo_thread.and_then(|h| h.join().ok());
+    if let Some(st) = echo.as_ref().and_then(|e| e.timer.stats()) {
+        let call = if cfg.protocol == Protocol::Udp {
+            "recvmmsg"
+        } else {
+            "recv"
+        };
+        let n = echo.as_ref().map_or(0, |e| e.seq.received());
+        tr.aggregate(call, data_fd, format!("{n} echo replies back"), st);
+    }
     let tcp_retransmits = match &data {
         DataSock::Tcp(s) => socket::tcp_retransmits(s),
         DataSock::Udp(_) => None,

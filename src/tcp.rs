@@ -202,6 +202,7 @@ pub fn read_echoes(mut stream: TcpStream, size: usize, echo: &mut EchoStats, sto
     let mut framer = Framer::new(size);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     loop {
+        let t = echo.timer.start();
         let n = match stream.read(framer.spare()) {
             Ok(0) => return,
             Ok(n) => n,
@@ -220,6 +221,7 @@ pub fn read_echoes(mut stream: TcpStream, size: usize, echo: &mut EchoStats, sto
             }
             Err(_) => return,
         };
+        echo.timer.done(t, true);
         let t4 = now_ns();
         framer.filled(n);
         while let Some(frame) = framer.next_frame() {

@@ -136,16 +136,20 @@ pub struct EchoStats {
     pub seq: SeqTracker,
     pub invalid: u64,
     pub corrupt: u64,
+    /// --trace: the receive calls that brought replies.
+    pub timer: crate::trace::Timer,
 }
 
 impl EchoStats {
-    pub fn new(session: u64, limit: u64) -> EchoStats {
+    /// `traced`: time the receive calls for --trace.
+    pub fn new(session: u64, limit: u64, traced: bool) -> EchoStats {
         EchoStats {
             session,
             rtt: new_ns_histogram(),
             seq: SeqTracker::new(limit),
             invalid: 0,
             corrupt: 0,
+            timer: crate::trace::Timer::new(traced),
         }
     }
 
@@ -230,7 +234,7 @@ mod tests {
 
     #[test]
     fn echo_rtt_removes_holding_time() {
-        let mut e = EchoStats::new(5, 10);
+        let mut e = EchoStats::new(5, 10, false);
         let mut m = wire::template(5, 64);
         wire::stamp(&mut m, 0, 1_000, 1_000);
         // Receiver got it at 50_000 and replied at 80_000 (its clock); back at the sender at 101_000.

@@ -80,11 +80,15 @@ pub fn read_echoes(sock: &UdpSocket, echo: &mut EchoStats, stop: &Stop) {
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new(BATCH, SLOT);
     while !stop.is_set() {
+        let t = echo.timer.start();
         let n = match batch.recv(fd) {
+            // A timed-out wait is our polling for the stop flag, not a call worth tracing.
+            Ok(0) => continue,
             Ok(n) => n,
             // ECONNREFUSED and friends: ICMP errors for our own sends; the control channel reports the rest.
             Err(_) => continue,
         };
+        echo.timer.done(t, true);
         let fallback = now_ns();
         for i in 0..n {
             let d = batch.get(i);

@@ -26,6 +26,12 @@ Outputs (in OUTDIR, default DIR/plots), one file per format:
                       configured reorder= / duplicate= (sweep=reorder /
                       sweep=duplicate rows); emulator rates when present
 
+The CDF and per-message figures take one TCP and one UDP session of one
+condition: the two sessions of one `sockbench compare` (a shared run_id), or
+else two sessions with the same label, size and rate (separate sends, as
+sweep.sh's lab engine makes them, each with its own run_id); each session's
+files are found by its own run_id.
+
 A plot whose inputs are absent is skipped with a note on stderr. Repeated
 sessions of one condition are averaged; error bars span min..max.
 Exit status: 0 ok, 1 a figure failed to draw (a bug: please report it),
@@ -486,6 +492,11 @@ def _metadata(fmt):
     return None
 
 
+def subtitle_size(text):
+    """10 pt, smaller for a long subtitle (two run ids) so that it fits the figure's width."""
+    return 10 if len(text) <= 90 else max(7.0, 10 * 90 / len(text))
+
+
 def fig_title(fig, title, subtitle):
     """Figure-level title and grey subtitle; returns the layout rect below them."""
     h = fig.get_size_inches()[1] * DPI  # pixels
@@ -493,7 +504,8 @@ def fig_title(fig, title, subtitle):
     fig.suptitle(title, fontsize=13, fontweight="bold", y=t1, va="top")
     top = t1 - 26 / h
     if subtitle:
-        fig.text(0.5, top, subtitle, ha="center", va="top", fontsize=10, color="#333333")
+        fig.text(0.5, top, subtitle, ha="center", va="top", fontsize=subtitle_size(subtitle),
+                 color="#333333")
         top -= 16 / h
     return (0, 0, 1, top + 12 / h)
 
@@ -502,7 +514,7 @@ def title_axes(ax, title, subtitle):
     ax.set_title(f"{title}\n", fontsize=13, fontweight="bold")
     if subtitle:
         ax.text(0.5, 1.02, subtitle, transform=ax.transAxes, ha="center", va="bottom",
-                fontsize=10, color="#333333")
+                fontsize=subtitle_size(subtitle), color="#333333")
 
 
 # ---------------------------------------------------------------------------
@@ -683,21 +695,52 @@ def pick_pair(res, condition, need):
         by_proto = {p: [r for r in with_file if r["protocol"] == p] for p in PROTOCOLS}
         if not all(by_proto.values()):
             continue
-        # Prefer one compare run (same run_id) holding both; newest first.
-        def newest(rs):
-            return max(rs, key=lambda r: (r.get("started_utc") or "", r["_order"]))
-        runs = {r["run_id"] for r in by_proto["tcp"]} & {r["run_id"] for r in by_proto["udp"]}
-        if runs:
-            pool = [r for r in with_file if r["run_id"] in runs]
-            rid = newest(pool)["run_id"]
-            tcp = newest([r for r in by_proto["tcp"] if r["run_id"] == rid])
-            udp = newest([r for r in by_proto["udp"] if r["run_id"] == rid])
-        else:
-            tcp, udp = newest(by_proto["tcp"]), newest(by_proto["udp"])
+        tcp, udp = pair_rows(by_proto["tcp"], by_proto["udp"])
         desc = fmt_condition(*cond) if cond else "the newest run"
         ckey = cond[0] if cond else "loss"
         return tcp, udp, desc, context_of(tcp, ckey)
     return None
+
+
+def _newest(rows):
+    return max(rows, key=lambda r: (r.get("started_utc") or "", r["_order"]))
+
+
+def _pair_key(r):
+    """What a TCP and a UDP session must share to be one condition's pair."""
+    return (r["label"], r.get("msg_size"), r.get("rate_target") or "", r["mode"])
+
+
+def pair_rows(tcp_rows, udp_rows):
+    """One TCP and one UDP session of the same condition, the newest such pair.
+    1. Sessions of one `compare` run share a run_id: the newest run holding both.
+    2. Otherwise (separate sends, e.g. sweep.sh's lab engine: each session has its own
+       run_id) sessions with the same label, message size, rate and mode; of those, the
+       TCP and UDP sessions written closest together in summary.csv, newest first.
+    3. Otherwise the newest of each.
+    Each session's files are then found by its own run_id."""
+    runs = {r["run_id"] for r in tcp_rows} & {r["run_id"] for r in udp_rows}
+    if runs:
+        rid = _newest([r for r in tcp_rows + udp_rows if r["run_id"] in runs])["run_id"]
+        return (_newest([r for r in tcp_rows if r["run_id"] == rid]),
+                _newest([r for r in udp_rows if r["run_id"] == rid]))
+    best = None
+    for key in {_pair_key(r) for r in tcp_rows} & {_pair_key(r) for r in udp_rows}:
+        ts = [r for r in tcp_rows if _pair_key(r) == key]
+        us = [r for r in udp_rows if _pair_key(r) == key]
+        # Each UDP session with the TCP session written nearest before it (a sweep writes
+        # TCP, then UDP), else nearest after it.
+        for u in us:
+            before = [t for t in ts if t["_order"] < u["_order"]]
+            t = (max(before, key=lambda r: r["_order"]) if before
+                 else min(ts, key=lambda r: r["_order"]))
+            rank = (max(t.get("started_utc") or "", u.get("started_utc") or ""),
+                    max(t["_order"], u["_order"]))
+            if best is None or rank > best[0]:
+                best = (rank, t, u)
+    if best is not None:
+        return best[1], best[2]
+    return _newest(tcp_rows), _newest(udp_rows)
 
 
 def run_note(tcp, udp):

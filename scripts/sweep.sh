@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# sweep.sh: TCP and UDP side by side ('sockbench compare') over a grid of path conditions,
-# all into one results/<name>/ folder, then scripts/plot.py on it.
+# sweep.sh: TCP and UDP side by side over a grid of path conditions, through netem where the
+# kernel has it (scripts/lab.sh) and sockbench's built-in link emulator otherwise, all into one
+# results/<name>/ folder, then scripts/plot.py on it.
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -10,11 +11,11 @@ REPO=$(dirname "$HERE")
 usage() {
     cat <<EOF
 Usage: $PROG [--name NAME] [--size BYTES] [--rate R] [--count N] [--quick]
-             [--all-messages] [--seed N] [--no-plot]
+             [--all-messages] [--seed N] [--no-plot] [--engine auto|compare|lab] [--emulator]
 
-Runs 'sockbench compare' (a TCP session, then a UDP session with identical traffic) once per
-path condition, each with --label set to the condition, all appending to
-results/NAME/summary.csv, then runs scripts/plot.py results/NAME (plots in results/NAME/plots).
+Runs a TCP session, then a UDP session with identical traffic, once per path condition, each
+with --label set to the condition, all appending to results/NAME/summary.csv, then runs
+scripts/plot.py results/NAME (plots in results/NAME/plots).
 
 Default grid (17 conditions, 34 sessions):
   sweep=loss       loss 0, 0.5, 1, 2, 5, 10 %   at delay 10 ms
@@ -23,7 +24,23 @@ Default grid (17 conditions, 34 sessions):
   sweep=duplicate  duplicate 0, 1, 2, 5 %        at delay 10 ms
 Labels look like 'loss=5%,delay=10ms,sweep=loss'. Zero levels are passed explicitly
 (e.g. --loss 0%): without any impairment flag, compare would apply its default impairment.
-Every condition uses the same --seed, so a re-run makes the same impairment decisions.
+Every condition uses the same --seed (the emulator's; netem has no seed).
+
+Engines (which path the packets take):
+  lab      per condition: scripts/lab.sh up <impairment> --seed N (namespaces sb-lab-a and
+           sb-lab-b), 'sockbench tcp|udp recv --once' in sb-lab-b, 'sockbench tcp|udp send'
+           in sb-lab-a, scripts/lab.sh down. lab.sh joins the hosts with a veth pair and
+           tc netem where the kernel has sch_netem, else with the built-in emulator.
+           The TCP and UDP sessions get their own run_ids.
+  compare  per condition: 'sockbench compare', which builds its own private lab with the
+           built-in userspace emulator, always (compare has no netem mode). Both sessions
+           share one run_id.
+  auto     (default) lab when this kernel has sch_netem (checked like netem.sh/lab.sh do:
+           a netem qdisc in a throwaway namespace), compare otherwise. So: netem on hosts
+           that have it, the built-in emulator everywhere else.
+  --emulator   with the lab engine, make lab.sh use the emulator even where netem exists
+           (implies --engine lab when --engine is auto; refused with --engine compare).
+The log (sweep.log) says which engine and which path each condition used.
 
 Options:
   --name NAME     results/NAME (default: sweep-YYYY-MM-DD, UTC); a NAME containing '/' is
@@ -37,25 +54,34 @@ Options:
                   folder small: about 80 bytes per message per session)
   --seed N        impairment seed (default 1)
   --no-plot       only the CSVs
+  --engine E      auto, compare or lab (see above; default auto)
+  --emulator      lab engine through the built-in emulator (see above)
   -h, --help      this text
 
-Time: the default grid (3000 messages at 1000 msg/s) took 2 min 3 s on a 2-core VM
-(118 s for the 17 conditions + 4 s of plotting; see results/README.md): roughly
-17 x (2 x count/rate + 1 s). It scales with --count/--rate. --quick takes about 10 s.
+Time, default grid (3000 messages at 1000 msg/s), on a 2-core VM:
+  compare          2 min 3 s (118 s for the 17 conditions + 4 s of plotting; see
+                   results/README.md): roughly 17 x (2 x count/rate + 1 s)
+  lab --emulator   2 min 47 s (164 s for the conditions, 9-11 s each, + 3 s of plotting):
+                   roughly 17 x (2 x count/rate + 3.5 s); lab.sh up (0.3 s) and down
+                   (about 2 s: it stops the emulator), and the wait for the emulator's
+                   once-a-second counts (up to 1.2 s) come on top of the sessions
+  lab with netem   not measured (no sch_netem on that VM); expect less than with the
+                   emulator: no emulator to stop, no counts to wait for
+It scales with --count/--rate. --quick takes about 10 s (compare) or 20 s (lab).
 
-Outputs, in results/NAME/: summary.csv (two rows per condition, TCP and UDP, sharing a
-run_id), <run_id>_{tcp,udp}_latency.csv, <run_id>_link.csv (the emulator's own counts),
-<run_id>_{tcp,udp}_messages.csv (see --all-messages), sweep.log (what ran and how long),
-plots/*.png and plots/*.svg.
+Outputs, in results/NAME/: summary.csv (two rows per condition, TCP and UDP; one shared
+run_id with compare, one each with lab), <run_id>_{tcp,udp}_latency.csv,
+<run_id>_{tcp,udp}_messages.csv (see --all-messages), <run_id>_link.csv (the emulator's own
+counts for the condition, both sessions; with lab written under both sessions' run_ids, and
+only when the emulator was the path: netem counts nothing), sweep.log (what ran, on which
+path, how long), plots/*.png and plots/*.svg.
 
-The path: 'sockbench compare' builds its own two-host lab (network namespaces joined by
-sockbench's built-in userspace link emulator) for every condition, whether or not this
-kernel has sch_netem; compare has no netem mode. The emulator implements netem's model
-(same flag vocabulary). For a veth + netem path by hand, see scripts/lab.sh.
-
-Needs root (namespaces, TUN devices). Ctrl-C (or SIGTERM) stops the running compare
-gracefully, which removes its lab; the rows already written are kept (they are complete
-sessions; the interrupted one is marked complete=false). Nothing is left running and no
+Needs root (namespaces; the emulator also needs /dev/net/tun). The lab engine uses lab.sh's
+fixed namespaces, so it refuses to start while a lab.sh lab is up, and two lab sweeps cannot
+run at once. Ctrl-C (or SIGTERM, SIGHUP) stops the running sessions gracefully (compare, or
+the lab engine's sender and receiver, by PID: SIGTERM, then SIGKILL after 15 s), removes the
+lab (lab.sh down) and exits 130; the rows already written are kept (they are complete
+sessions; an interrupted one is marked complete=false). Nothing is left running and no
 namespace is left behind. Exit status: 0 done, 1 a failure, 2 bad usage, 130 interrupted.
 The binary is \$SOCKBENCH, or target/release/sockbench (built with cargo if missing).
 EOF
@@ -66,16 +92,17 @@ die() { # die MESSAGE [EXIT_STATUS]
     exit "${2:-1}"
 }
 
-name="" size=64 rate=1000 count="" quick=0 all_messages=0 seed=1 plot=1
+name="" size=64 rate=1000 count="" quick=0 all_messages=0 seed=1 plot=1 engine=auto emulator=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
     -h | --help) usage; exit 0 ;;
     --quick) quick=1; shift; continue ;;
     --all-messages) all_messages=1; shift; continue ;;
     --no-plot) plot=0; shift; continue ;;
+    --emulator) emulator=1; shift; continue ;;
     esac
     case "$1" in
-    --name | --size | --rate | --count | --seed) ;;
+    --name | --size | --rate | --count | --seed | --engine) ;;
     *) die "unknown option '$1' (see --help)" 2 ;;
     esac
     [[ $# -ge 2 ]] || die "$1 needs a value (see --help)" 2
@@ -85,7 +112,7 @@ while [[ $# -gt 0 ]]; do
     --rate) rate=$2 ;;
     --count) count=$2 ;;
     --seed) seed=$2 ;;
-    *) die "unknown option '$1' (see --help)" 2 ;;
+    --engine) engine=$2 ;;
     esac
     shift 2
 done
@@ -93,8 +120,17 @@ done
 [[ -n $name ]] || name="sweep-$(date -u +%F)"
 [[ $name == */* ]] && outdir=$name || outdir=$REPO/results/$name
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a whole number, not '$seed'" 2
+[[ $count =~ ^[0-9]+(\.[0-9]+)?[kKMG]?$ ]] || die "--count must be a number of messages (e.g. 3000 or 10k), not '$count'" 2
+case "$engine" in
+auto | compare | lab) ;;
+*) die "--engine must be auto, compare or lab, not '$engine'" 2 ;;
+esac
+if [[ $emulator -eq 1 ]]; then
+    [[ $engine != compare ]] || die "--emulator is for the lab engine (compare always uses the emulator)" 2
+    engine=lab
+fi
 
-[[ $(id -u) -eq 0 ]] || die "needs root: compare builds network namespaces (run with sudo)" 2
+[[ $(id -u) -eq 0 ]] || die "needs root: the lab is built from network namespaces (run with sudo)" 2
 command -v ip >/dev/null || die "'ip' is missing: apt-get install iproute2"
 
 bin=${SOCKBENCH:-$REPO/target/release/sockbench}
@@ -104,6 +140,7 @@ if [[ ! -x $bin ]]; then
     echo "$PROG: building sockbench (cargo build --release)..." >&2
     (cd "$REPO" && cargo build --release --quiet) || die "cargo build failed"
 fi
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin") # absolute: it runs inside ip netns exec
 # Validate the traffic flags once, before anything runs (exit 2 on a bad value).
 check_dir=$(mktemp -d)
 check_rc=0
@@ -112,7 +149,33 @@ rm -rf "$check_dir"
 [[ $check_rc -eq 0 ]] ||
     die "sockbench refused --size $size --rate $rate (see: $bin compare --loopback --count 1 --size $size --rate $rate)" 2
 
-# The grid: "sweep|label|compare flags", one line per condition.
+# Which path: sch_netem is checked the way netem.sh and lab.sh do (netem.sh check: a netem
+# qdisc on lo in a throwaway namespace).
+have_netem=0
+"$HERE/netem.sh" check >/dev/null 2>&1 && have_netem=1
+if [[ $engine == auto ]]; then
+    [[ $have_netem -eq 1 ]] && engine=lab || engine=compare
+fi
+# lab.sh's fixed names and state directory (see scripts/lab.sh).
+LAB=$HERE/lab.sh
+NS_A=sb-lab-a
+NS_B=sb-lab-b
+ADDR_B=198.18.0.2
+TCP_PORT=5300
+UDP_PORT=5301
+if [[ -d /run && -w /run ]]; then LAB_STATE=/run/sockbench-lab; else LAB_STATE=/tmp/sockbench-lab; fi
+if [[ $engine == lab ]]; then
+    [[ -x $LAB ]] || die "$LAB is missing or not executable"
+    if ip netns list 2>/dev/null | awk '{print $1}' | grep -qxE "$NS_A|$NS_B"; then
+        die "a lab.sh lab is already up ($NS_A/$NS_B; another sweep, or one made by hand): see '$LAB status', remove it with '$LAB down'"
+    fi
+    if [[ $emulator -eq 1 || $have_netem -eq 0 ]]; then
+        [[ -e /dev/net/tun ]] || die "/dev/net/tun is missing: the emulator needs it (modprobe tun)"
+    fi
+    command -v ss >/dev/null || die "'ss' is missing: apt-get install iproute2"
+fi
+
+# The grid: "sweep|label|impairment flags", one line per condition.
 grid=()
 add() { grid+=("$1|$2|$3"); }
 if [[ $quick -eq 1 ]]; then
@@ -129,8 +192,19 @@ else
     for p in 0 1 2 5; do add duplicate "duplicate=$p%,delay=10ms,sweep=duplicate" "--duplicate $p% --delay 10ms"; done
 fi
 
-# --- cleanup: the running compare (our child), and any lab namespace it left behind ---
-child=""
+# The longest a lab-engine sender may take: twice the schedule plus 30 s (rate 0: 60 s plus
+# 1 s per 10000 messages). Rates may carry k/M/G suffixes, as sockbench accepts them.
+sender_limit=$(awk -v r="$rate" -v n="$count" 'function num(x,  m) {
+        m = 1; if (x ~ /[kK]$/) m = 1e3; else if (x ~ /M$/) m = 1e6; else if (x ~ /G$/) m = 1e9
+        sub(/[kKMG]$/, "", x); return x * m }
+    BEGIN { r = num(r); n = num(n)
+        if (r > 0) print int(2 * n / r + 30); else print int(60 + n / 10000) }')
+
+# --- cleanup: everything we started, by PID, and the lab we brought up ---
+child=""     # the running compare (compare engine)
+lab_recv=""  # the running receiver in sb-lab-b (lab engine)
+lab_send=""  # the running sender in sb-lab-a (lab engine)
+lab_up=0     # 1 from the moment we run 'lab.sh up' until 'lab.sh down' is done
 interrupted=0
 remove_child_labs() { # namespaces sb-<pid>-<n>-{a,b} of a compare we started and that is gone
     local pid=$1 ns
@@ -140,45 +214,78 @@ remove_child_labs() { # namespaces sb-<pid>-<n>-{a,b} of a compare we started an
         ip netns del "$ns" 2>/dev/null || true
     done
 }
-stop_child() {
-    local pid=$child
+stop_pid() { # stop_pid PID WHAT: SIGTERM (sockbench writes what it has), up to 15 s, then SIGKILL
+    local pid=$1 what=$2
     [[ -n $pid ]] || return 0
     if [[ -d /proc/$pid ]]; then
-        kill -TERM "$pid" 2>/dev/null || true # compare: write what it has, remove its lab
-        for _ in $(seq 150); do             # up to 15 s
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 150); do
             [[ -d /proc/$pid ]] || break
+            # A zombie (exited, not yet reaped) is done.
+            [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
             sleep 0.1
         done
-        if [[ -d /proc/$pid ]]; then
-            echo "$PROG: compare (pid $pid) did not stop; killing it" >&2
+        if [[ -d /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
+            echo "$PROG: $what (pid $pid) did not stop; killing it" >&2
             kill -KILL "$pid" 2>/dev/null || true
             sleep 0.2
         fi
     fi
     wait "$pid" 2>/dev/null || true
+}
+stop_child() {
+    [[ -n $child ]] || return 0
+    local pid=$child
+    stop_pid "$pid" compare
     remove_child_labs "$pid"
     child=""
+}
+lab_down() {
+    [[ $lab_up -eq 1 ]] || return 0
+    "$LAB" down >>"$outdir/.lab.out" 2>&1 || "$LAB" down >>"$outdir/.lab.out" 2>&1 || true
+    lab_up=0
+}
+stop_lab() {
+    stop_pid "$lab_send" "the sender"
+    lab_send=""
+    stop_pid "$lab_recv" "the receiver"
+    lab_recv=""
+    lab_down
+}
+stop_all() {
+    stop_child
+    stop_lab
 }
 on_signal() {
     interrupted=1
     trap '' INT TERM HUP
     echo >&2
-    echo "$PROG: interrupted; stopping the running compare (its rows are marked complete=false)" >&2
-    stop_child
+    echo "$PROG: interrupted; stopping the running sessions (their rows are marked complete=false)" >&2
+    stop_all
+    rm -f "$outdir/.compare.out" "$outdir/.lab.out" "$outdir/.link.csv" "$outdir"/.lab-{tcp,udp}-{send,recv}.out
     echo "$PROG: partial results kept in $outdir" >&2
     exit 130
 }
 trap on_signal INT TERM HUP
-trap 'stop_child' EXIT
+trap 'stop_all' EXIT
 
 mkdir -p "$outdir"
+outdir=$(cd "$outdir" && pwd)
 log=$outdir/sweep.log
 note() { echo "$*" | tee -a "$log" >&2; }
 
-if "$HERE/netem.sh" check >/dev/null 2>&1; then
-    path_note="this kernel has sch_netem, but compare always uses its built-in emulator (scripts/lab.sh is the netem path)"
+if [[ $engine == compare ]]; then
+    if [[ $have_netem -eq 1 ]]; then
+        path_note="engine compare: this kernel has sch_netem, but compare always uses its built-in emulator (--engine lab for netem)"
+    else
+        path_note="engine compare: no sch_netem in this kernel; compare's built-in emulator"
+    fi
+elif [[ $emulator -eq 1 ]]; then
+    path_note="engine lab: scripts/lab.sh with the built-in emulator (--emulator)"
+elif [[ $have_netem -eq 1 ]]; then
+    path_note="engine lab: scripts/lab.sh with veth + tc netem"
 else
-    path_note="no sch_netem in this kernel; compare uses its built-in emulator (as it always does)"
+    path_note="engine lab: no sch_netem in this kernel, so scripts/lab.sh uses the built-in emulator"
 fi
 start=$(date +%s)
 note "== $PROG $(date -u +%FT%TZ): ${#grid[@]} conditions x (TCP, UDP), $count x $size B at $rate msg/s, seed $seed -> $outdir"
@@ -186,34 +293,184 @@ note "   path: $path_note"
 note "   $("$bin" --version 2>/dev/null || echo sockbench), kernel $(uname -r), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 note "   load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows up as latency outliers)"
 
+# --- compare engine: one 'sockbench compare' per condition ---
+# run_compare LABEL FLAGS PM; sets result (one-line summary) and returns compare's status.
+run_compare() {
+    local label=$1 flags=$2 pm=$3 rc=0
+    # shellcheck disable=SC2206 # flags are our own, space-separated
+    local args=(compare --count "$count" --rate "$rate" --size "$size" --seed "$seed" $flags
+        --label "$label" --out "$outdir" $pm)
+    # Its own session: a Ctrl-C on the terminal reaches only this script, which then stops
+    # compare with exactly one SIGTERM (a second signal would make compare exit at once).
+    setsid "$bin" "${args[@]}" >"$outdir/.compare.out" 2>&1 </dev/null &
+    child=$!
+    wait "$child" || rc=$?
+    child=""
+    result=$(awk '/^  lost +[0-9]/{l=$2" / "$3} /^  p99 /{p=$2$3" / "$4$5} END{print "lost TCP/UDP " l ", p99 " p}' "$outdir/.compare.out")
+    if [[ $rc -ne 0 ]]; then
+        note "   compare failed (exit $rc): $bin ${args[*]}"
+        sed 's/^/   /' "$outdir/.compare.out" | tail -5 | tee -a "$log" >&2
+    fi
+    return $rc
+}
+
+# --- lab engine: lab.sh up, a TCP and a UDP session between its hosts, lab.sh down ---
+wait_gone() { # wait_gone PID SECONDS: 0 once PID has exited (or is a zombie), 1 at the limit
+    local pid=$1 n
+    n=$(awk -v s="$2" 'BEGIN{print int(s * 10)}')
+    for ((k = 0; k < n; k++)); do
+        [[ -d /proc/$pid ]] || return 0
+        [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# lab_session PROTO LABEL PM: receiver in B, sender in A; sets run_id, lost, p99; returns 0 if
+# both sides ended well.
+lab_session() {
+    local proto=$1 label=$2 pm=$3 port rc=0 rrc=0 ok=0
+    [[ $proto == tcp ]] && port=$TCP_PORT || port=$UDP_PORT
+    run_id="" lost="?" p99="?"
+    local rout=$outdir/.lab-$proto-recv.out sout=$outdir/.lab-$proto-send.out
+    setsid ip netns exec $NS_B "$bin" "$proto" recv --listen "$ADDR_B:$port" --once \
+        >"$rout" 2>&1 </dev/null &
+    lab_recv=$!
+    # Ready when its TCP socket listens (UDP's control connection shares the port number).
+    for _ in $(seq 100); do
+        if ip netns exec $NS_B ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+            ok=1
+            break
+        fi
+        [[ -d /proc/$lab_recv ]] || break
+        sleep 0.05
+    done
+    if [[ $ok -ne 1 ]]; then
+        note "   $proto receiver did not listen on $ADDR_B:$port in $NS_B within 5 s:"
+        sed 's/^/   /' "$rout" | tail -5 | tee -a "$log" >&2
+        stop_pid "$lab_recv" "the $proto receiver"
+        lab_recv=""
+        return 1
+    fi
+    # shellcheck disable=SC2206 # pm is our own
+    local args=("$proto" send "$ADDR_B:$port" --count "$count" --rate "$rate" --size "$size"
+        --label "$label" --out "$outdir" $pm)
+    setsid ip netns exec $NS_A "$bin" "${args[@]}" >"$sout" 2>&1 </dev/null &
+    lab_send=$!
+    if ! wait_gone "$lab_send" "$sender_limit"; then
+        note "   $proto sender still running after $sender_limit s; stopping it"
+        stop_pid "$lab_send" "the $proto sender"
+    fi
+    wait "$lab_send" || rc=$?
+    lab_send=""
+    # --once: the receiver ends by itself after the session (its linger is a few round trips).
+    if ! wait_gone "$lab_recv" 15; then
+        note "   $proto receiver still running 15 s after the session; stopping it"
+        stop_pid "$lab_recv" "the $proto receiver"
+    fi
+    wait "$lab_recv" || rrc=$?
+    lab_recv=""
+    run_id=$(sed -n 's/^sockbench [a-z]* send to .* (run \(.*\))$/\1/p' "$sout" | head -1)
+    lost=$(awk '/^  lost +[0-9]/{print $2; exit}' "$sout")
+    p99=$(awk '/^  p99 /{print $2 $3; exit}' "$sout")
+    if [[ $rc -ne 0 || $rrc -ne 0 || -z $run_id ]]; then
+        note "   $proto session failed (sender exit $rc, receiver exit $rrc): ip netns exec $NS_A $bin ${args[*]}"
+        sed 's/^/   sender: /' "$sout" | tail -5 | tee -a "$log" >&2
+        sed 's/^/   receiver: /' "$rout" | tail -3 | tee -a "$log" >&2
+        return 1
+    fi
+}
+# copy_link_csv SINCE LABEL RUN_ID...: once the emulator has rewritten link.csv after SINCE
+# (epoch seconds with fraction; it does so every second), write it as DIR/<run_id>_link.csv
+# for each RUN_ID, with that run_id and LABEL in its columns.
+copy_link_csv() {
+    local since=$1 label=$2
+    shift 2
+    local src=$LAB_STATE/link.csv tmp=$outdir/.link.csv mtime ok=0
+    for _ in $(seq 40); do # up to 4 s
+        mtime=$(stat -c %.9Y "$src" 2>/dev/null || echo 0)
+        if awk -v a="$mtime" -v b="$since" 'BEGIN{exit !(a > b)}'; then
+            sleep 0.05 # the file is rewritten in place: let the write finish, then check it
+            cp "$src" "$tmp" 2>/dev/null || true
+            # Complete: the header and 10 rows (2 directions x tcp, udp, icmp, other, all).
+            if [[ $(awk -F, 'NR == 1 || NF == 14' "$tmp" 2>/dev/null | wc -l) -eq 11 ]] &&
+                [[ $(wc -l <"$tmp") -eq 11 ]]; then
+                ok=1
+                break
+            fi
+        fi
+        sleep 0.1
+    done
+    if [[ $ok -ne 1 ]]; then
+        note "   the emulator's counts ($src) were not rewritten after the sessions; no link CSV"
+        rm -f "$tmp"
+        return 1
+    fi
+    local id
+    for id in "$@"; do
+        # Columns: schema_version,run_id,label,... (lab.sh's link writes run_id=<its own>, label=lab).
+        awk -F, -v OFS=, -v id="$id" -v label="\"$label\"" \
+            'NR == 1 {print; next} {$2 = id; $3 = label; print}' "$tmp" >"$outdir/${id}_link.csv"
+    done
+    rm -f "$tmp"
+}
+# run_lab LABEL FLAGS PM; sets result and returns 0 if everything worked.
+run_lab() {
+    local label=$1 flags=$2 pm=$3 emu=() mode tcp_id udp_id tcp_lost udp_lost tcp_p99 udp_p99 bad=0
+    [[ $emulator -eq 1 ]] && emu=(--emulator)
+    result=""
+    lab_up=1
+    # shellcheck disable=SC2206 # flags are our own
+    if ! "$LAB" up "${emu[@]}" $flags --seed "$seed" >"$outdir/.lab.out" 2>&1 </dev/null; then
+        note "   lab.sh up failed: $LAB up ${emu[*]} $flags --seed $seed"
+        sed 's/^/   /' "$outdir/.lab.out" | tail -5 | tee -a "$log" >&2
+        # Someone else's lab appeared since the start: not ours to take down.
+        grep -q "already up" "$outdir/.lab.out" && lab_up=0
+        lab_down
+        return 1
+    fi
+    mode=$(cat "$LAB_STATE/mode" 2>/dev/null || echo "?")
+    lab_session tcp "$label" "$pm" || bad=1
+    tcp_id=$run_id tcp_lost=$lost tcp_p99=$p99
+    udp_id="" udp_lost="?" udp_p99="?"
+    if [[ $bad -eq 0 ]]; then
+        lab_session udp "$label" "$pm" || bad=1
+        udp_id=$run_id udp_lost=$lost udp_p99=$p99
+    fi
+    local t_end link=""
+    t_end=$(date +%s.%N)
+    if [[ $bad -eq 0 && $mode == userspace* ]]; then
+        if copy_link_csv "$t_end" "$label" "$tcp_id" "$udp_id"; then
+            link=", emulator dropped $(awk -F, '$(NF - 10) == "a_to_b" && $(NF - 9) == "udp" {print $(NF - 6)}' "$outdir/${udp_id}_link.csv") UDP"
+        else
+            bad=1
+        fi
+    fi
+    lab_down
+    case "$mode" in userspace*) mode=emulator ;; veth*) mode=netem ;; esac
+    result="lost TCP/UDP $tcp_lost / $udp_lost, p99 $tcp_p99 / $udp_p99 ($mode$link)"
+    return $bad
+}
+
 i=0
 failed=0
 for entry in "${grid[@]}"; do
     i=$((i + 1))
     IFS='|' read -r sweep label flags <<<"$entry"
-    pm=()
-    if [[ $all_messages -eq 1 || $label == loss=5%,* ]]; then pm=(--per-message); fi
-    # shellcheck disable=SC2206 # flags are our own, space-separated
-    args=(compare --count "$count" --rate "$rate" --size "$size" --seed "$seed" $flags
-        --label "$label" --out "$outdir" "${pm[@]}")
+    pm=""
+    if [[ $all_messages -eq 1 || $label == loss=5%,* ]]; then pm=--per-message; fi
     t0=$(date +%s.%N)
-    # Its own session: a Ctrl-C on the terminal reaches only this script, which then stops
-    # compare with exactly one SIGTERM (a second signal would make compare exit at once).
-    setsid "$bin" "${args[@]}" >"$outdir/.compare.out" 2>&1 </dev/null &
-    child=$!
     rc=0
-    wait "$child" || rc=$?
-    child=""
-    t1=$(date +%s.%N)
-    summary=$(awk '/^  lost +[0-9]/{l=$2" / "$3} /^  p99 /{p=$2$3" / "$4$5} END{print "lost TCP/UDP " l ", p99 " p}' "$outdir/.compare.out")
-    note "$(printf '[%2d/%d] %-40s %5.1f s  %s' "$i" "${#grid[@]}" "$label" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" "$summary")"
-    if [[ $rc -ne 0 ]]; then
-        failed=$((failed + 1))
-        note "   compare failed (exit $rc): $bin ${args[*]}"
-        sed 's/^/   /' "$outdir/.compare.out" | tail -5 | tee -a "$log" >&2
+    result=""
+    if [[ $engine == compare ]]; then
+        run_compare "$label" "$flags" "$pm" || rc=$?
+    else
+        run_lab "$label" "$flags" "$pm" || rc=$?
     fi
+    t1=$(date +%s.%N)
+    note "$(printf '[%2d/%d] %-40s %5.1f s  %s' "$i" "${#grid[@]}" "$label" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" "$result")"
+    [[ $rc -eq 0 ]] || failed=$((failed + 1))
 done
-rm -f "$outdir/.compare.out"
+rm -f "$outdir/.compare.out" "$outdir/.lab.out" "$outdir"/.lab-{tcp,udp}-{send,recv}.out
 took=$(($(date +%s) - start))
 note "== grid done in ${took} s ($((took / 60)) min $((took % 60)) s); $failed condition(s) failed; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 

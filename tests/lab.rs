@@ -293,11 +293,37 @@ fn one_way_latency_matches_the_configured_delay() {
     }
 }
 
+/// scripts/lab.sh builds namespaces with fixed names (sb-lab-a, sb-lab-b), so tests that use it (here and
+/// the sweep.sh lab-engine tests in tests/plot.rs) must not run at the same time; nextest runs tests in
+/// parallel processes. Each takes this file lock (flock, released when the returned File is dropped or the
+/// process dies). Bounded: 5 minutes.
+fn lab_sh_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let path = "/tmp/sockbench-lab-sh.lock";
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path}: another lab.sh test held the lock for 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f
+}
+
 #[test]
 fn lab_script_builds_and_removes_two_hosts() {
     if !lab_possible() {
         return;
     }
+    // Declared before the Down guard below, so it is released after `lab.sh down` ran.
+    let _lock = lab_sh_lock();
     let bin = assert_cmd::cargo::cargo_bin("sockbench");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
     let run = |args: &[&str]| {

@@ -217,16 +217,68 @@ fn children_of(pid: u32) -> Vec<u32> {
     kids
 }
 
-fn sweep_cmd(name: &Path) -> Command {
+/// `sweep.sh --quick --name NAME --engine ENGINE` (plus `--emulator` for the lab engine, so that it runs on
+/// kernels without netem too and writes the emulator's counts).
+fn sweep_cmd_with(name: &Path, engine: &str) -> Command {
     let mut c = Command::new("bash");
     c.arg(repo().join("scripts/sweep.sh"))
         .arg("--quick")
         .arg("--name")
         .arg(name)
+        .args(["--engine", engine])
         .env("SOCKBENCH", bin())
         .env("MPLBACKEND", "Agg")
         .stdin(Stdio::null());
+    if engine == "lab" {
+        c.arg("--emulator");
+    }
     c
+}
+
+/// The compare engine: what the default (auto) picks on kernels without netem.
+fn sweep_cmd(name: &Path) -> Command {
+    sweep_cmd_with(name, "compare")
+}
+
+/// scripts/lab.sh builds namespaces with fixed names (sb-lab-a, sb-lab-b), so tests that use it (here and
+/// tests/lab.rs) must not run at the same time; nextest runs tests in parallel processes. Each takes this
+/// file lock (flock, released when the returned File is dropped or the process dies). Bounded: 5 minutes.
+fn lab_sh_lock() -> fs::File {
+    use std::os::fd::AsRawFd;
+    let path = "/tmp/sockbench-lab-sh.lock";
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{path}: another lab.sh test held the lock for 5 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f
+}
+
+fn lab_sh_namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n == "sb-lab-a" || *n == "sb-lab-b")
+        .map(str::to_string)
+        .collect()
+}
+
+/// A link CSV keyed by (direction, proto).
+fn read_link(path: &Path) -> HashMap<(String, String), Row> {
+    read_summary(path)
+        .into_iter()
+        .map(|r| ((r["direction"].clone(), r["proto"].clone()), r))
+        .collect()
 }
 
 #[test]
@@ -338,4 +390,275 @@ fn sweep_interrupted_stops_compare_and_leaves_no_namespace() {
     let rows = read_summary(&name.join("summary.csv"));
     assert!(!rows.is_empty(), "the interrupted session wrote no row");
     assert!(rows.iter().all(|r| r["complete"] == "false"), "{rows:?}");
+}
+
+#[test]
+fn sweep_quick_lab_engine_runs_the_grid_through_lab_sh_and_plots_it() {
+    if !require(
+        "sweep.sh lab-engine test",
+        lab_missing().or_else(matplotlib_missing),
+    ) {
+        return;
+    }
+    let _lock = lab_sh_lock();
+    assert_eq!(
+        lab_sh_namespaces(),
+        Vec::<String>::new(),
+        "a lab.sh lab is up before the test (scripts/lab.sh down)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("quick-lab");
+    let started = Instant::now();
+    let out = sweep_cmd_with(&name, "lab").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "sweep.sh --quick --engine lab --emulator failed:\n{log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(lab_sh_namespaces(), Vec::<String>::new(), "lab left behind");
+    let sweep_log = fs::read_to_string(name.join("sweep.log")).unwrap();
+    assert!(
+        sweep_log.contains("engine lab") && sweep_log.contains("emulator"),
+        "sweep.log does not name the lab engine and the emulator:\n{sweep_log}"
+    );
+
+    let rows = read_summary(&name.join("summary.csv"));
+    let conditions = [
+        "loss=0%,delay=10ms,sweep=loss",
+        "loss=5%,delay=10ms,sweep=loss",
+        "reorder=2%,delay=10ms,sweep=reorder",
+        "duplicate=2%,delay=10ms,sweep=duplicate",
+    ];
+    assert_eq!(
+        rows.len(),
+        2 * conditions.len(),
+        "4 conditions x (TCP, UDP)"
+    );
+    for cond in conditions {
+        for proto in ["tcp", "udp"] {
+            let n = rows
+                .iter()
+                .filter(|r| r["label"] == cond && r["protocol"] == proto)
+                .count();
+            assert_eq!(n, 1, "{proto} rows labelled {cond}");
+        }
+    }
+    let mut links = 0;
+    for r in &rows {
+        let (id, p, label) = (&r["run_id"], &r["protocol"], &r["label"]);
+        assert_eq!(r["complete"], "true", "{r:?}");
+        assert_eq!(r["sent"], "300", "{r:?}");
+        // Through lab.sh's hosts: the sender in sb-lab-a sent to B's address.
+        assert!(r["peer"].starts_with("198.18.0.2"), "peer {:?}", r["peer"]);
+        // Each session's files under its own run_id.
+        for f in [
+            format!("{id}_{p}_latency.csv"),
+            format!("{id}_{p}_messages.csv"),
+        ] {
+            assert!(name.join(&f).is_file(), "{f} missing");
+        }
+        if p == "tcp" {
+            for col in ["lost", "duplicates", "reordered", "corrupt"] {
+                assert_eq!(r[col], "0", "TCP {col} under {label}");
+            }
+            assert_eq!(r["received"], r["sent"], "TCP under {label}");
+            continue;
+        }
+        // UDP: sockbench's figures equal the emulator's own counts for the condition, exactly.
+        let path = name.join(format!("{id}_link.csv"));
+        if !path.is_file() {
+            continue;
+        }
+        links += 1;
+        let link = read_link(&path);
+        assert!(
+            link.values()
+                .all(|l| &l["run_id"] == id && &l["label"] == label),
+            "{}: run_id/label columns are not the UDP session's",
+            path.display()
+        );
+        let t = &link[&("a_to_b".to_string(), "udp".to_string())];
+        let n = |row: &Row, c: &str| -> u64 {
+            row[c]
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("{c}={:?}", row[c])) as u64
+        };
+        assert_eq!(n(r, "sent"), n(t, "entered"), "UDP sent under {label}");
+        assert_eq!(
+            n(r, "lost"),
+            n(t, "dropped") + n(t, "queue_drops") + n(t, "corrupted"),
+            "UDP lost vs the emulator's drops under {label}"
+        );
+        assert_eq!(n(r, "duplicates"), n(t, "duplicated"), "under {label}");
+        assert_eq!(n(r, "reordered"), n(t, "reordered"), "under {label}");
+        assert_eq!(
+            n(r, "received"),
+            n(t, "forwarded") - n(t, "corrupted"),
+            "under {label}"
+        );
+    }
+    // --emulator: every condition went through the emulator, so every UDP session has its counts.
+    assert_eq!(links, conditions.len(), "UDP sessions with a link CSV");
+    let udp_loss5 = rows
+        .iter()
+        .find(|r| r["protocol"] == "udp" && r["label"].starts_with("loss=5%"))
+        .unwrap();
+    assert_ne!(udp_loss5["lost"], "0", "UDP at 5% loss lost nothing");
+    assert_figures(&name.join("plots"));
+}
+
+#[test]
+fn sweep_lab_engine_interrupted_stops_its_sessions_and_takes_the_lab_down() {
+    if !require("sweep.sh lab-engine test", lab_missing()) {
+        return;
+    }
+    let _lock = lab_sh_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("cut-lab");
+    let mut child = sweep_cmd_with(&name, "lab")
+        .args(["--count", "20000", "--no-plot"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let script = child.id();
+    // Wait (bounded) until the lab is up and the sender runs under sweep.sh.
+    let cmdline = |pid: u32| {
+        fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (sender, receiver) = loop {
+        let kids = children_of(script);
+        let find = |what: &str| kids.iter().copied().find(|&k| cmdline(k).contains(what));
+        if let (Some(s), Some(r)) = (find(" send "), find(" recv ")) {
+            if lab_sh_namespaces().len() == 2 {
+                break (s, r);
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no sender and receiver under sweep.sh after 20 s (children {kids:?})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(script as libc::pid_t, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sweep.sh did not stop within 40 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130), "exit status after SIGINT");
+    for (pid, what) in [(sender, "sender"), (receiver, "receiver")] {
+        let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        assert!(
+            !alive || !cmdline(pid).contains("sockbench"),
+            "{what} (pid {pid}) still running"
+        );
+    }
+    assert_eq!(lab_sh_namespaces(), Vec::<String>::new(), "lab left behind");
+    let rows = read_summary(&name.join("summary.csv"));
+    assert!(!rows.is_empty(), "the interrupted session wrote no row");
+    assert!(rows.iter().all(|r| r["complete"] == "false"), "{rows:?}");
+}
+
+#[test]
+fn plot_py_pairs_separate_tcp_and_udp_runs_by_label() {
+    if !require("plot.py test", matplotlib_missing()) {
+        return;
+    }
+    // Separate `tcp send` / `udp send` sessions (own run_ids, as sweep.sh's lab engine writes them) at
+    // two conditions that share delay=10ms; the newest TCP session belongs to the other condition. The
+    // figures for --condition delay=10ms must take one TCP and one UDP session of the same label.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let recv = |proto: &str, port: u16| {
+        Command::new(bin())
+            .args([proto, "recv", "--once", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // A port free for TCP and UDP on loopback (UDP's control connection shares the number).
+    let free_port = || loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    };
+    let session = |proto: &str, label: &str| {
+        let port = free_port();
+        let mut r = recv(proto, port);
+        std::thread::sleep(Duration::from_millis(300));
+        let out = Command::new(bin())
+            .args([proto, "send"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args([
+                "--count",
+                "100",
+                "--rate",
+                "0",
+                "--per-message",
+                "--label",
+                label,
+            ])
+            .arg("--out")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let _ = r.kill();
+        let _ = r.wait();
+        assert!(
+            out.status.success(),
+            "{proto} send: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    session("tcp", "loss=0%,delay=10ms,sweep=loss");
+    session("udp", "loss=0%,delay=10ms,sweep=loss");
+    session("tcp", "reorder=0%,delay=10ms,sweep=reorder");
+    let rows = read_summary(&data.join("summary.csv"));
+    assert_eq!(rows.len(), 3);
+    let plots = dir.path().join("figures");
+    let out = Command::new("python3")
+        .arg(repo().join("scripts/plot.py"))
+        .arg(&data)
+        .args(["--out"])
+        .arg(&plots)
+        .args(["--condition", "delay=10ms", "--format", "svg"])
+        .env("MPLBACKEND", "Agg")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "plot.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = fs::read_to_string(plots.join("latency_cdf.svg")).unwrap();
+    let (tcp_id, udp_id) = (&rows[0]["run_id"], &rows[1]["run_id"]);
+    assert!(
+        svg.contains(&format!("runs {tcp_id} (TCP), {udp_id} (UDP)")),
+        "latency_cdf did not pair TCP {tcp_id} with UDP {udp_id} (same label)"
+    );
 }

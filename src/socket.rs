@@ -189,12 +189,13 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
     )
     .is_err()
     {
-        tr.call(
-            "setsockopt",
+        traced_opt(
+            tr,
             fd,
-            || format!("SO_RCVBUF={UDP_RCVBUF}"),
-            || s.set_recv_buffer_size(UDP_RCVBUF),
-            |_| "0".into(),
+            "SO_RCVBUF",
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            UDP_RCVBUF as i32,
         )?;
     }
     let granted = s.recv_buffer_size()?;
@@ -216,19 +217,22 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
 pub fn udp_sender(target: SocketAddr, tr: &Tracer) -> anyhow::Result<UdpSocket> {
     let s = traced_socket(tr, target, Type::DGRAM)?;
     let fd = s.as_raw_fd();
-    let _ = tr.call(
-        "setsockopt",
+    // Room for bursts; best effort (the kernel may clamp them), so failures are traced, not fatal.
+    let _ = traced_opt(
+        tr,
         fd,
-        || "SO_SNDBUF=4194304".into(),
-        || s.set_send_buffer_size(4 << 20),
-        |_| "0".into(),
+        "SO_SNDBUF",
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        4 << 20,
     );
-    let _ = tr.call(
-        "setsockopt",
+    let _ = traced_opt(
+        tr,
         fd,
-        || format!("SO_RCVBUF={UDP_RCVBUF}"),
-        || s.set_recv_buffer_size(UDP_RCVBUF),
-        |_| "0".into(),
+        "SO_RCVBUF",
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        UDP_RCVBUF as i32,
     );
     traced_opt(
         tr,

@@ -215,12 +215,9 @@ fn udp_figures_equal_the_emulators_ground_truth_and_tcp_keeps_its_guarantees() {
     );
 }
 
-#[test]
-fn corruption_stale_checksum_is_dropped_by_the_kernel_and_never_reaches_tcp() {
-    if !lab_possible() {
-        return;
-    }
-    let r = compare(&[
+/// 3% of packets with one bit flipped, checksums left stale or (with `fix`) made valid again.
+fn corrupted(fix: bool) -> Run {
+    let mut flags = vec![
         "--count",
         "2000",
         "--rate",
@@ -231,7 +228,19 @@ fn corruption_stale_checksum_is_dropped_by_the_kernel_and_never_reaches_tcp() {
         "3%",
         "--seed",
         "5",
-    ]);
+    ];
+    if fix {
+        flags.push("--corrupt-fix-checksum");
+    }
+    compare(&flags)
+}
+
+#[test]
+fn corruption_stale_checksum_is_dropped_by_the_kernel_and_never_reaches_tcp() {
+    if !lab_possible() {
+        return;
+    }
+    let r = corrupted(false);
     let u = &r.udp;
     // With stale checksums the receiving kernel discards corrupted datagrams (its UDP checksum fails), so
     // they arrive as loss, never as corrupt messages: sockbench counts them honestly where they went.
@@ -247,19 +256,7 @@ fn corruption_with_fixed_checksum_reaches_udp_and_sockbench_catches_every_one() 
     if !lab_possible() {
         return;
     }
-    let r = compare(&[
-        "--count",
-        "2000",
-        "--rate",
-        "2000",
-        "--size",
-        "200",
-        "--corrupt",
-        "3%",
-        "--corrupt-fix-checksum",
-        "--seed",
-        "5",
-    ]);
+    let r = corrupted(true);
     let u = &r.udp;
     // The emulator made the UDP checksum valid again: only sockbench's CRC-32 stands between the application
     // and corrupted data, and it catches every corrupted datagram.

@@ -361,18 +361,7 @@ fn sweep_interrupted_stops_compare_and_leaves_no_namespace() {
     };
     std::thread::sleep(Duration::from_millis(1500));
     unsafe { libc::kill(script as libc::pid_t, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sweep.sh did not stop within 30 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child, 30, "sweep.sh after SIGINT");
     assert_eq!(status.code(), Some(130), "exit status after SIGINT");
     assert!(
         !Path::new(&format!("/proc/{compare}")).exists()
@@ -551,18 +540,7 @@ fn sweep_lab_engine_interrupted_stops_its_sessions_and_takes_the_lab_down() {
     };
     std::thread::sleep(Duration::from_millis(1500));
     unsafe { libc::kill(script as libc::pid_t, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sweep.sh did not stop within 40 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child, 40, "sweep.sh after SIGINT");
     assert_eq!(status.code(), Some(130), "exit status after SIGINT");
     for (pid, what) in [(sender, "sender"), (receiver, "receiver")] {
         let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -661,4 +639,20 @@ fn plot_py_pairs_separate_tcp_and_udp_runs_by_label() {
         svg.contains(&format!("runs {tcp_id} (TCP), {udp_id} (UDP)")),
         "latency_cdf did not pair TCP {tcp_id} with UDP {udp_id} (same label)"
     );
+}
+
+/// Wait up to `secs` for `child` to exit; kill it and fail the test if it does not.
+fn wait_exit(child: &mut std::process::Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: did not stop within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -94,11 +94,11 @@ fn traced_socket(tr: &Tracer, addr: SocketAddr, ty: Type) -> io::Result<Socket> 
 }
 
 /// One traced setsockopt of an int option.
+/// One traced SOL_SOCKET setsockopt of an int option.
 fn traced_opt(
     tr: &Tracer,
     fd: RawFd,
     name: &str,
-    level: libc::c_int,
     opt: libc::c_int,
     v: libc::c_int,
 ) -> io::Result<()> {
@@ -106,7 +106,7 @@ fn traced_opt(
         "setsockopt",
         fd,
         || format!("{name}={v}"),
-        || setsockopt_int(fd, level, opt, v),
+        || setsockopt_int(fd, libc::SOL_SOCKET, opt, v),
         |_| "0".into(),
     )
 }
@@ -179,35 +179,12 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
     )
     .map_err(|e| bind_error(e, crate::experiments::ports::Proto::Udp, addr))?;
     // As root, SO_RCVBUFFORCE passes net.core.rmem_max; otherwise the kernel clamps SO_RCVBUF, and we say so.
-    if traced_opt(
-        tr,
-        fd,
-        "SO_RCVBUFFORCE",
-        libc::SOL_SOCKET,
-        SO_RCVBUFFORCE,
-        UDP_RCVBUF as i32,
-    )
-    .is_err()
-    {
-        traced_opt(
-            tr,
-            fd,
-            "SO_RCVBUF",
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            UDP_RCVBUF as i32,
-        )?;
+    if traced_opt(tr, fd, "SO_RCVBUFFORCE", SO_RCVBUFFORCE, UDP_RCVBUF as i32).is_err() {
+        traced_opt(tr, fd, "SO_RCVBUF", libc::SO_RCVBUF, UDP_RCVBUF as i32)?;
     }
     let granted = s.recv_buffer_size()?;
-    traced_opt(
-        tr,
-        fd,
-        "SO_TIMESTAMPNS",
-        libc::SOL_SOCKET,
-        SO_TIMESTAMPNS,
-        1,
-    )?;
-    traced_opt(tr, fd, "SO_RXQ_OVFL", libc::SOL_SOCKET, SO_RXQ_OVFL, 1)?;
+    traced_opt(tr, fd, "SO_TIMESTAMPNS", SO_TIMESTAMPNS, 1)?;
+    traced_opt(tr, fd, "SO_RXQ_OVFL", SO_RXQ_OVFL, 1)?;
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok((s.into(), granted))
 }
@@ -218,30 +195,9 @@ pub fn udp_sender(target: SocketAddr, tr: &Tracer) -> anyhow::Result<UdpSocket> 
     let s = traced_socket(tr, target, Type::DGRAM)?;
     let fd = s.as_raw_fd();
     // Room for bursts; best effort (the kernel may clamp them), so failures are traced, not fatal.
-    let _ = traced_opt(
-        tr,
-        fd,
-        "SO_SNDBUF",
-        libc::SOL_SOCKET,
-        libc::SO_SNDBUF,
-        4 << 20,
-    );
-    let _ = traced_opt(
-        tr,
-        fd,
-        "SO_RCVBUF",
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUF,
-        UDP_RCVBUF as i32,
-    );
-    traced_opt(
-        tr,
-        fd,
-        "SO_TIMESTAMPNS",
-        libc::SOL_SOCKET,
-        SO_TIMESTAMPNS,
-        1,
-    )?;
+    let _ = traced_opt(tr, fd, "SO_SNDBUF", libc::SO_SNDBUF, 4 << 20);
+    let _ = traced_opt(tr, fd, "SO_RCVBUF", libc::SO_RCVBUF, UDP_RCVBUF as i32);
+    traced_opt(tr, fd, "SO_TIMESTAMPNS", SO_TIMESTAMPNS, 1)?;
     let any: SocketAddr = if target.is_ipv6() {
         "[::]:0".parse()?
     } else {

@@ -203,6 +203,7 @@ impl Account {
                 Vec::new()
             },
             echoed: self.echoed,
+            rows_not_kept: self.rows_not_kept,
             // On the sender's clock, like every other time the receiver reports.
             trace: self
                 .trace

@@ -131,6 +131,9 @@ pub struct RecvResults {
     pub lost_runs: Vec<(u64, u64)>,
     /// Echo replies the receiver sent.
     pub echoed: u64,
+    /// Per-message rows counted beyond the receiver's cap (accounting::MAX_ROWS) and not sent.
+    #[serde(default)]
+    pub rows_not_kept: u64,
     /// The receiver's socket calls, when the sender asked for --trace.
     #[serde(default)]
     pub trace: Vec<crate::trace::Event>,

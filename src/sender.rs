@@ -417,6 +417,7 @@ pub fn run_session(
         }
     }
     let complete = results.complete && send_complete && !interrupted;
+    let echo_damaged = echo.as_ref().map_or((0, 0), |e| (e.invalid, e.corrupt));
     let side = SenderSide {
         send,
         tcp_connect_us,
@@ -432,6 +433,9 @@ pub fn run_session(
         peer: cfg.peer_name.clone(),
         traffic: t.clone(),
     };
+    for n in notices(&results, echo_damaged, &clock) {
+        eprintln!("sockbench {}: note: {n}", cfg.protocol);
+    }
     let latency = report::latency_histogram(Some(&side), &results);
     let report = SessionReport::build(&meta, Some(&side), &results, complete);
     Ok(SessionOutput {
@@ -506,6 +510,31 @@ fn open_tcp_data(
     bail!("{TRIES} data connections in a row reached a receiver without the session: are receivers with --reuse-port on {target} of different sockbench versions?")
 }
 
+/// Things measured that have no column but change how the figures read: said once, on stderr.
+/// `echo_damaged`: (invalid, corrupt) echo replies.
+fn notices(r: &RecvResults, echo_damaged: (u64, u64), clock: &OffsetEstimate) -> Vec<String> {
+    let mut out = vec![];
+    if r.rows_not_kept > 0 {
+        out.push(format!(
+            "the per-message CSV holds the first {} arrivals; {} more were counted but not kept (the receiver's cap)",
+            crate::accounting::MAX_ROWS,
+            r.rows_not_kept
+        ));
+    }
+    if r.negative_delays > 0 {
+        out.push(format!(
+            "{} one-way delays came out negative and were recorded as 0: the clock offset is only known to ±{:.1} µs",
+            r.negative_delays,
+            clock.error_ns as f64 / 1000.0
+        ));
+    }
+    let (invalid, corrupt) = echo_damaged;
+    if invalid + corrupt > 0 {
+        out.push(format!("{corrupt} echo replies failed their checksum and {invalid} were not replies of this session; none is in the round trips"));
+    }
+    out
+}
+
 /// Default linger: long enough for stragglers on the measured path (4 control round trips), never below
 /// 500 ms. A UDP session that has everything ends at once anyway.
 pub fn default_linger(clock: &OffsetEstimate) -> Duration {
@@ -537,5 +566,37 @@ fn watch(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_name_what_has_no_column() {
+        let clock = OffsetEstimate {
+            error_ns: 2_500,
+            ..Default::default()
+        };
+        assert!(notices(&RecvResults::default(), (0, 0), &clock).is_empty());
+        let r = RecvResults {
+            rows_not_kept: 7,
+            negative_delays: 3,
+            ..Default::default()
+        };
+        let n = notices(&r, (1, 2), &clock);
+        assert_eq!(n.len(), 3);
+        assert!(n[0].contains("first 2000000 arrivals; 7 more"), "{}", n[0]);
+        assert!(
+            n[1].starts_with("3 one-way delays") && n[1].contains("±2.5 µs"),
+            "{}",
+            n[1]
+        );
+        assert!(
+            n[2].starts_with("2 echo replies failed their checksum and 1 were"),
+            "{}",
+            n[2]
+        );
     }
 }

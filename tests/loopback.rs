@@ -113,26 +113,28 @@ fn check_receiver_copy(recv: &mut Recv, sender_row: &Row, count: u64) {
     assert!(recv.log_text().contains(" done: received"));
 }
 
+/// 2000 unpaced messages with per-message rows, labelled "x"; the sender must succeed.
+fn send_exact_2000(proto: &str, recv: &Recv, out: &std::path::Path) -> std::process::Output {
+    let args = [
+        "--count",
+        "2000",
+        "--rate",
+        "0",
+        "--per-message",
+        "--label",
+        "x",
+    ];
+    let o = send(proto, &recv.target(), out, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
 #[test]
 fn udp_separate_processes_exact() {
     let copy = tempfile::tempdir().unwrap();
     let mut recv = Recv::start_with_out("udp", "127.0.0.1", &["--once"], Some(copy.path()));
     let out = tempfile::tempdir().unwrap();
-    let o = send(
-        "udp",
-        &recv.target(),
-        out.path(),
-        &[
-            "--count",
-            "2000",
-            "--rate",
-            "0",
-            "--per-message",
-            "--label",
-            "x",
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = send_exact_2000("udp", &recv, out.path());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("UDP") && stdout.contains("CSV:"),
@@ -155,21 +157,7 @@ fn tcp_separate_processes_exact() {
     let copy = tempfile::tempdir().unwrap();
     let mut recv = Recv::start_with_out("tcp", "127.0.0.1", &["--once"], Some(copy.path()));
     let out = tempfile::tempdir().unwrap();
-    let o = send(
-        "tcp",
-        &recv.target(),
-        out.path(),
-        &[
-            "--count",
-            "2000",
-            "--rate",
-            "0",
-            "--per-message",
-            "--label",
-            "x",
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = send_exact_2000("tcp", &recv, out.path());
     let r = check_sender_files(out.path(), "tcp", 2000, "x");
     // A stream: reads happened, and the boundary columns are filled in (their values depend on timing).
     assert!(num(&r, "recv_calls") > 0);

@@ -157,7 +157,7 @@ fn tcp_separate_processes_exact() {
     let copy = tempfile::tempdir().unwrap();
     let mut recv = Recv::start_with_out("tcp", "127.0.0.1", &["--once"], Some(copy.path()));
     let out = tempfile::tempdir().unwrap();
-    let o = send_exact_2000("tcp", &recv, out.path());
+    send_exact_2000("tcp", &recv, out.path());
     let r = check_sender_files(out.path(), "tcp", 2000, "x");
     // A stream: reads happened, and the boundary columns are filled in (their values depend on timing).
     assert!(num(&r, "recv_calls") > 0);

@@ -1,10 +1,10 @@
 //! One receiving session's account: every message that arrives for the session goes through here once.
 //! Validation order: size, checksum, sequence range; only then does a message count as received.
 
-use crate::config::Traffic;
 use crate::control::{MessageRow, RecvResults, Status};
 use crate::stats::{hist_to_bytes, Arrival, DelayStats, SeqTracker};
 use crate::trace::Tracer;
+use crate::traffic::Traffic;
 use crate::wire::{self, Header};
 
 /// Per-message rows kept for --per-message at most; beyond it rows are counted, not kept, so memory stays

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::cli::CompareArgs;
-use crate::config::{Output, Protocol, RecvConfig, SendConfig, Traffic};
+use crate::config::{Output, RecvConfig, SendConfig};
 use crate::error::Outcome;
 use crate::lab::{Host, Lab, LabConfig};
 use crate::link::{Impairment, LinkCounters};
@@ -15,6 +15,7 @@ use crate::receiver::Receiver;
 use crate::report::table;
 use crate::sender::{self, OutDir, Outputs, RunInfo, SessionOutput};
 use crate::signal::{self, Stop};
+use crate::traffic::{Protocol, Traffic};
 
 /// compare's default message count: a few seconds at the default rate, so the first run is quick.
 pub const COMPARE_COUNT: u64 = 2000;

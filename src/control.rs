@@ -21,8 +21,8 @@ use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::OffsetEstimate;
-use crate::config::{Protocol, Traffic};
 use crate::stats::SeqSummary;
+use crate::traffic::{Protocol, Traffic};
 
 pub const CONTROL_VERSION: u16 = 1;
 pub const CTL_MAGIC: [u8; 4] = *b"SKBC";

@@ -22,6 +22,7 @@ pub mod socket;
 pub mod stats;
 pub mod tcp;
 pub mod trace;
+pub mod traffic;
 pub mod transport;
 pub mod udp;
 pub mod wire;
@@ -32,9 +33,10 @@ use std::io::Write;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, Role};
-use crate::config::{Protocol, RecvConfig, SendConfig};
+use crate::config::{RecvConfig, SendConfig};
 use crate::error::{Outcome, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
 use crate::signal::Stop;
+use crate::traffic::Protocol;
 
 /// "sockbench X.Y.Z", announced in hellos and logs.
 pub fn software() -> String {

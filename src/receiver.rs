@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 
 use crate::accounting::Account;
 use crate::clock::{boot_id, now_ns};
-use crate::config::{Protocol, RecvConfig};
+use crate::config::RecvConfig;
 use crate::control::{
     self, Accept, Ctl, CtlConn, Done, Hello, Preamble, RecvResults, CONTROL_VERSION,
     HANDSHAKE_TIMEOUT,
@@ -23,6 +23,7 @@ use crate::report::{summary::SummaryCsv, SessionMeta, SessionReport};
 use crate::signal::Stop;
 use crate::socket;
 use crate::trace::{self, Event, Tracer};
+use crate::traffic::Protocol;
 use crate::udp::{Cmd, UdpServer};
 
 /// Rows per Messages frame when per-message results go back to the sender.

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context};
 use hdrhistogram::Histogram;
 
 use crate::clock::{boot_id, estimate_offset, now_ns, OffsetEstimate, Sample};
-use crate::config::{Protocol, SendConfig};
+use crate::config::SendConfig;
 use crate::control::{
     self, Ctl, CtlConn, Done, Hello, RecvResults, CONTROL_VERSION, HANDSHAKE_TIMEOUT,
 };
@@ -24,6 +24,7 @@ use crate::report::{
 };
 use crate::signal::Stop;
 use crate::trace::{self, Timer, Tracer};
+use crate::traffic::Protocol;
 use crate::transport::{EchoStats, SendPlan};
 use crate::{socket, tcp, udp, wire};
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::clock::now_ns;
-use crate::config::Traffic;
 use crate::pacing::{wait_until, Pacer};
 use crate::signal::Stop;
 use crate::stats::{new_ns_histogram, Arrival, SeqTracker};
+use crate::traffic::Traffic;
 use crate::wire::{self, Header};
 
 /// Hands out (seq, scheduled time) pairs as they fall due. Sequence numbers are consecutive over the messages

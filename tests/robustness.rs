@@ -10,8 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use sockbench::config::Protocol;
 use sockbench::control::{self, Ctl};
+use sockbench::traffic::Protocol;
 use sockbench::wire;
 
 use common::*;

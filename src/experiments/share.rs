@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{Output, Protocol, RecvConfig, SendConfig, Traffic, DEFAULT_SIZE};
+use crate::config::{Output, RecvConfig, SendConfig};
 use crate::pacing::Schedule;
 use crate::receiver::{Receiver, ServeSummary};
 use crate::sender::{self, OutDir, RunInfo};
 use crate::signal::Stop;
+use crate::traffic::{Protocol, Traffic, DEFAULT_SIZE};
 
 /// Flags of `sockbench ports`.
 #[derive(clap::Args, Debug, Clone)]

@@ -416,15 +416,6 @@ impl ImpairArgs {
 // ---------------------------------------------------------------------------------------------
 // Randomness
 
-/// SplitMix64 step (used to seed and to derive independent streams).
-pub(crate) fn splitmix64(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// xoshiro256** (Blackman & Vigna), stable across platforms and crate versions.
 #[derive(Debug, Clone)]
 pub(crate) struct Rng([u64; 4]);
@@ -433,10 +424,10 @@ impl Rng {
     pub(crate) fn new(seed: u64, stream: u64) -> Rng {
         let mut x = seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03);
         Rng([
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
+            crate::traffic::splitmix64(&mut x),
+            crate::traffic::splitmix64(&mut x),
+            crate::traffic::splitmix64(&mut x),
+            crate::traffic::splitmix64(&mut x),
         ])
     }
 

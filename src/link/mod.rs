@@ -101,7 +101,10 @@ impl Link {
         let t0 = Instant::now();
         let mut threads = Vec::new();
         let mut s = seed;
-        let seeds = [impair::splitmix64(&mut s), impair::splitmix64(&mut s)];
+        let seeds = [
+            crate::traffic::splitmix64(&mut s),
+            crate::traffic::splitmix64(&mut s),
+        ];
         for (dir, src, dst, cfg, dseed) in [
             (Direction::AtoB, &a, &b, a_to_b, seeds[0]),
             (Direction::BtoA, &b, &a, b_to_a, seeds[1]),
@@ -302,7 +305,7 @@ pub fn fresh_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mut x = t ^ (u64::from(std::process::id()) << 32);
-    impair::splitmix64(&mut x)
+    crate::traffic::splitmix64(&mut x)
 }
 
 /// Run `sockbench link` until `stop` is set or `--duration` passes.

@@ -10,9 +10,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::clock::OffsetEstimate;
-use crate::config::{Protocol, Traffic};
 use crate::control::RecvResults;
 use crate::stats::{hist_from_bytes, new_ns_histogram, HistSummary};
+use crate::traffic::{Protocol, Traffic};
 use crate::transport::SendStats;
 
 /// Bumped whenever a column changes meaning or position; columns are only ever appended.

@@ -12,8 +12,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sockbench::clock::OffsetEstimate;
-use sockbench::config::{Protocol, Traffic};
 use sockbench::control::{self, Ctl, CtlConn, Done, Hello, RecvResults, CONTROL_VERSION};
+use sockbench::traffic::{Protocol, Traffic};
 use sockbench::wire;
 
 /// The summary.csv header, exactly as issue 2 lists it.

@@ -1,0 +1,287 @@
+//! What a session sends and what a receiver allows: the transport, the traffic (count, rate, sizes,
+//! schedule, echo) and the receiver's caps. Plain values shared by config (which builds them from flags),
+//! the sessions (which announce and check them) and the report (which prints them); no I/O here.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pacing::Schedule;
+use crate::wire;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Tcp => 5300,
+            Protocol::Udp => 5301,
+        }
+    }
+    /// Largest message this transport can carry.
+    pub fn max_size(self) -> usize {
+        match self {
+            Protocol::Tcp => 16 << 20,
+            Protocol::Udp => wire::MAX_UDP_PAYLOAD,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Mixed message sizes. Sizes below the header are raised to it (the header is part of every message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizeMix {
+    /// Uniform over min..=max.
+    Range(usize, usize),
+    /// One of these, equally likely.
+    List(Vec<usize>),
+}
+
+impl SizeMix {
+    /// The size drawn by hash `h`. Total for any value (a backwards range or an empty list cannot divide
+    /// by zero), although validated traffic never has either.
+    fn pick(&self, h: u64) -> usize {
+        match self {
+            SizeMix::Range(lo, hi) => {
+                let (lo, hi) = ((*lo).min(*hi), (*lo).max(*hi));
+                let span = (hi - lo) as u64;
+                lo + (h % span.saturating_add(1)) as usize
+            }
+            SizeMix::List(l) if !l.is_empty() => l[(h % l.len() as u64) as usize],
+            SizeMix::List(_) => wire::HEADER_LEN,
+        }
+    }
+    pub fn min(&self) -> usize {
+        match self {
+            SizeMix::Range(lo, hi) => (*lo).min(*hi),
+            SizeMix::List(l) => l.iter().copied().min().unwrap_or(wire::HEADER_LEN),
+        }
+    }
+    pub fn max(&self) -> usize {
+        match self {
+            SizeMix::Range(lo, hi) => (*lo).max(*hi),
+            SizeMix::List(l) => l.iter().copied().max().unwrap_or(wire::HEADER_LEN),
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            SizeMix::Range(lo, hi) => format!("{lo}..{hi} B"),
+            SizeMix::List(l) => format!(
+                "{} B",
+                l.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+        }
+    }
+}
+
+/// One SplitMix64 step (Steele, Lea, Flood 2014): advances `x` and returns a well-mixed value. The one
+/// mixer of the crate: message sizes, seeds and the link emulator's streams all derive from it.
+#[inline]
+pub fn splitmix64(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A hash of (session, seq): cheap, well mixed, and the same on both ends.
+#[inline]
+fn mix_hash(session: u64, seq: u64) -> u64 {
+    let mut x = session ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    splitmix64(&mut x)
+}
+
+/// What the sender sends; also what it announces to the receiver in the hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub count: u64,
+    pub duration: Option<Duration>,
+    /// Messages per second; 0 = unpaced.
+    pub rate: f64,
+    /// The largest message; every message has this size unless `mix` is set.
+    pub size: usize,
+    /// Mixed message sizes (`--size A..B` or `--size A,B,C`).
+    #[serde(default)]
+    pub mix: Option<SizeMix>,
+    pub schedule: Schedule,
+    pub echo: bool,
+    pub linger: Option<Duration>,
+    pub per_message: bool,
+}
+
+pub const DEFAULT_COUNT: u64 = 10_000;
+pub const DEFAULT_RATE: f64 = 1000.0;
+pub const DEFAULT_SIZE: usize = 64;
+
+impl Default for Traffic {
+    /// `sockbench send`'s defaults: 10000 messages of 64 B at 1000 msg/s, periodic, one way.
+    fn default() -> Traffic {
+        Traffic {
+            count: DEFAULT_COUNT,
+            duration: None,
+            rate: DEFAULT_RATE,
+            size: DEFAULT_SIZE,
+            mix: None,
+            schedule: Schedule::Periodic,
+            echo: false,
+            linger: None,
+            per_message: false,
+        }
+    }
+}
+
+impl Traffic {
+    /// The size of message `seq` of session `session`: `size`, or drawn from the mix by a hash of both, so the
+    /// receiver can check every message's length without being told it.
+    #[inline]
+    pub fn size_of(&self, session: u64, seq: u64) -> usize {
+        match &self.mix {
+            None => self.size,
+            Some(m) => m.pick(mix_hash(session, seq)),
+        }
+    }
+
+    /// The smallest message of the session.
+    pub fn min_size(&self) -> usize {
+        self.mix.as_ref().map_or(self.size, |m| m.min())
+    }
+
+    /// The longest the sending phase can take, if bounded by rate and count or by duration.
+    pub fn expected_duration(&self) -> Option<Duration> {
+        let by_count = (self.rate > 0.0).then(|| {
+            Duration::try_from_secs_f64(self.count as f64 / self.rate).unwrap_or(Duration::MAX)
+        });
+        match (by_count, self.duration) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Limits a receiver puts on what a sender may ask; a session beyond them is refused with the reason.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    pub max_duration: Duration,
+    pub max_rate: f64,
+    pub max_size: usize,
+    pub max_sessions: usize,
+}
+
+impl Caps {
+    /// Why a session asking for `t` over `protocol` is refused, if it is.
+    pub fn refuse(&self, protocol: Protocol, t: &Traffic) -> Option<String> {
+        if t.size > self.max_size || t.size > protocol.max_size() {
+            return Some(format!(
+                "message size {} exceeds this receiver's limit of {} bytes (start it with a larger --max-size)",
+                t.size,
+                self.max_size.min(protocol.max_size())
+            ));
+        }
+        if t.size < wire::HEADER_LEN {
+            return Some(format!(
+                "message size {} is below the header size {}",
+                t.size,
+                wire::HEADER_LEN
+            ));
+        }
+        if t.rate > self.max_rate {
+            return Some(format!(
+                "rate {} msg/s exceeds this receiver's limit of {} msg/s (start it with a larger --max-rate)",
+                t.rate, self.max_rate
+            ));
+        }
+        if let Some(d) = t.expected_duration() {
+            if d > self.max_duration {
+                return Some(format!(
+                    "the session would last {}, longer than this receiver's limit of {} (start it with a larger --max-duration)",
+                    humantime::format_duration(Duration::from_secs(d.as_secs())),
+                    humantime::format_duration(self.max_duration)
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl Default for Caps {
+    /// The receiver's defaults (`sockbench recv` without cap flags, and receivers inside compare).
+    fn default() -> Caps {
+        Caps {
+            max_duration: Duration::from_secs(3600),
+            max_rate: 10e6,
+            max_size: 1 << 20,
+            max_sessions: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_say_why() {
+        let caps = Caps {
+            max_rate: 100.0,
+            ..Caps::default()
+        };
+        let t = Traffic {
+            count: 10,
+            ..Traffic::default()
+        };
+        assert!(caps
+            .refuse(Protocol::Udp, &t)
+            .unwrap()
+            .contains("--max-rate"));
+        let long = Traffic {
+            count: 1_000_000_000,
+            rate: 1.0,
+            ..t.clone()
+        };
+        assert!(Caps::default()
+            .refuse(Protocol::Udp, &long)
+            .unwrap()
+            .contains("--max-duration"));
+        assert_eq!(Caps::default().refuse(Protocol::Udp, &t), None);
+    }
+
+    #[test]
+    fn size_pick_is_total() {
+        // A backwards range or an empty list (a hostile hello) must not divide by zero.
+        assert!((99..=100).contains(&SizeMix::Range(100, 99).pick(u64::MAX)));
+        assert_eq!(SizeMix::List(vec![]).pick(7), wire::HEADER_LEN);
+        assert_eq!(SizeMix::Range(0, usize::MAX).pick(5), 5);
+    }
+
+    #[test]
+    fn expected_duration_never_panics() {
+        let t = Traffic {
+            count: u64::MAX,
+            rate: 1e-300,
+            ..Traffic::default()
+        };
+        assert_eq!(t.expected_duration(), Some(Duration::MAX));
+    }
+}

@@ -1,11 +1,117 @@
-//! One receiving session's account: every message that arrives for the session goes through here once.
-//! Validation order: size, checksum, sequence range; only then does a message count as received.
+//! What each side counts: the receiver's per-session [`Account`] (every message that arrives for the session
+//! goes through it once) and the [`Measured`] figures it yields, and the sender's own [`SendStats`] and
+//! [`EchoStats`]. Pure: fed bytes and timestamps, never reads a clock.
+//!
+//! The receiver's validation order: size, checksum, sequence range; only then does a message count as received.
 
-use crate::control::{MessageRow, RecvResults, Status};
-use crate::stats::{hist_to_bytes, Arrival, DelayStats, SeqTracker};
-use crate::trace::Tracer;
+use hdrhistogram::Histogram;
+
+use crate::stats::{new_ns_histogram, Arrival, DelayStats, SeqSummary, SeqTracker};
+use crate::trace::{Event, Tracer};
 use crate::traffic::Traffic;
 use crate::wire::{self, Header};
+
+/// What one arrival was (or that a sequence number never arrived), for the per-message CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Reordered,
+    Duplicate,
+    Corrupt,
+    Lost,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Reordered => "reordered",
+            Status::Duplicate => "duplicate",
+            Status::Corrupt => "corrupt",
+            Status::Lost => "lost",
+        }
+    }
+}
+
+/// One arrival as the receiver saw it; times are ns on the sender's clock (the arrival offset-corrected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub seq: u64,
+    pub sched_ns: i64,
+    pub send_ns: i64,
+    pub recv_ns: i64,
+    pub status: Status,
+}
+
+/// What a receiver measured of one session, whole: the figures of its report row.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub complete: bool,
+    /// Why it is incomplete, when it is.
+    pub note: Option<String>,
+    pub seq: SeqSummary,
+    /// ns histograms: latency (from the schedule), transit (from the actual send), |IPDV|.
+    pub latency: Histogram<u64>,
+    pub transit: Histogram<u64>,
+    pub ipdv: Histogram<u64>,
+    /// RFC 3550 interarrival jitter, ns.
+    pub jitter_ns: Option<f64>,
+    pub negative_delays: u64,
+    pub corrupt: u64,
+    pub invalid: u64,
+    /// Bytes of unique, valid messages.
+    pub bytes: u64,
+    pub recv_calls: u64,
+    pub split_messages: u64,
+    pub coalesced_reads: u64,
+    pub reads_one_message: u64,
+    pub reads_partial: u64,
+    /// Datagrams the receiving socket's queue dropped during the session (SO_RXQ_OVFL), UDP only.
+    pub rcvbuf_drops: Option<u64>,
+    /// The earliest send time among the unique arrivals (the sender's clock, from the messages themselves).
+    pub first_send_ns: Option<i64>,
+    /// First and last unique arrival, sender clock.
+    pub first_recv_ns: Option<i64>,
+    pub last_recv_ns: Option<i64>,
+    /// Runs of lost seqs (first, length), with --per-message.
+    pub lost_runs: Vec<(u64, u64)>,
+    pub echoed: u64,
+    /// Per-message rows counted beyond [`MAX_ROWS`] and not kept.
+    pub rows_not_kept: u64,
+    /// The receiver's socket calls (--trace), on the sender's clock.
+    pub trace: Vec<Event>,
+}
+
+impl Default for Measured {
+    fn default() -> Measured {
+        Measured {
+            complete: false,
+            note: None,
+            seq: SeqSummary::default(),
+            latency: new_ns_histogram(),
+            transit: new_ns_histogram(),
+            ipdv: new_ns_histogram(),
+            jitter_ns: None,
+            negative_delays: 0,
+            corrupt: 0,
+            invalid: 0,
+            bytes: 0,
+            recv_calls: 0,
+            split_messages: 0,
+            coalesced_reads: 0,
+            reads_one_message: 0,
+            reads_partial: 0,
+            rcvbuf_drops: None,
+            first_send_ns: None,
+            first_recv_ns: None,
+            last_recv_ns: None,
+            lost_runs: Vec::new(),
+            echoed: 0,
+            rows_not_kept: 0,
+            trace: Vec::new(),
+        }
+    }
+}
 
 /// Per-message rows kept for --per-message at most; beyond it rows are counted, not kept, so memory stays
 /// bounded whatever the session announced.
@@ -29,9 +135,10 @@ pub struct Account {
     pub reads_one_message: u64,
     pub reads_partial: u64,
     pub rcvbuf_drops: Option<u64>,
+    first_send_ns: Option<i64>,
     first_recv_ns: Option<i64>,
     last_recv_ns: Option<i64>,
-    rows: Option<Vec<MessageRow>>,
+    rows: Option<Vec<Row>>,
     pub rows_not_kept: u64,
     pub echoed: u64,
     /// The receiver's socket calls for this session (`--trace`), on the receiver's clock.
@@ -57,6 +164,7 @@ impl Account {
             reads_one_message: 0,
             reads_partial: 0,
             rcvbuf_drops: None,
+            first_send_ns: None,
             first_recv_ns: None,
             last_recv_ns: None,
             rows: per_message.then(Vec::new),
@@ -87,13 +195,13 @@ impl Account {
     fn row(&mut self, hdr: &Header, recv_ns: i64, status: Status) {
         if let Some(rows) = &mut self.rows {
             if rows.len() < MAX_ROWS {
-                rows.push(MessageRow(
-                    hdr.seq,
-                    hdr.sched_ns,
-                    hdr.send_ns,
+                rows.push(Row {
+                    seq: hdr.seq,
+                    sched_ns: hdr.sched_ns,
+                    send_ns: hdr.send_ns,
                     recv_ns,
                     status,
-                ));
+                });
             } else {
                 self.rows_not_kept += 1;
             }
@@ -132,6 +240,10 @@ impl Account {
             self.delay
                 .record(hdr.seq, hdr.sched_ns, hdr.send_ns, recv_ns);
             self.bytes += msg.len() as u64;
+            self.first_send_ns = Some(
+                self.first_send_ns
+                    .map_or(hdr.send_ns, |f| f.min(hdr.send_ns)),
+            );
             self.first_recv_ns.get_or_insert(recv_ns);
             self.last_recv_ns = Some(recv_ns);
         }
@@ -174,17 +286,16 @@ impl Account {
 
     /// What the receiver reports. `sent` comes from the sender's Done; without it (sender vanished or
     /// Ctrl-C before Done) the received count is the only honest lower bound and the result is incomplete.
-    pub fn results(&self, sent: Option<u64>, complete: bool, note: Option<String>) -> RecvResults {
+    pub fn measured(&self, sent: Option<u64>, complete: bool, note: Option<String>) -> Measured {
         let sent_n = sent.unwrap_or_else(|| self.seq.received());
-        RecvResults {
+        Measured {
             complete: complete && sent.is_some(),
             note,
             seq: self.seq.summary(sent_n),
-            latency: hist_to_bytes(self.delay.latency()),
-            transit: hist_to_bytes(self.delay.transit()),
-            ipdv: hist_to_bytes(self.delay.ipdv()),
-            jitter_us: self.delay.jitter_us(),
-            pdv_us: self.delay.pdv_us(),
+            latency: self.delay.latency().clone(),
+            transit: self.delay.transit().clone(),
+            ipdv: self.delay.ipdv().clone(),
+            jitter_ns: self.delay.jitter_us().map(|us| us * 1000.0),
             negative_delays: self.delay.negative_delays(),
             corrupt: self.corrupt,
             invalid: self.invalid,
@@ -195,6 +306,7 @@ impl Account {
             reads_one_message: self.reads_one_message,
             reads_partial: self.reads_partial,
             rcvbuf_drops: self.rcvbuf_drops,
+            first_send_ns: self.first_send_ns,
             first_recv_ns: self.first_recv_ns,
             last_recv_ns: self.last_recv_ns,
             lost_runs: if self.rows.is_some() {
@@ -218,8 +330,83 @@ impl Account {
     }
 
     /// The per-message rows, in arrival order (empty without --per-message).
-    pub fn take_rows(&mut self) -> Vec<MessageRow> {
+    pub fn take_rows(&mut self) -> Vec<Row> {
         self.rows.take().unwrap_or_default()
+    }
+}
+
+/// What the sending side measured of its own sending.
+#[derive(Debug, Clone, Default)]
+pub struct SendStats {
+    pub sent: u64,
+    pub send_errors: u64,
+    pub first_send_ns: Option<i64>,
+    pub last_send_ns: Option<i64>,
+    /// Why sending ended early, when it did (peer gone, Ctrl-C).
+    pub cut_short: Option<String>,
+}
+
+impl SendStats {
+    pub fn stamp(&mut self, send_ns: i64) {
+        self.first_send_ns.get_or_insert(send_ns);
+        self.last_send_ns = Some(send_ns);
+    }
+}
+
+/// Round trips measured from echo replies: (t4 − t1) − (t3 − t2), the receiver's holding time removed
+/// (RFC 2681, RFC 5357). Both differences are taken on one clock each, so no offset is needed.
+pub struct EchoStats {
+    session: u64,
+    pub rtt: Histogram<u64>,
+    pub seq: SeqTracker,
+    pub invalid: u64,
+    pub corrupt: u64,
+    /// --trace: the receive calls that brought replies.
+    pub timer: crate::trace::Timer,
+}
+
+impl EchoStats {
+    /// `traced`: time the receive calls for --trace.
+    pub fn new(session: u64, limit: u64, traced: bool) -> EchoStats {
+        EchoStats {
+            session,
+            rtt: new_ns_histogram(),
+            seq: SeqTracker::new(limit),
+            invalid: 0,
+            corrupt: 0,
+            timer: crate::trace::Timer::new(traced),
+        }
+    }
+
+    /// One reply received at t4 (sender clock).
+    pub fn on_reply(&mut self, msg: &[u8], t4: i64) {
+        let Ok(h) = Header::parse(msg) else {
+            self.invalid += 1;
+            return;
+        };
+        if h.session != self.session || h.flags & wire::FLAG_ECHO_REPLY == 0 {
+            self.invalid += 1;
+            return;
+        }
+        if !wire::verify(msg, &h) {
+            self.corrupt += 1;
+            return;
+        }
+        let Some((t2, t3)) = wire::echo_times(msg) else {
+            self.invalid += 1;
+            return;
+        };
+        match self.seq.record(h.seq) {
+            Arrival::OutOfRange => self.invalid += 1,
+            Arrival::Duplicate => {}
+            Arrival::InOrder | Arrival::Reordered => {
+                // i128: a reply's times are the peer's numbers and must not overflow.
+                let rtt =
+                    (i128::from(t4) - i128::from(h.send_ns)) - (i128::from(t3) - i128::from(t2));
+                self.rtt
+                    .saturating_record(u64::try_from(rtt.max(0)).unwrap_or(u64::MAX));
+            }
+        }
     }
 }
 
@@ -246,7 +433,7 @@ mod tests {
         let mut bad = msg(3);
         bad[60] ^= 1;
         assert_eq!(feed(&mut a, &bad, 10_500), Some(Status::Corrupt));
-        let r = a.results(Some(4), true, None);
+        let r = a.measured(Some(4), true, None);
         assert_eq!(
             (
                 r.seq.received,
@@ -262,9 +449,17 @@ mod tests {
         assert_eq!(r.first_recv_ns, Some(10_000));
         let rows = a.take_rows();
         assert_eq!(rows.len(), 5);
-        assert_eq!(rows[0], MessageRow(0, 1_000, 2_000, 10_000, Status::Ok));
-        let lat = crate::stats::hist_from_bytes(&r.latency).unwrap();
-        assert_eq!(lat.len(), 3);
+        assert_eq!(
+            rows[0],
+            Row {
+                seq: 0,
+                sched_ns: 1_000,
+                send_ns: 2_000,
+                recv_ns: 10_000,
+                status: Status::Ok
+            }
+        );
+        assert_eq!(r.latency.len(), 3);
     }
 
     #[test]
@@ -284,6 +479,19 @@ mod tests {
     #[test]
     fn no_done_means_incomplete() {
         let a = Account::new(1, 10, 64, false);
-        assert!(!a.results(None, true, None).complete);
+        assert!(!a.measured(None, true, None).complete);
+    }
+
+    #[test]
+    fn echo_rtt_removes_holding_time() {
+        let mut e = EchoStats::new(5, 10, false);
+        let mut m = wire::template(5, 64);
+        wire::stamp(&mut m, 0, 1_000, 1_000);
+        // Receiver got it at 50_000 and replied at 80_000 (its clock); back at the sender at 101_000.
+        wire::make_echo_reply(&mut m, 50_000, 80_000);
+        e.on_reply(&m, 101_000);
+        assert_eq!(e.rtt.len(), 1);
+        // (101_000 − 1_000) − (80_000 − 50_000) = 70_000, within the histogram's 3 significant digits
+        assert!(e.rtt.equivalent(e.rtt.max(), 70_000));
     }
 }

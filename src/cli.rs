@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::pacing::Schedule;
+use crate::traffic::Schedule;
 
 /// Measure what TCP guarantees and UDP does not: loss, duplication, reordering, message boundaries,
 /// latency and jitter, exactly, with CSV reports.

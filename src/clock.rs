@@ -4,6 +4,9 @@
 //! (SO_TIMESTAMPNS) use the same clock, and two hosts can only be compared on a clock they both keep. Intervals
 //! that only one side measures (pacing, timeouts) use the monotonic `Instant`.
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 /// Wall-clock time in ns since the Unix epoch (CLOCK_REALTIME).
@@ -19,6 +22,68 @@ pub fn now_ns() -> i64 {
     #[allow(clippy::unnecessary_cast)]
     let ns = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
     ns
+}
+
+/// One reading of both clocks: the monotonic one for intervals and deadlines, the wall clock (ns since the
+/// Unix epoch) for times that go on the wire. Sessions take one as `now` and never read a clock themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall_ns: i64,
+}
+
+impl Now {
+    /// A fixed starting point for tests on a virtual clock: add durations to it, never sleep.
+    pub fn fixed() -> Now {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        Now {
+            mono: *BASE.get_or_init(Instant::now),
+            wall_ns: 1_700_000_000_000_000_000,
+        }
+    }
+
+    /// This reading moved forward by `d` on both clocks (virtual clocks in tests).
+    pub fn after(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono + d,
+            wall_ns: self
+                .wall_ns
+                .saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// Read both clocks.
+#[inline]
+pub fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        wall_ns: now_ns(),
+    }
+}
+
+/// The monotonic clock, for deadlines and intervals.
+#[inline]
+pub fn mono() -> Instant {
+    Instant::now()
+}
+
+/// Sleep, then spin the last stretch, until `target` or until `stop()` says so (checked at least every 50 ms):
+/// the kernel's sleep overshoots by tens of µs, and spinning 100 µs per message is cheap at the rates where
+/// that matters.
+pub fn sleep_until(target: Instant, stop: &dyn Fn() -> bool) {
+    loop {
+        let now = Instant::now();
+        if now >= target || stop() {
+            return;
+        }
+        let left = target - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep((left - Duration::from_micros(100)).min(Duration::from_millis(50)));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// This kernel's boot id. Two processes with the same boot id read the same CLOCK_REALTIME, so their offset is

@@ -6,15 +6,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cancel::{self, Cancel};
 use crate::cli::CompareArgs;
 use crate::config::{Output, RecvConfig, SendConfig};
+use crate::driver::receiver::Receiver;
+use crate::driver::sender::{self, SessionOutput};
 use crate::error::Outcome;
 use crate::lab::{Host, Lab, LabConfig};
 use crate::link::{Impairment, LinkCounters};
-use crate::receiver::Receiver;
+use crate::report::out::{OutDir, Outputs, RunInfo};
 use crate::report::table;
-use crate::sender::{self, OutDir, Outputs, RunInfo, SessionOutput};
-use crate::signal::{self, Stop};
 use crate::traffic::{Protocol, Traffic};
 
 /// compare's default message count: a few seconds at the default rate, so the first run is quick.
@@ -24,7 +25,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
     let traffic = Traffic::from_args(&args.traffic, args.output.per_message, None, COMPARE_COUNT)?;
     let output = Output::from_args(&args.output)?;
     let mut outputs = Outputs::open(&output.dir)?;
-    signal::install();
+    cancel::install_ctrl_c();
     let run = RunInfo::new();
     let path = PathPlan::choose(args)?;
     let mut stdout = std::io::stdout().lock();
@@ -53,7 +54,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
     stdout.flush()?;
     let mut sessions: Vec<SessionOutput> = vec![];
     for proto in [Protocol::Tcp, Protocol::Udp] {
-        if signal::interrupted() {
+        if cancel::interrupted() {
             break;
         }
         let t = traffic.clone();
@@ -71,8 +72,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
         sessions.push(out);
     }
     let ground_truth = path.finish()?;
-    let refs: Vec<&SessionOutput> = sessions.iter().collect();
-    outputs.write(&refs)?;
+    let files: Vec<_> = sessions.iter().map(SessionOutput::files).collect();
+    outputs.write(&files)?;
     if let Some(gt) = &ground_truth {
         gt.write_csv(
             &outputs
@@ -106,7 +107,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
         run.run_id
     )?;
     Ok(
-        if sessions.iter().any(|s| s.interrupted) || signal::interrupted() {
+        if sessions.iter().any(|s| s.interrupted) || cancel::interrupted() {
             Outcome::Interrupted
         } else {
             Outcome::Done
@@ -208,7 +209,7 @@ impl PathPlan {
             PathPlan::Loopback { .. } => loopback_session(proto, run, out, make_cfg),
             PathPlan::Lab { lab, .. } => {
                 let listen = SocketAddr::new(lab.addr(Host::B), 0);
-                let rstop = Stop::new();
+                let rstop = cancel::process().child();
                 let rs = rstop.clone();
                 let (tx, rx) = std::sync::mpsc::channel();
                 let recv = lab.spawn_in(Host::B, move || -> anyhow::Result<()> {
@@ -233,12 +234,12 @@ impl PathPlan {
                 };
                 let (run2, out2) = (run.clone(), out.clone());
                 let send = lab.spawn_in(Host::A, move || {
-                    sender::run_session(&make_cfg(addr), &run2, &out2, Stop::new())
+                    sender::run_session(&make_cfg(addr), &run2, &out2, &cancel::process().child())
                 });
                 let result = send
                     .join()
                     .map_err(|_| anyhow::anyhow!("the lab sender panicked"))?;
-                rstop.set();
+                rstop.cancel();
                 let _ = recv.join();
                 result?
             }
@@ -262,12 +263,13 @@ pub fn loopback_session(
     make_cfg: impl FnOnce(SocketAddr) -> SendConfig,
 ) -> anyhow::Result<SessionOutput> {
     let rcfg = RecvConfig::in_process(proto, "127.0.0.1:0".parse()?);
-    let rstop = Stop::new();
+    // The receiver outlives a Ctrl-C of the sender by a little: it still sends the results of what was sent.
+    let rstop = Cancel::new();
     let receiver = Receiver::bind(rcfg, rstop.clone(), true)?;
     let addr = receiver.local_addr();
     let h = std::thread::spawn(move || receiver.serve());
-    let out = sender::run_session(&make_cfg(addr), run, out, Stop::new());
-    rstop.set();
+    let out = sender::run_session(&make_cfg(addr), run, out, &cancel::process().child());
+    rstop.cancel();
     let _ = h.join();
     out
 }

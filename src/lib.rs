@@ -4,27 +4,24 @@
 //! `run` is the whole program; `main.rs` only calls it, so tests run the tool in-process.
 
 pub mod accounting;
+pub mod cancel;
 pub mod cli;
 pub mod clock;
 pub mod compare;
 pub mod config;
-pub mod control;
+pub mod driver;
 pub mod error;
 pub mod experiments;
 pub mod lab;
 pub mod link;
 pub mod pacing;
-pub mod receiver;
+pub mod proto;
 pub mod report;
-pub mod sender;
-pub mod signal;
+pub mod session;
 pub mod socket;
 pub mod stats;
-pub mod tcp;
 pub mod trace;
 pub mod traffic;
-pub mod transport;
-pub mod udp;
 pub mod wire;
 
 use std::ffi::OsString;
@@ -34,8 +31,8 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, Role};
 use crate::config::{RecvConfig, SendConfig};
+use crate::driver::{receiver, sender};
 use crate::error::{Outcome, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
-use crate::signal::Stop;
 use crate::traffic::Protocol;
 
 /// "sockbench X.Y.Z", announced in hellos and logs.
@@ -103,9 +100,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Udp { role } => run_role(Protocol::Udp, role),
         Command::Compare(a) => compare::run(&a),
         Command::Link(a) => {
-            signal::install();
-            link::run_cli(&a, signal::flag())?;
-            Ok(if signal::interrupted() {
+            cancel::install_ctrl_c();
+            link::run_cli(&a, cancel::process())?;
+            Ok(if cancel::interrupted() {
                 Outcome::Interrupted
             } else {
                 Outcome::Done
@@ -127,11 +124,11 @@ fn run_role(proto: Protocol, role: Role) -> anyhow::Result<Outcome> {
     match role {
         Role::Send(a) => {
             let cfg = SendConfig::from_args(proto, &a)?;
-            let mut outputs = sender::Outputs::open(&cfg.output.dir)?;
-            signal::install();
-            let run = sender::RunInfo::new();
-            let out = sender::run_session(&cfg, &run, outputs.dir(), Stop::new())?;
-            outputs.write(&[&out])?;
+            let mut outputs = report::out::Outputs::open(&cfg.output.dir)?;
+            cancel::install_ctrl_c();
+            let run = report::out::RunInfo::new();
+            let out = sender::run_session(&cfg, &run, outputs.dir(), &cancel::process().child())?;
+            outputs.write(&[out.files()])?;
             let mut stdout = std::io::stdout().lock();
             writeln!(
                 stdout,
@@ -151,8 +148,8 @@ fn run_role(proto: Protocol, role: Role) -> anyhow::Result<Outcome> {
         }
         Role::Recv(a) => {
             let cfg = RecvConfig::from_args(proto, &a)?;
-            signal::install();
-            let receiver = receiver::Receiver::bind(cfg.clone(), Stop::new(), false)?;
+            cancel::install_ctrl_c();
+            let receiver = receiver::Receiver::bind(cfg.clone(), cancel::process().child(), false)?;
             eprintln!(
                 "sockbench {proto} recv: listening on {} ({}){}",
                 receiver.local_addr(),
@@ -168,7 +165,7 @@ fn run_role(proto: Protocol, role: Role) -> anyhow::Result<Outcome> {
             );
             let s = receiver.serve()?;
             let _ = s;
-            Ok(if signal::interrupted() {
+            Ok(if cancel::interrupted() {
                 Outcome::Interrupted
             } else {
                 Outcome::Done

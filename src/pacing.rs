@@ -2,29 +2,13 @@
 //! message i−1, so a stall shows up as latency (measured from the schedule) instead of silently shifting the
 //! rest of the run: this is what keeps the figures free of coordinated omission.
 
+use std::time::{Duration, Instant};
+
 use rand::SeedableRng;
 use rand_distr::{Distribution, Exp};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    /// Equal gaps of 1/rate.
-    #[default]
-    Periodic,
-    /// Exponential gaps with mean 1/rate (RFC 2330 §11.1.1, RFC 3432): sampling cannot phase-lock with
-    /// periodic behaviour of the path.
-    Poisson,
-}
-
-impl Schedule {
-    pub fn name(self) -> &'static str {
-        match self {
-            Schedule::Periodic => "periodic",
-            Schedule::Poisson => "poisson",
-        }
-    }
-}
+use crate::clock::Now;
+use crate::traffic::{Schedule, Traffic};
 
 /// Yields the scheduled offset (ns from the start) of each message in turn.
 pub struct Pacer {
@@ -74,21 +58,102 @@ impl Pacer {
     }
 }
 
-/// Sleep, then spin the last stretch, until `target`: the kernel's sleep overshoots by tens of µs, spinning
-/// 100 µs per message is cheap at the rates where that matters.
-pub fn wait_until(target: std::time::Instant) {
-    use std::time::{Duration, Instant};
-    loop {
-        let now = Instant::now();
-        if now >= target {
-            return;
+/// The next message of a [`SendPlan`]: send it now, wait until its time, or the plan is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Send `seq` now; `sched_ns` is its intended send time (wall clock ns), the origin of its latency.
+    Now {
+        seq: u64,
+        sched_ns: i64,
+    },
+    /// Nothing is due before this instant.
+    At(Instant),
+    Over,
+}
+
+/// Hands out (seq, scheduled time) pairs as they fall due. Sequence numbers are consecutive over the messages
+/// the kernel accepted: a message the kernel refused gives its number back (`give_back`), so the receiver's
+/// 0..sent is exactly what entered the network, and refusals are counted apart as send errors.
+///
+/// Sans-IO: every call takes `now`; the caller sleeps, sends and checks for cancellation.
+pub struct SendPlan {
+    pacer: Pacer,
+    start: Instant,
+    start_ns: i64,
+    count: u64,
+    duration: Option<Duration>,
+    next_seq: u64,
+    session: u64,
+    traffic: Traffic,
+}
+
+impl SendPlan {
+    /// `session` seeds the Poisson schedule and picks mixed message sizes. The schedule starts at `now`.
+    pub fn new(t: &Traffic, session: u64, now: Now) -> SendPlan {
+        SendPlan {
+            pacer: Pacer::new(t.rate, t.schedule, session),
+            start: now.mono,
+            start_ns: now.wall_ns,
+            count: t.count,
+            duration: t.duration,
+            next_seq: 0,
+            session,
+            traffic: t.clone(),
         }
-        let left = target - now;
-        if left > Duration::from_micros(200) {
-            std::thread::sleep(left - Duration::from_micros(100));
+    }
+
+    /// Restart the schedule at `now` (after set-up, so set-up never counts as latency).
+    pub fn begin(&mut self, now: Now) {
+        self.start = now.mono;
+        self.start_ns = now.wall_ns;
+    }
+
+    fn over(&self, now: Now) -> bool {
+        if self.next_seq >= self.count {
+            return true;
+        }
+        match self.duration {
+            Some(d) => {
+                Duration::from_nanos(self.pacer.peek()) >= d
+                    || now.mono.saturating_duration_since(self.start) >= d
+            }
+            None => false,
+        }
+    }
+
+    /// What is due at `now`. A message handed out as `Due::Now` is taken: send it, or `give_back` its number.
+    pub fn next(&mut self, now: Now) -> Due {
+        if self.over(now) {
+            return Due::Over;
+        }
+        let off = self.pacer.peek();
+        let target = self.start + Duration::from_nanos(off);
+        if now.mono < target {
+            return Due::At(target);
+        }
+        self.pacer.advance();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // Unpaced, there is no schedule to fall behind: the intended send time is now, and latency equals
+        // transit. (Measuring from the run's start would report the queue the sender itself builds.)
+        let sched_ns = if self.pacer.unpaced() {
+            now.wall_ns
         } else {
-            std::hint::spin_loop();
-        }
+            self.start_ns
+                .saturating_add(off.min(i64::MAX as u64) as i64)
+        };
+        Due::Now { seq, sched_ns }
+    }
+
+    /// The size of message `seq` (all the same unless the session mixes sizes).
+    #[inline]
+    pub fn size_of(&self, seq: u64) -> usize {
+        self.traffic.size_of(self.session, seq)
+    }
+
+    /// The last `n` handed-out messages were not accepted by the kernel: their numbers are reused.
+    pub fn give_back(&mut self, n: u64) {
+        self.next_seq = self.next_seq.saturating_sub(n);
     }
 }
 
@@ -129,6 +194,85 @@ mod tests {
         assert_eq!(
             (0..10).map(|_| a.advance()).collect::<Vec<_>>(),
             (0..10).map(|_| b.advance()).collect::<Vec<_>>()
+        );
+    }
+
+    fn traffic(count: u64, rate: f64, duration: Option<Duration>) -> Traffic {
+        Traffic {
+            count,
+            duration,
+            rate,
+            ..Traffic::default()
+        }
+    }
+
+    fn at(base: Now, ms: u64) -> Now {
+        Now {
+            mono: base.mono + Duration::from_millis(ms),
+            wall_ns: base.wall_ns + ms as i64 * 1_000_000,
+        }
+    }
+
+    #[test]
+    fn plan_hands_out_consecutive_numbers_and_takes_back_refusals() {
+        let t0 = Now::fixed();
+        let mut p = SendPlan::new(&traffic(5, 0.0, None), 1, t0);
+        let seq = |d: Due| match d {
+            Due::Now { seq, .. } => Some(seq),
+            _ => None,
+        };
+        assert_eq!(seq(p.next(t0)), Some(0));
+        assert_eq!(seq(p.next(t0)), Some(1));
+        p.give_back(1);
+        assert_eq!(seq(p.next(t0)), Some(1));
+        let rest: Vec<u64> = std::iter::from_fn(|| seq(p.next(t0))).collect();
+        assert_eq!(rest, vec![2, 3, 4]);
+        assert_eq!(p.next(t0), Due::Over);
+    }
+
+    /// On a virtual clock: nothing is due early, the schedule is absolute, and the duration ends it.
+    #[test]
+    fn paced_plan_is_not_due_early_and_duration_bounds_it() {
+        let t0 = Now::fixed();
+        let mut p = SendPlan::new(
+            &traffic(1000, 10.0, Some(Duration::from_millis(250))),
+            1,
+            t0,
+        );
+        assert_eq!(
+            p.next(t0),
+            Due::Now {
+                seq: 0,
+                sched_ns: t0.wall_ns
+            }
+        );
+        assert_eq!(
+            p.next(at(t0, 50)),
+            Due::At(t0.mono + Duration::from_millis(100))
+        );
+        // Late by 30 ms: still due, with its own scheduled time (latency counts from the schedule).
+        assert_eq!(
+            p.next(at(t0, 130)),
+            Due::Now {
+                seq: 1,
+                sched_ns: t0.wall_ns + 100_000_000
+            }
+        );
+        assert!(matches!(p.next(at(t0, 200)), Due::Now { seq: 2, .. }));
+        // 300 ms is past the 250 ms duration.
+        assert_eq!(p.next(at(t0, 300)), Due::Over);
+    }
+
+    #[test]
+    fn unpaced_messages_are_scheduled_when_handed_out() {
+        let t0 = Now::fixed();
+        let mut p = SendPlan::new(&traffic(3, 0.0, None), 1, t0);
+        assert_eq!(
+            p.next(at(t0, 7)),
+            Due::Now {
+                seq: 0,
+                sched_ns: t0.wall_ns + 7_000_000
+            }
         );
     }
 }

@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 
 /// Highest value (ns) a [`new_ns_histogram`] tracks: one hour. Larger values saturate to it.
@@ -489,11 +488,7 @@ impl DelayStats {
 
     /// PDV (RFC 5481 §4.2, RFC 8219 §7.3.1): p99.9(transit) − min(transit), µs; None when empty.
     pub fn pdv_us(&self) -> Option<f64> {
-        if self.transit.is_empty() {
-            return None;
-        }
-        let p = self.transit.value_at_quantile(0.999);
-        Some(p.saturating_sub(self.transit.min()) as f64 / 1000.0)
+        pdv_ns(&self.transit).map(|p| p as f64 / 1000.0)
     }
 
     /// Arrivals whose latency or transit was negative (recorded as 0).
@@ -521,6 +516,15 @@ impl DelayStats {
         self.negative += other.negative;
         self.repeats += other.repeats;
     }
+}
+
+/// PDV (RFC 5481 §4.2, RFC 8219 §7.3.1) of a transit histogram: p99.9 − min, ns; None when empty.
+pub fn pdv_ns(transit: &Histogram<u64>) -> Option<u64> {
+    (!transit.is_empty()).then(|| {
+        transit
+            .value_at_quantile(0.999)
+            .saturating_sub(transit.min())
+    })
 }
 
 /// `a += b`, clamping b's values into a's range if the two were built with different bounds.
@@ -569,103 +573,59 @@ impl HistSummary {
     }
 }
 
-/// hdrhistogram V2 cookie (uncompressed), the first 4 bytes of [`hist_to_bytes`] output.
-const V2_COOKIE: u32 = 0x1c84_9313;
-/// V2 header: cookie, payload length, normalizing offset, digits (4 bytes each), lowest, highest,
-/// int-to-double ratio (8 bytes each).
-const V2_HEADER: usize = 40;
-/// Most significant digits accepted from a peer; bounds the counts array we allocate (< 0.5 MiB).
-const PEER_MAX_DIGITS: u32 = 3;
-/// Most total count accepted from a peer (2^48): above any real session, and far enough from
-/// u64::MAX that summing and merging such histograms cannot overflow.
-const PEER_MAX_TOTAL: u64 = 1 << 48;
+/// Most buckets accepted from a peer: a histogram of [`new_ns_histogram`]'s range and resolution has fewer
+/// than 2^16 distinct bucket values, so anything longer is not one of ours.
+pub const MAX_BUCKETS: usize = 1 << 16;
+/// Most total count accepted from a peer (2^48): above any real session, and far enough from u64::MAX that
+/// summing and merging such histograms cannot overflow.
+pub const MAX_TOTAL_COUNT: u64 = 1 << 48;
 
-/// hdrhistogram V2 serialisation (uncompressed), to move histograms over the control connection.
-pub fn hist_to_bytes(h: &Histogram<u64>) -> Vec<u8> {
-    let mut v = Vec::new();
-    // Writing to a Vec cannot fail with an I/O error, and the size check only fails where usize is
-    // too small for the counts array, which then could not exist. If it ever did fail, the empty
-    // Vec is rejected by hist_from_bytes on the other side rather than panicking here.
-    if V2Serializer::new().serialize(h, &mut v).is_err() {
-        v.clear();
-    }
-    v
+/// A histogram as (value, count) pairs, ascending, one per recorded bucket; each value is the highest value
+/// equivalent to its bucket, so [`hist_from_buckets`] rebuilds exactly the same histogram.
+pub fn hist_to_buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| {
+            (
+                h.highest_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            )
+        })
+        .collect()
 }
 
-/// Inverse of [`hist_to_bytes`]. Peer input: never panics and never allocates from a length it
-/// has not checked. Rejects (Err) compressed V2, trailing or missing bytes, more than 3 significant
-/// digits, and total counts above 2^48, besides anything hdrhistogram itself rejects. The checks
-/// before decoding exist because hdrhistogram (7.6.0) sizes a buffer from the header's payload
-/// length, and negates a decoded i64 that can be i64::MIN.
-pub fn hist_from_bytes(b: &[u8]) -> Result<Histogram<u64>, String> {
-    let be32 = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    if b.len() < V2_HEADER {
+/// Inverse of [`hist_to_buckets`], for a peer's numbers: never panics, and refuses (Err, naming what) more
+/// than [`MAX_BUCKETS`] buckets, values that are not strictly ascending or lie beyond [`NS_HIST_MAX`], zero
+/// counts, and a total above [`MAX_TOTAL_COUNT`].
+pub fn hist_from_buckets(b: &[(u64, u64)]) -> Result<Histogram<u64>, String> {
+    if b.len() > MAX_BUCKETS {
         return Err(format!(
-            "histogram: {} bytes, shorter than the {V2_HEADER}-byte V2 header",
+            "histogram: {} buckets, at most {MAX_BUCKETS} accepted",
             b.len()
         ));
     }
-    if be32(0) != V2_COOKIE {
-        return Err(format!(
-            "histogram: cookie {:#010x} is not uncompressed V2 ({V2_COOKIE:#010x})",
-            be32(0)
-        ));
-    }
-    let payload = be32(4) as usize;
-    if payload != b.len() - V2_HEADER {
-        return Err(format!(
-            "histogram: header says {payload} payload bytes, {} present",
-            b.len() - V2_HEADER
-        ));
-    }
-    if be32(12) > PEER_MAX_DIGITS {
-        return Err(format!(
-            "histogram: {} significant digits, at most {PEER_MAX_DIGITS} accepted",
-            be32(12)
-        ));
-    }
-    check_counts(&b[V2_HEADER..])?;
-    let mut r = b;
-    Deserializer::new()
-        .deserialize::<u64, _>(&mut r)
-        .map_err(|e| format!("histogram: {e:?}"))
-}
-
-/// Walk the V2 counts payload (zig-zag LEB128, at most 9 bytes each, the 9th taken whole) and
-/// reject what would make the decoder panic or the totals overflow later.
-fn check_counts(mut p: &[u8]) -> Result<(), String> {
+    let mut h = new_ns_histogram();
     let mut total: u64 = 0;
-    while !p.is_empty() {
-        let mut v: u64 = 0;
-        let mut used = 0;
-        loop {
-            let Some(&byte) = p.get(used) else {
-                return Err("histogram: truncated varint in counts".into());
-            };
-            if used == 8 {
-                v |= u64::from(byte) << 56;
-                used += 1;
-                break;
-            }
-            v |= u64::from(byte & 0x7f) << (7 * used);
-            used += 1;
-            if byte & 0x80 == 0 {
-                break;
-            }
+    let mut prev: Option<u64> = None;
+    for &(value, count) in b {
+        if prev.is_some_and(|p| value <= p) {
+            return Err("histogram: bucket values are not ascending".into());
         }
-        p = &p[used..];
-        let n = ((v >> 1) as i64) ^ -((v & 1) as i64);
-        if n == i64::MIN {
-            return Err("histogram: zero-run length out of range".into());
+        prev = Some(value);
+        if value > h.highest_equivalent(NS_HIST_MAX) {
+            return Err(format!(
+                "histogram: value {value} ns is beyond the {NS_HIST_MAX} ns range"
+            ));
         }
-        if n > 0 {
-            total = total
-                .checked_add(n as u64)
-                .filter(|&t| t <= PEER_MAX_TOTAL)
-                .ok_or("histogram: total count above 2^48")?;
+        if count == 0 {
+            return Err("histogram: a bucket with count 0".into());
         }
+        total = total
+            .checked_add(count)
+            .filter(|&t| t <= MAX_TOTAL_COUNT)
+            .ok_or("histogram: total count above 2^48")?;
+        h.saturating_record_n(value, count);
     }
-    Ok(())
+    Ok(h)
 }
 
 #[cfg(test)]
@@ -1134,55 +1094,36 @@ mod tests {
         assert_eq!(h.len(), 2);
     }
 
-    // ---- serialisation ----
+    // ---- buckets ----
 
     #[test]
-    fn hist_bytes_round_trip() {
+    fn buckets_round_trip_exactly() {
         let mut h = new_ns_histogram();
         for v in [0, 1, 100, 2047, 1_000_000, 17_000_000_000, NS_HIST_MAX] {
             h.saturating_record(v);
         }
         h.saturating_record_n(5000, 1_000_000);
-        let b = hist_to_bytes(&h);
-        assert_eq!(b[..4], V2_COOKIE.to_be_bytes());
-        let back = hist_from_bytes(&b).unwrap();
+        let b = hist_to_buckets(&h);
+        // 0 and 1 ns are separate buckets at the bottom of the range.
+        assert_eq!(b.len(), 8);
+        let back = hist_from_buckets(&b).unwrap();
         assert_eq!(back, h);
         assert_eq!(back.len(), 1_000_007);
         assert_eq!(HistSummary::of(&back), HistSummary::of(&h));
-        let empty = hist_from_bytes(&hist_to_bytes(&new_ns_histogram())).unwrap();
-        assert!(empty.is_empty());
+        assert!(hist_from_buckets(&[]).unwrap().is_empty());
     }
 
     #[test]
-    fn hist_bytes_rejects_damaged() {
-        let mut h = new_ns_histogram();
-        h.saturating_record(1234);
-        let b = hist_to_bytes(&h);
-        assert!(hist_from_bytes(&[]).is_err());
-        assert!(hist_from_bytes(&b[..b.len() - 1]).is_err());
-        let mut long = b.clone();
-        long.push(0);
-        assert!(hist_from_bytes(&long).is_err());
-        // A payload length of 4 GiB must be refused before anything is allocated.
-        let mut big = b.clone();
-        big[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(hist_from_bytes(&big).is_err());
-        // Digits beyond what we accept.
-        let mut digits = b.clone();
-        digits[12..16].copy_from_slice(&5u32.to_be_bytes());
-        assert!(hist_from_bytes(&digits).is_err());
-        // A zig-zag varint decoding to i64::MIN (panics inside hdrhistogram in debug builds).
-        let mut min = b[..V2_HEADER].to_vec();
-        min.extend([0xff; 9]);
-        min[4..8].copy_from_slice(&9u32.to_be_bytes());
-        assert!(hist_from_bytes(&min).is_err());
-        // Counts summing past 2^48.
-        let mut many = new_ns_histogram();
-        many.saturating_record_n(10, 1 << 47);
-        many.saturating_record_n(20, 1 << 47);
-        assert!(hist_from_bytes(&hist_to_bytes(&many)).is_ok());
-        many.saturating_record(30);
-        assert!(hist_from_bytes(&hist_to_bytes(&many)).is_err());
+    fn buckets_from_a_peer_are_checked() {
+        assert!(hist_from_buckets(&[(5, 1), (5, 1)]).is_err());
+        assert!(hist_from_buckets(&[(6, 1), (5, 1)]).is_err());
+        assert!(hist_from_buckets(&[(5, 0)]).is_err());
+        assert!(hist_from_buckets(&[(u64::MAX, 1)]).is_err());
+        assert!(hist_from_buckets(&[(10, 1 << 47), (20, 1 << 47)]).is_ok());
+        assert!(hist_from_buckets(&[(10, 1 << 47), (20, 1 << 47), (30, 1)]).is_err());
+        assert!(hist_from_buckets(&[(10, u64::MAX), (20, u64::MAX)]).is_err());
+        let long: Vec<(u64, u64)> = (1..=MAX_BUCKETS as u64 + 1).map(|v| (v, 1)).collect();
+        assert!(hist_from_buckets(&long).is_err());
     }
 
     // ---- property tests ----
@@ -1329,54 +1270,14 @@ mod tests {
         }
 
         #[test]
-        fn prop_from_bytes_random_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let r = hist_from_bytes(&b);
-            if b.len() < 4 || b[..4] != V2_COOKIE.to_be_bytes() {
-                prop_assert!(r.is_err());
-            }
-        }
-
-        #[test]
-        fn prop_from_bytes_random_header_never_panics(
-            digits in 0u32..8,
-            low in prop_oneof![Just(1u64), any::<u64>()],
-            high in prop_oneof![Just(u64::MAX), Just(NS_HIST_MAX), any::<u64>()],
-            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        fn prop_random_buckets_never_panic(
+            b in proptest::collection::vec((any::<u64>(), any::<u64>()), 0..50),
         ) {
-            let mut b = V2_COOKIE.to_be_bytes().to_vec();
-            b.extend((payload.len() as u32).to_be_bytes());
-            b.extend(0u32.to_be_bytes());
-            b.extend(digits.to_be_bytes());
-            b.extend(low.to_be_bytes());
-            b.extend(high.to_be_bytes());
-            b.extend(1.0f64.to_be_bytes());
-            b.extend(&payload);
-            if let Ok(h) = hist_from_bytes(&b) {
+            if let Ok(h) = hist_from_buckets(&b) {
                 let _ = HistSummary::of(&h);
                 let mut acc = new_ns_histogram();
                 add_hist(&mut acc, &h);
-                let _ = hist_to_bytes(&h);
-            }
-        }
-
-        #[test]
-        fn prop_from_bytes_mutated_never_panics(
-            values in proptest::collection::vec(0u64..NS_HIST_MAX, 1..50),
-            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
-        ) {
-            let mut h = new_ns_histogram();
-            for v in values {
-                h.saturating_record(v);
-            }
-            let mut b = hist_to_bytes(&h);
-            for (at, x) in flips {
-                let i = at % b.len();
-                b[i] ^= x;
-            }
-            if let Ok(h) = hist_from_bytes(&b) {
-                let _ = HistSummary::of(&h);
-                let mut acc = new_ns_histogram();
-                add_hist(&mut acc, &h);
+                prop_assert_eq!(hist_from_buckets(&hist_to_buckets(&h)).unwrap(), h);
             }
         }
     }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pacing::Schedule;
 use crate::wire;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
@@ -42,6 +41,26 @@ impl Protocol {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Equal gaps of 1/rate.
+    #[default]
+    Periodic,
+    /// Exponential gaps with mean 1/rate (RFC 2330 §11.1.1, RFC 3432): sampling cannot phase-lock with
+    /// periodic behaviour of the path.
+    Poisson,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Periodic => "periodic",
+            Schedule::Poisson => "poisson",
+        }
     }
 }
 

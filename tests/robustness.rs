@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use sockbench::control::{self, Ctl};
+use sockbench::proto::{self as control, Ctl};
 use sockbench::traffic::Protocol;
 use sockbench::wire;
 

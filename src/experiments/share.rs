@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::cancel::Cancel;
 use crate::config::{Output, RecvConfig, SendConfig};
-use crate::pacing::Schedule;
-use crate::receiver::{Receiver, ServeSummary};
-use crate::sender::{self, OutDir, RunInfo};
-use crate::signal::Stop;
+use crate::driver::receiver::{Receiver, ServeSummary};
+use crate::driver::sender;
+use crate::report::out::{OutDir, RunInfo};
+use crate::traffic::Schedule;
 use crate::traffic::{Protocol, Traffic, DEFAULT_SIZE};
 
 /// Flags of `sockbench ports`.
@@ -52,13 +53,13 @@ fn shared_cfg(addr: SocketAddr) -> RecvConfig {
 }
 
 pub fn run(args: &PortsArgs) -> anyhow::Result<PortsReport> {
-    let stop = Stop::new();
+    let stop = Cancel::new();
     // Independent receivers, as separate processes would be: nothing is shared but the port.
     let first = Receiver::bind(shared_cfg(args.listen), stop.clone(), true)?;
     let addr = first.local_addr();
     let in_use = match Receiver::bind(
         RecvConfig::in_process(Protocol::Tcp, addr),
-        Stop::new(),
+        Cancel::new(),
         true,
     ) {
         Ok(_) => "a plain receiver could bind too (this kernel let it share without SO_REUSEPORT)"
@@ -99,7 +100,7 @@ pub fn run(args: &PortsArgs) -> anyhow::Result<PortsReport> {
     let (mut ok, mut failed, mut reconnects) = (0, vec![], 0);
     let run = RunInfo::new();
     for _ in 0..args.sessions {
-        match sender::run_session(&cfg, &run, &OutDir::new(&tmp), Stop::new()) {
+        match sender::run_session(&cfg, &run, &OutDir::new(&tmp), &Cancel::new()) {
             Ok(o) if o.report.complete && o.report.received == o.report.sent => {
                 ok += 1;
                 reconnects += o.data_connects.saturating_sub(1) as u64;
@@ -108,7 +109,7 @@ pub fn run(args: &PortsArgs) -> anyhow::Result<PortsReport> {
             Err(e) => failed.push(crate::error::one_line(&e)),
         }
     }
-    stop.set();
+    stop.cancel();
     let mut per_receiver = vec![];
     for h in handles {
         per_receiver.push(

@@ -16,11 +16,11 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::cancel::Cancel;
 use anyhow::{bail, Context};
 
 pub use counters::{Counts, LinkCounters};
@@ -77,7 +77,7 @@ const READ_BATCH: usize = 64;
 
 /// A running emulator between two open TUN devices.
 pub struct Link {
-    stop: Arc<AtomicBool>,
+    stop: Cancel,
     threads: Vec<JoinHandle<()>>,
     counters: Arc<SharedCounters>,
     _a: Arc<TunDevice>,
@@ -96,7 +96,7 @@ impl Link {
     ) -> anyhow::Result<Link> {
         let a = Arc::new(a);
         let b = Arc::new(b);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Cancel::new();
         let counters = Arc::new(SharedCounters::default());
         let t0 = Instant::now();
         let mut threads = Vec::new();
@@ -117,7 +117,7 @@ impl Link {
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
+                    stop.cancel();
                     for h in threads {
                         let _ = h.join();
                     }
@@ -147,7 +147,7 @@ impl Link {
     }
 
     fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.cancel();
         for h in self.threads.drain(..) {
             let _ = h.join();
         }
@@ -182,7 +182,7 @@ fn forward(
     src: &TunDevice,
     dst: &TunDevice,
     mut pipe: Pipeline,
-    stop: &AtomicBool,
+    stop: &Cancel,
     t0: Instant,
 ) {
     let mut scratch = vec![0u8; BUF_SIZE];
@@ -190,7 +190,7 @@ fn forward(
     let mut write = |b: &[u8]| out.write(b).map(|_| ());
     let mut inp = src.file();
     let fd = src.as_raw_fd();
-    'outer: while !stop.load(Ordering::Relaxed) {
+    'outer: while !stop.is_cancelled() {
         pipe.release_due(t0.elapsed(), &mut write);
         let wait = pipe
             .next_deadline()
@@ -309,7 +309,7 @@ pub fn fresh_seed() -> u64 {
 }
 
 /// Run `sockbench link` until `stop` is set or `--duration` passes.
-pub fn run_cli(args: &LinkArgs, stop: &AtomicBool) -> anyhow::Result<()> {
+pub fn run_cli(args: &LinkArgs, stop: &Cancel) -> anyhow::Result<()> {
     let a_to_b = args.impair.to_impairment().map_err(anyhow::Error::msg)?;
     let b_to_a = if args.symmetric {
         a_to_b.clone()
@@ -374,7 +374,7 @@ pub fn run_cli(args: &LinkArgs, stop: &AtomicBool) -> anyhow::Result<()> {
     let link = Link::start(a, b, a_to_b, b_to_a, seed)?;
     let started = Instant::now();
     let mut last_write = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_cancelled() {
         if args.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }

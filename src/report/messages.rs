@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::control::{MessageRow, Status};
+use crate::accounting::{Row, Status};
 
 pub struct MessagesCsv {
     w: csv::Writer<BufWriter<File>>,
@@ -28,8 +28,10 @@ impl MessagesCsv {
         Ok(MessagesCsv { w })
     }
 
-    pub fn rows(&mut self, rows: &[MessageRow]) -> anyhow::Result<()> {
-        for &MessageRow(seq, sched, send, recv, status) in rows {
+    pub fn rows(&mut self, rows: &[Row]) -> anyhow::Result<()> {
+        for r in rows {
+            let (seq, sched, send, recv, status) =
+                (r.seq, r.sched_ns, r.send_ns, r.recv_ns, r.status);
             // A corrupt message's header is not trusted, so its latency is not computed.
             let latency = if status == Status::Corrupt {
                 String::new()

@@ -3,17 +3,17 @@
 
 pub mod latency;
 pub mod messages;
+pub mod out;
 pub mod summary;
 pub mod table;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::accounting::{Measured, SendStats};
 use crate::clock::OffsetEstimate;
-use crate::control::RecvResults;
-use crate::stats::{hist_from_bytes, new_ns_histogram, HistSummary};
+use crate::stats::{pdv_ns, HistSummary};
 use crate::traffic::{Protocol, Traffic};
-use crate::transport::SendStats;
 
 /// Bumped whenever a column changes meaning or position; columns are only ever appended.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -99,9 +99,14 @@ pub struct SessionReport {
     pub reads_partial_message: u64,
 }
 
-/// Round to the nanosecond when shown in µs: finer digits would be noise from float arithmetic.
+/// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
+/// float arithmetic.
 fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+fn r6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 fn us(ns: i64) -> f64 {
@@ -109,10 +114,13 @@ fn us(ns: i64) -> f64 {
 }
 
 /// The histogram a report's `latency_*` columns come from: round trips with --echo, else one-way latency.
-pub fn latency_histogram(sender: Option<&SenderSide>, results: &RecvResults) -> Histogram<u64> {
+pub fn latency_histogram<'a>(
+    sender: Option<&'a SenderSide>,
+    m: &'a Measured,
+) -> &'a Histogram<u64> {
     match sender.and_then(|s| s.rtt.as_ref()) {
-        Some(h) => h.clone(),
-        None => hist_from_bytes(&results.latency).unwrap_or_else(|_| new_ns_histogram()),
+        Some(h) => h,
+        None => &m.latency,
     }
 }
 
@@ -121,33 +129,23 @@ impl SessionReport {
     pub fn build(
         meta: &SessionMeta,
         sender: Option<&SenderSide>,
-        results: &RecvResults,
+        m: &Measured,
         complete: bool,
     ) -> SessionReport {
-        let s = &results.seq;
+        let s = &m.seq;
         let udp = meta.protocol == Protocol::Udp;
-        let lat = HistSummary::of(&latency_histogram(sender, results));
-        let transit = hist_from_bytes(&results.transit)
-            .ok()
-            .and_then(|h| HistSummary::of(&h));
-        let ipdv = hist_from_bytes(&results.ipdv)
-            .ok()
-            .and_then(|h| HistSummary::of(&h));
-        // Goodput and message rate over the time the data took to get there: first send to last arrival on the
-        // sender's clock (the receiver's arrival times are already offset-corrected).
+        let lat = HistSummary::of(latency_histogram(sender, m));
+        let transit = HistSummary::of(&m.transit);
+        let ipdv = HistSummary::of(&m.ipdv);
+        // duration_s, goodput and message rate: over the time the data took to get there, from the first send
+        // to the last unique arrival, on the sender's clock (arrivals are offset-corrected). The sender knows
+        // its first send; a receiver's own copy takes the earliest send time it saw.
         let first = sender
             .and_then(|x| x.send.first_send_ns)
-            .or(results.first_recv_ns);
-        let span_s = match (first, results.last_recv_ns) {
+            .or(m.first_send_ns);
+        let span_s = match (first, m.last_recv_ns) {
             (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
             _ => None,
-        };
-        let duration_s = match sender {
-            Some(x) => match (x.send.first_send_ns, x.send.last_send_ns) {
-                (Some(a), Some(b)) => Some(r3((b - a) as f64 / 1e9)),
-                _ => None,
-            },
-            None => span_s.map(r3),
         };
         let f = |g: fn(&HistSummary) -> f64, h: &Option<HistSummary>| h.as_ref().map(|h| r3(g(h)));
         SessionReport {
@@ -160,7 +158,7 @@ impl SessionReport {
             peer: meta.peer.clone(),
             msg_size: meta.traffic.size,
             rate_target: meta.traffic.rate,
-            duration_s,
+            duration_s: span_s.map(r6),
             sent: s.sent,
             received: s.received,
             lost: s.lost,
@@ -171,8 +169,8 @@ impl SessionReport {
             reorder_extent_max: s.reorder_extent_max,
             loss_bursts: s.loss_bursts,
             loss_burst_max: s.loss_burst_max,
-            corrupt: results.corrupt,
-            invalid: results.invalid,
+            corrupt: m.corrupt,
+            invalid: m.invalid,
             latency_min_us: f(|h| h.min_us, &lat),
             latency_mean_us: f(|h| h.mean_us, &lat),
             latency_p50_us: f(|h| h.p50_us, &lat),
@@ -184,25 +182,25 @@ impl SessionReport {
             transit_p50_us: f(|h| h.p50_us, &transit),
             transit_p99_us: f(|h| h.p99_us, &transit),
             transit_max_us: f(|h| h.max_us, &transit),
-            jitter_us: results.jitter_us.map(r3),
+            jitter_us: m.jitter_ns.map(|j| r3(j / 1000.0)),
             ipdv_p50_us: f(|h| h.p50_us, &ipdv),
             ipdv_p99_us: f(|h| h.p99_us, &ipdv),
-            pdv_us: results.pdv_us.map(r3),
-            goodput_mbps: span_s.map(|t| r3(results.bytes as f64 * 8.0 / t / 1e6)),
+            pdv_us: pdv_ns(&m.transit).map(|p| r3(p as f64 / 1000.0)),
+            goodput_mbps: span_s.map(|t| r3(m.bytes as f64 * 8.0 / t / 1e6)),
             msgs_per_s: span_s.map(|t| r3(s.received as f64 / t)),
-            recv_calls: results.recv_calls,
-            split_messages: results.split_messages,
-            coalesced_reads: results.coalesced_reads,
+            recv_calls: m.recv_calls,
+            split_messages: m.split_messages,
+            coalesced_reads: m.coalesced_reads,
             tcp_connect_us: sender.and_then(|x| x.tcp_connect_us).map(r3),
             tcp_retransmits: sender.and_then(|x| x.tcp_retransmits),
             send_errors: sender.map(|x| x.send.send_errors),
             udp_rcvbuf_drops: if udp {
-                Some(results.rcvbuf_drops.unwrap_or(0))
+                Some(m.rcvbuf_drops.unwrap_or(0))
             } else {
                 None
             },
             path_lost: if udp {
-                Some(s.lost.saturating_sub(results.rcvbuf_drops.unwrap_or(0)))
+                Some(s.lost.saturating_sub(m.rcvbuf_drops.unwrap_or(0)))
             } else {
                 None
             },
@@ -210,8 +208,8 @@ impl SessionReport {
             clock_offset_us: sender.map(|x| us(x.clock.offset_ns)),
             clock_error_us: sender.map(|x| us(x.clock.error_ns)),
             complete,
-            reads_one_message: results.reads_one_message,
-            reads_partial_message: results.reads_partial,
+            reads_one_message: m.reads_one_message,
+            reads_partial_message: m.reads_partial,
         }
     }
 }
@@ -237,25 +235,15 @@ fn sample_row() -> SessionReport {
         label: String::new(),
         protocol: Protocol::Udp,
         peer: String::new(),
-        traffic: Traffic {
-            count: 1,
-            duration: None,
-            rate: 1.0,
-            size: 64,
-            mix: None,
-            schedule: Default::default(),
-            echo: false,
-            linger: None,
-            per_message: false,
-        },
+        traffic: Traffic::default(),
     };
-    SessionReport::build(&meta, None, &RecvResults::default(), false)
+    SessionReport::build(&meta, None, &Measured::default(), false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{hist_to_bytes, SeqSummary};
+    use crate::stats::{new_ns_histogram, SeqSummary};
 
     fn meta(echo: bool) -> SessionMeta {
         SessionMeta {
@@ -266,30 +254,26 @@ mod tests {
             peer: "h".into(),
             traffic: Traffic {
                 count: 10,
-                duration: None,
                 rate: 10.0,
                 size: 100,
-                mix: None,
-                schedule: Default::default(),
                 echo,
-                linger: None,
-                per_message: false,
+                ..Traffic::default()
             },
         }
     }
 
-    fn hist(values: &[u64]) -> Vec<u8> {
+    fn hist(values: &[u64]) -> Histogram<u64> {
         let mut h = new_ns_histogram();
         for &v in values {
             h.record(v).unwrap();
         }
-        hist_to_bytes(&h)
+        h
     }
 
     /// Every derived column from a known cause: 10 sent, 8 arrived (800 B), one dropped by the socket.
     #[test]
     fn derived_columns_are_exact() {
-        let results = RecvResults {
+        let results = Measured {
             complete: true,
             seq: SeqSummary {
                 sent: 10,
@@ -306,6 +290,7 @@ mod tests {
             recv_calls: 8,
             reads_one_message: 8,
             rcvbuf_drops: Some(1),
+            first_send_ns: Some(1_000_001_000),
             first_recv_ns: Some(1_000_001_000),
             last_recv_ns: Some(2_000_000_000),
             ..Default::default()
@@ -328,7 +313,7 @@ mod tests {
         // First send (1.0 s) to last arrival (2.0 s): 1 s for 800 B and 8 messages.
         assert_eq!(r.goodput_mbps, Some(0.006));
         assert_eq!(r.msgs_per_s, Some(8.0));
-        assert_eq!(r.duration_s, Some(0.9));
+        assert_eq!(r.duration_s, Some(1.0));
         assert_eq!((r.udp_rcvbuf_drops, r.path_lost), (Some(1), Some(1)));
         assert_eq!((r.tcp_connect_us, r.tcp_retransmits), (None, None));
         assert_eq!(
@@ -344,9 +329,11 @@ mod tests {
             (r.mode, r.send_errors, r.complete),
             ("oneway", Some(0), true)
         );
-        // A receiver's own copy has no sender side: sender-only columns stay empty.
+        // A receiver's own copy has no sender side: sender-only columns stay empty, and its duration starts at
+        // the earliest send time it saw (1.000001 s here, its first arrival's).
         let own = SessionReport::build(&meta(false), None, &results, true);
         assert_eq!((own.send_errors, own.clock_offset_us), (None, None));
+        assert_eq!(own.duration_s, Some(0.999999));
         // With --echo, latency_* are the sender's round trips.
         let mut rtt = new_ns_histogram();
         rtt.record(1_800).unwrap(); // below 2048 ns the histogram is exact to the ns

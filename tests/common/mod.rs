@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sockbench::clock::OffsetEstimate;
-use sockbench::control::{self, Ctl, CtlConn, Done, Hello, RecvResults, CONTROL_VERSION};
-use sockbench::traffic::{Protocol, Traffic};
+use sockbench::proto::{self, Ctl, Done, FrameDecoder, Hello, Results};
+use sockbench::traffic::Protocol;
 use sockbench::wire;
 
 /// The summary.csv header, exactly as issue 2 lists it.
@@ -405,6 +404,47 @@ pub fn exact_session(proto: &str, target: &str, count: u64, extra: &[&str]) -> R
 
 // ---- a hand-made client speaking the real protocol, for what a real sender never does ----
 
+/// A blocking control connection for tests: frames out, frames in with a deadline.
+pub struct CtlConn {
+    stream: TcpStream,
+    dec: FrameDecoder,
+}
+
+impl CtlConn {
+    pub fn new(stream: TcpStream) -> CtlConn {
+        stream.set_nodelay(true).unwrap();
+        CtlConn {
+            stream,
+            dec: FrameDecoder::new(proto::MAX_FRAME),
+        }
+    }
+
+    pub fn send(&mut self, m: &Ctl) -> std::io::Result<()> {
+        self.stream.write_all(&proto::encode(m))
+    }
+
+    /// The next message within `limit`, or why not.
+    pub fn recv(&mut self, limit: Duration) -> Result<Ctl, String> {
+        let end = Instant::now() + limit;
+        let mut buf = [0u8; 16384];
+        loop {
+            if let Some(m) = self.dec.next_message().map_err(|e| e.to_string())? {
+                return Ok(m);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("timed out".into());
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err("closed".into()),
+                Ok(n) => self.dec.push(&buf[..n]).map_err(|e| e.to_string())?,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
 /// A control connection that completed hello/accept and start/ready by hand.
 pub struct RawSession {
     pub conn: CtlConn,
@@ -415,32 +455,38 @@ pub struct RawSession {
     pub tcp: Option<TcpStream>,
 }
 
-/// Session parameters for a hand-made hello: fixed-size messages. Built through serde so that fields added
-/// later with defaults do not break these tests.
-pub fn traffic(count: u64, size: usize, echo: bool) -> Traffic {
-    serde_json::from_value(serde_json::json!({
-        "count": count,
-        "duration": null,
-        "rate": 1000.0,
-        "size": size,
-        "schedule": "periodic",
-        "echo": echo,
-        "linger": {"secs": 0, "nanos": 300_000_000},
-        "per_message": false,
-    }))
-    .expect("Traffic from JSON")
+/// Session parameters for a hand-made hello: fixed-size messages, paced at 1000/s, linger 300 ms.
+pub fn traffic(count: u64, size: usize, echo: bool) -> proto::TrafficSpec {
+    proto::TrafficSpec {
+        count,
+        duration_ns: None,
+        rate: 1000.0,
+        size: size as u64,
+        sizes: None,
+        schedule: proto::ScheduleKind::Periodic,
+        echo,
+        linger_ns: Some(300_000_000),
+        per_message: false,
+    }
 }
 
 pub fn open_control(addr: SocketAddr) -> CtlConn {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.write_all(&control::control_preamble()).unwrap();
-    CtlConn::new(s).unwrap()
+    s.write_all(&proto::control_preamble()).unwrap();
+    CtlConn::new(s)
 }
 
-pub fn hello(protocol: Protocol, session: u64, t: Traffic) -> Ctl {
+fn transport(p: Protocol) -> proto::Transport {
+    match p {
+        Protocol::Tcp => proto::Transport::Tcp,
+        Protocol::Udp => proto::Transport::Udp,
+    }
+}
+
+pub fn hello(protocol: Protocol, session: u64, t: proto::TrafficSpec) -> Ctl {
     Ctl::Hello(Hello {
-        version: CONTROL_VERSION,
-        protocol,
+        version: proto::VERSION,
+        transport: transport(protocol),
         session,
         run_id: "raw".into(),
         started_utc: "2026-11-20T00:00:00Z".into(),
@@ -453,16 +499,17 @@ pub fn hello(protocol: Protocol, session: u64, t: Traffic) -> Ctl {
 }
 
 fn wait(conn: &mut CtlConn, what: &str) -> Ctl {
-    conn.recv_until(Instant::now() + Duration::from_secs(10), what, &|| false)
-        .unwrap_or_else(|e| panic!("waiting for {what}: {e:#}"))
+    conn.recv(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
 }
 
 impl RawSession {
     /// Hello, accept, start, (data connection), ready.
-    pub fn open(addr: SocketAddr, protocol: Protocol, t: Traffic) -> RawSession {
+    pub fn open(addr: SocketAddr, protocol: Protocol, t: proto::TrafficSpec) -> RawSession {
         let session: u64 = rand::random();
         let mut conn = open_control(addr);
-        conn.send(&hello(protocol, session, t.clone())).unwrap();
+        let size = t.size as usize;
+        conn.send(&hello(protocol, session, t)).unwrap();
         match wait(&mut conn, "accept") {
             Ctl::Accept(_) => {}
             other => panic!("expected accept, got {other:?}"),
@@ -479,15 +526,21 @@ impl RawSession {
                 .unwrap();
             s
         });
-        conn.send(&Ctl::Start {
-            offset: OffsetEstimate::default(),
+        conn.send(&Ctl::Start(proto::Start {
+            clock: proto::ClockEstimate {
+                offset_ns: 0,
+                error_ns: 0,
+                min_rtt_ns: 0,
+                max_rtt_ns: 0,
+                same_host: true,
+            },
             udp_source_port: udp.as_ref().map(|s| s.local_addr().unwrap().port()),
             linger_ns: 300_000_000,
-        })
+        }))
         .unwrap();
         let tcp = (protocol == Protocol::Tcp).then(|| {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(&control::data_preamble(session)).unwrap();
+            s.write_all(&proto::data_preamble(session)).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
             s
@@ -499,8 +552,8 @@ impl RawSession {
         RawSession {
             conn,
             session,
-            size: t.size,
-            template: wire::template(session, t.size),
+            size,
+            template: wire::template(session, size),
             udp,
             tcp,
         }
@@ -520,7 +573,7 @@ impl RawSession {
     }
 
     /// Done with `sent`, then the results (and everything up to End).
-    pub fn finish(mut self, sent: u64) -> RecvResults {
+    pub fn finish(mut self, sent: u64) -> Results {
         if let Some(s) = &self.tcp {
             let _ = s.shutdown(std::net::Shutdown::Write);
         }

@@ -1,0 +1,548 @@
+//! The sending side of one session: connects, runs a [`SenderSession`] over the control connection, opens
+//! the data socket, runs the send loop and the echo reader on their own threads, and builds the report from
+//! what both ends measured (the CSV files land on this side).
+
+use std::io::{IsTerminal, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use hdrhistogram::Histogram;
+
+use crate::accounting::{EchoStats, Measured, SendStats};
+use crate::cancel::Cancel;
+use crate::clock::{self, boot_id, now_ns, OffsetEstimate};
+use crate::config::SendConfig;
+use crate::driver::ctl::{CtlStream, Got};
+use crate::driver::{tcp, udp};
+use crate::error::usage;
+use crate::pacing::SendPlan;
+use crate::proto;
+use crate::report::messages::MessagesCsv;
+use crate::report::out::{OutDir, RunInfo};
+use crate::report::{self, SenderSide, SessionMeta, SessionReport};
+use crate::session::sender::{Action, Outcome, SenderConfig, SenderSession, SetupError};
+use crate::socket;
+use crate::trace::{self, Timer, Tracer};
+use crate::traffic::Protocol;
+use crate::wire;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the driver looks at cancellation and its threads while waiting for the receiver.
+const TICK: Duration = Duration::from_millis(20);
+
+/// What a finished session produced.
+pub struct SessionOutput {
+    pub protocol: Protocol,
+    pub report: SessionReport,
+    pub latency: Histogram<u64>,
+    pub interrupted: bool,
+    /// TCP data connections opened until one reached the receiver holding the session (1 unless the port is
+    /// shared with SO_REUSEPORT).
+    pub data_connects: u32,
+    /// Why the session is incomplete, when it is.
+    pub note: Option<String>,
+}
+
+impl SessionOutput {
+    pub fn files(&self) -> report::out::SessionFiles<'_> {
+        report::out::SessionFiles {
+            protocol: self.protocol,
+            report: &self.report,
+            latency: &self.latency,
+        }
+    }
+}
+
+enum DataSock {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+impl DataSock {
+    fn fd(&self) -> i32 {
+        match self {
+            DataSock::Udp(s) => s.as_raw_fd(),
+            DataSock::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// The threads of the measured phase.
+struct Running {
+    /// None once joined.
+    send: Option<JoinHandle<(SendStats, Timer)>>,
+    send_cancel: Cancel,
+    echo: Option<JoinHandle<EchoStats>>,
+    echo_cancel: Cancel,
+    progress: Option<(Cancel, JoinHandle<()>)>,
+}
+
+/// Everything the driver holds while the session runs.
+struct Driver<'a> {
+    cfg: &'a SendConfig,
+    target: SocketAddr,
+    session: u64,
+    tr: Tracer,
+    data: Option<DataSock>,
+    tcp_connect_us: Option<f64>,
+    running: Option<Running>,
+    send_timer: Option<Timer>,
+    msgs: Option<MessagesCsv>,
+}
+
+/// Run one session against the receiver in `cfg`; `cancel` (normally a child of the process root) stops the
+/// sending early, after which the receiver's results of what was sent still come in.
+pub fn run_session(
+    cfg: &SendConfig,
+    run: &RunInfo,
+    out: &OutDir,
+    cancel: &Cancel,
+) -> anyhow::Result<SessionOutput> {
+    let session: u64 = rand::random();
+    let (raw, target) = connect_control(cfg)?;
+    let mut ctl = CtlStream::new(raw)?;
+    let mut scfg = SenderConfig::new(cfg.protocol, session, cfg.traffic.clone());
+    scfg.run_id = run.run_id.clone();
+    scfg.started_utc = run.started_utc.clone();
+    scfg.label = cfg.output.label.clone();
+    scfg.trace = cfg.output.trace;
+    scfg.boot_id = boot_id();
+    let mut s = SenderSession::new(scfg, clock::now());
+    let mut d = Driver {
+        cfg,
+        target,
+        session,
+        // The data path's socket calls, for --trace (the control connection is not part of it).
+        tr: Tracer::new(cfg.output.trace, "sender"),
+        data: None,
+        tcp_connect_us: None,
+        running: None,
+        send_timer: None,
+        msgs: None,
+    };
+    if cfg.traffic.per_message {
+        d.msgs = Some(MessagesCsv::create(&out.file(
+            &run.run_id,
+            cfg.protocol,
+            "messages",
+        ))?);
+    }
+    let mut told_cancel = false;
+    let mut finished = None;
+    let outcome = loop {
+        while let Some(a) = s.poll_action() {
+            match a {
+                Action::Write(b) => {
+                    if let Err(why) = ctl.write_all(&b) {
+                        s.on_closed(&why, clock::now());
+                    }
+                }
+                Action::OpenData => {
+                    let port = d.open_data()?;
+                    s.on_data_opened(port);
+                }
+                Action::ConnectData { .. } => d.connect_tcp_data()?,
+                Action::BeginSending => d.begin_sending(cancel)?,
+                Action::StopSending => {
+                    if let Some(r) = &d.running {
+                        r.send_cancel.cancel();
+                    }
+                }
+                Action::Rows(rows) => {
+                    if let Some(m) = &mut d.msgs {
+                        m.rows(&rows)?;
+                    }
+                }
+                Action::Failed(e) => return Err(setup_error(cfg, target, e)),
+                Action::Finished(o) => finished = Some(*o),
+            }
+        }
+        if let Some(o) = finished.take() {
+            break o;
+        }
+        if cancel.is_cancelled() && !told_cancel {
+            told_cancel = true;
+            s.on_cancel();
+            continue;
+        }
+        if let Some(stats) = d.send_finished() {
+            s.on_send_finished(stats, clock::now());
+            continue;
+        }
+        if d.tcp_data_refused() {
+            s.on_data_refused();
+            continue;
+        }
+        let wait = s.next_deadline().map_or(TICK, |t| {
+            t.saturating_duration_since(clock::mono()).min(TICK)
+        });
+        match ctl.read(wait) {
+            Got::Bytes(n) => s.on_bytes(ctl.bytes(n), clock::now()),
+            Got::Idle => {}
+            Got::Closed(why) => s.on_closed(&why, clock::now()),
+        }
+        s.on_timeout(clock::now());
+    };
+    d.finish(run, out, outcome)
+}
+
+/// Try each address the name resolved to; the first that answers carries control and data alike.
+fn connect_control(cfg: &SendConfig) -> anyhow::Result<(TcpStream, SocketAddr)> {
+    let mut last = Err(anyhow!("no address"));
+    for &addr in
+        std::iter::once(&cfg.target).chain(cfg.alternatives.iter().filter(|a| **a != cfg.target))
+    {
+        last = socket::tcp_connect(addr, CONNECT_TIMEOUT, &Tracer::off()).map(|(s, _)| (s, addr));
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
+}
+
+fn setup_error(cfg: &SendConfig, target: SocketAddr, e: SetupError) -> anyhow::Error {
+    match e {
+        SetupError::Refused(reason) => usage(format!("the receiver at {target} refused the session: {reason}")),
+        SetupError::NotAReceiver(why) => usage(format!(
+            "{target} did not answer like a sockbench receiver ({why}): check the port and that `sockbench {} recv` \
+             runs there",
+            cfg.protocol
+        )),
+        SetupError::Failed(why) => anyhow!("the session with {target} could not start: {why}"),
+    }
+}
+
+impl Driver<'_> {
+    /// UDP: the data socket, connected, and its source port. TCP: nothing yet (the connection comes after
+    /// Start, so the receiver holds a place for it).
+    fn open_data(&mut self) -> anyhow::Result<Option<u16>> {
+        match self.cfg.protocol {
+            Protocol::Udp => {
+                let s = socket::udp_sender(self.target, &self.tr)?;
+                let port = s.local_addr()?.port();
+                self.data = Some(DataSock::Udp(s));
+                Ok(Some(port))
+            }
+            Protocol::Tcp => Ok(None),
+        }
+    }
+
+    /// Open a TCP data connection and send its preamble naming the session.
+    fn connect_tcp_data(&mut self) -> anyhow::Result<()> {
+        let (mut s, took) = socket::tcp_connect(self.target, CONNECT_TIMEOUT, &self.tr)?;
+        let fd = s.as_raw_fd();
+        // Each message leaves when it is written: Nagle would hold small messages back and blur latency.
+        self.tr.call(
+            "setsockopt",
+            fd,
+            || "TCP_NODELAY=1".into(),
+            || s.set_nodelay(true),
+            |_| "0".into(),
+        )?;
+        let pre = proto::data_preamble(self.session);
+        self.tr.call(
+            "send",
+            fd,
+            || "16-byte preamble naming the session".into(),
+            || s.write_all(&pre),
+            |_| "16".into(),
+        )?;
+        self.tcp_connect_us = Some(took.as_nanos() as f64 / 1000.0);
+        self.data = Some(DataSock::Tcp(s));
+        Ok(())
+    }
+
+    /// TCP, before Ready: did the receiver close the data connection (it does not hold the session)?
+    fn tcp_data_refused(&mut self) -> bool {
+        if self.running.is_some() {
+            return false;
+        }
+        let Some(DataSock::Tcp(s)) = &self.data else {
+            return false;
+        };
+        if !socket::peer_closed(s) {
+            return false;
+        }
+        self.tr.record(
+            "close",
+            s.as_raw_fd(),
+            "the receiver holding this connection does not know the session: reconnect".into(),
+            "0".into(),
+            now_ns(),
+            0,
+        );
+        self.data = None;
+        true
+    }
+
+    /// Ready: the send loop, the echo reader and the progress display start.
+    fn begin_sending(&mut self, cancel: &Cancel) -> anyhow::Result<()> {
+        let t = self.cfg.traffic.clone();
+        let data = self
+            .data
+            .as_ref()
+            .ok_or_else(|| anyhow!("no data socket at Ready"))?;
+        let send_cancel = cancel.child();
+        // Not below `cancel`: after Ctrl-C the replies of what was sent must still be read.
+        let echo_cancel = Cancel::new();
+        let echo = if t.echo {
+            let mut e = EchoStats::new(self.session, t.count, self.tr.enabled());
+            let ec = echo_cancel.clone();
+            Some(match data {
+                DataSock::Udp(s) => {
+                    let s2 = s.try_clone()?;
+                    std::thread::spawn(move || {
+                        udp::read_echoes(&s2, &mut e, &ec);
+                        e
+                    })
+                }
+                DataSock::Tcp(s) => {
+                    let s2 = s.try_clone()?;
+                    let size = t.size;
+                    std::thread::spawn(move || {
+                        tcp::read_echoes(s2, size, &mut e, &ec);
+                        e
+                    })
+                }
+            })
+        } else {
+            None
+        };
+        let progress = Arc::new(AtomicU64::new(0));
+        let mut plan = SendPlan::new(&t, self.session, clock::now());
+        let template = wire::template(self.session, t.size);
+        let mut timer = Timer::new(self.tr.enabled());
+        let sc = send_cancel.clone();
+        let p = progress.clone();
+        let send = match data {
+            DataSock::Udp(s) => {
+                let s = s.try_clone()?;
+                std::thread::spawn(move || {
+                    let st = udp::send(&s, &template, &mut plan, &sc, &mut timer, &p);
+                    (st, timer)
+                })
+            }
+            DataSock::Tcp(s) => {
+                let mut s = s.try_clone()?;
+                std::thread::spawn(move || {
+                    let st = tcp::send(&mut s, &template, &mut plan, &sc, &mut timer, &p);
+                    (st, timer)
+                })
+            }
+        };
+        self.running = Some(Running {
+            send: Some(send),
+            send_cancel,
+            echo,
+            echo_cancel,
+            progress: progress_thread(progress, t.count),
+        });
+        Ok(())
+    }
+
+    /// The send loop's figures, once it has ended.
+    fn send_finished(&mut self) -> Option<SendStats> {
+        let r = self.running.as_mut()?;
+        if !r.send.as_ref()?.is_finished() {
+            return None;
+        }
+        let (st, timer) = r.send.take()?.join().unwrap_or_default();
+        if let Some((done, h)) = r.progress.take() {
+            done.cancel();
+            let _ = h.join();
+        }
+        let data = self.data.as_ref()?;
+        if let Some(stats) = timer.stats() {
+            let (call, how) = match data {
+                DataSock::Udp(_) => ("sendmmsg", "datagrams, one message each"),
+                DataSock::Tcp(_) => ("send", "messages written into the byte stream"),
+            };
+            self.tr
+                .aggregate(call, data.fd(), format!("{} {how}", st.sent), stats);
+        }
+        if let DataSock::Tcp(s) = data {
+            // Half-close: the receiver reads to EOF, then knows the stream is whole.
+            let _ = self.tr.call(
+                "shutdown",
+                data.fd(),
+                || "SHUT_WR (no more data; the peer reads EOF)".into(),
+                || s.shutdown(Shutdown::Write),
+                |_| "0".into(),
+            );
+        }
+        self.send_timer = Some(timer);
+        Some(st)
+    }
+
+    /// The session is over: stop the echo reader, then build the report from both ends' figures.
+    fn finish(mut self, run: &RunInfo, out: &OutDir, o: Outcome) -> anyhow::Result<SessionOutput> {
+        let cfg = self.cfg;
+        let echo = self.running.take().and_then(|r| {
+            r.echo_cancel.cancel();
+            r.echo.and_then(|h| h.join().ok())
+        });
+        let fd = self.data.as_ref().map_or(-1, DataSock::fd);
+        if let Some(st) = echo.as_ref().and_then(|e| e.timer.stats()) {
+            let call = if cfg.protocol == Protocol::Udp {
+                "recvmmsg"
+            } else {
+                "recv"
+            };
+            let n = echo.as_ref().map_or(0, |e| e.seq.received());
+            self.tr
+                .aggregate(call, fd, format!("{n} echo replies back"), st);
+        }
+        let tcp_retransmits = match &self.data {
+            Some(DataSock::Tcp(s)) => socket::tcp_retransmits(s),
+            _ => None,
+        };
+        let Some(results) = o.results else {
+            let why = o.note.unwrap_or_else(|| "it did not answer in time".into());
+            return Err(anyhow!(
+                "the receiver sent no results ({why}); {} messages were sent, nothing else is known. Check the receiver's log",
+                o.send.sent
+            ));
+        };
+        if let Some(mut m) = self.msgs.take() {
+            m.lost(&results.lost_runs)?;
+            m.finish()?;
+        }
+        if self.tr.enabled() {
+            self.tr.record(
+                "close",
+                fd,
+                "the data socket".into(),
+                "0".into(),
+                now_ns(),
+                0,
+            );
+            self.tr.extend(results.trace.iter().cloned());
+            let events = self.tr.events();
+            let title = format!("{} session to {}", cfg.protocol, cfg.peer_name);
+            trace::print(&mut std::io::stderr().lock(), &title, &events)?;
+            trace::write_csv(&out.file(&run.run_id, cfg.protocol, "trace"), &events)?;
+        }
+        let interrupted = o.send.cut_short.as_deref() == Some("interrupted");
+        let complete = results.complete && o.send.cut_short.is_none() && o.note.is_none();
+        let echo_damaged = echo.as_ref().map_or((0, 0), |e| (e.invalid, e.corrupt));
+        for n in notices(&results, echo_damaged, &o.clock) {
+            eprintln!("sockbench {}: note: {n}", cfg.protocol);
+        }
+        let side = SenderSide {
+            send: o.send,
+            tcp_connect_us: self.tcp_connect_us,
+            tcp_retransmits,
+            clock: o.clock,
+            rtt: echo.map(|e| e.rtt),
+        };
+        let meta = SessionMeta {
+            run_id: run.run_id.clone(),
+            started_utc: run.started_utc.clone(),
+            label: cfg.output.label.clone(),
+            protocol: cfg.protocol,
+            peer: cfg.peer_name.clone(),
+            traffic: cfg.traffic.clone(),
+        };
+        let latency = report::latency_histogram(Some(&side), &results).clone();
+        let report = SessionReport::build(&meta, Some(&side), &results, complete);
+        Ok(SessionOutput {
+            protocol: cfg.protocol,
+            report,
+            latency,
+            interrupted,
+            data_connects: o.data_connects,
+            note: if complete {
+                None
+            } else {
+                o.note.or(Some("interrupted".into()))
+            },
+        })
+    }
+}
+
+fn progress_thread(progress: Arc<AtomicU64>, count: u64) -> Option<(Cancel, JoinHandle<()>)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let done = Cancel::new();
+    let d2 = done.clone();
+    let h = std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new(count);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} messages {wide_bar} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while !d2.is_cancelled() {
+            bar.set_position(progress.load(Ordering::Relaxed));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    });
+    Some((done, h))
+}
+
+/// Things measured that have no column but change how the figures read: said once, on stderr.
+/// `echo_damaged`: (invalid, corrupt) echo replies.
+fn notices(r: &Measured, echo_damaged: (u64, u64), clock: &OffsetEstimate) -> Vec<String> {
+    let mut out = vec![];
+    if r.rows_not_kept > 0 {
+        out.push(format!(
+            "the per-message CSV holds the first {} arrivals; {} more were counted but not kept (the receiver's cap)",
+            crate::accounting::MAX_ROWS,
+            r.rows_not_kept
+        ));
+    }
+    if r.negative_delays > 0 {
+        out.push(format!(
+            "{} one-way delays came out negative and were recorded as 0: the clock offset is only known to ±{:.1} µs",
+            r.negative_delays,
+            clock.error_ns as f64 / 1000.0
+        ));
+    }
+    let (invalid, corrupt) = echo_damaged;
+    if invalid + corrupt > 0 {
+        out.push(format!(
+            "{corrupt} echo replies failed their checksum and {invalid} were not replies of this session; none is in the round trips"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_name_what_has_no_column() {
+        let clock = OffsetEstimate {
+            error_ns: 2_500,
+            ..Default::default()
+        };
+        assert!(notices(&Measured::default(), (0, 0), &clock).is_empty());
+        let r = Measured {
+            rows_not_kept: 7,
+            negative_delays: 3,
+            ..Default::default()
+        };
+        let n = notices(&r, (1, 2), &clock);
+        assert_eq!(n.len(), 3);
+        assert!(n[0].contains("first 2000000 arrivals; 7 more"), "{}", n[0]);
+        assert!(
+            n[1].starts_with("3 one-way delays") && n[1].contains("±2.5 µs"),
+            "{}",
+            n[1]
+        );
+        assert!(
+            n[2].starts_with("2 echo replies failed their checksum and 1 were"),
+            "{}",
+            n[2]
+        );
+    }
+}

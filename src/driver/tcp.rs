@@ -1,0 +1,212 @@
+//! TCP data: the send loop (messages framed by their length field, written as the schedule says), the
+//! receiver's reading thread (the stream cut back into messages by a [`StreamReceiver`]), and the sender's
+//! echo reader.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::accounting::{Account, EchoStats, SendStats};
+use crate::cancel::Cancel;
+use crate::clock::{self, now_ns};
+use crate::pacing::{Due, SendPlan};
+use crate::session::stream::StreamReceiver;
+use crate::trace::Timer;
+use crate::wire::{self, Framer};
+
+/// Bytes handed to one write() when several messages are due at once.
+const WRITE_BATCH: usize = 64 * 1024;
+/// How long an echo write may block: a sender that stops reading its replies ends the session instead of
+/// holding the receiver for ever.
+pub const ECHO_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Send the session's messages on `stream` following `plan`, until it is over or `cancel`. Each message is
+/// stamped just before the write that carries it, so time spent waiting for the send buffer shows as latency,
+/// as TCP's cost should. `timer` times each write when tracing.
+pub fn send(
+    stream: &mut TcpStream,
+    template: &[u8],
+    plan: &mut SendPlan,
+    cancel: &Cancel,
+    timer: &mut Timer,
+    progress: &AtomicU64,
+) -> SendStats {
+    let size = template.len();
+    let per_write = (WRITE_BATCH / size).clamp(1, 64);
+    let mut buf = Vec::with_capacity(per_write * size);
+    let mut st = SendStats::default();
+    plan.begin(clock::now());
+    'run: loop {
+        buf.clear();
+        let mut k = 0u64;
+        while (k as usize) < per_write {
+            match plan.next(clock::now()) {
+                Due::Now { seq, sched_ns } => {
+                    let at = buf.len();
+                    let len = plan.size_of(seq);
+                    buf.extend_from_slice(&template[..len]);
+                    let send_ns = now_ns();
+                    wire::stamp(&mut buf[at..at + len], seq, sched_ns, send_ns);
+                    st.stamp(send_ns);
+                    k += 1;
+                }
+                Due::At(t) if k == 0 => {
+                    clock::sleep_until(t, &|| cancel.is_cancelled());
+                    if cancel.is_cancelled() {
+                        break 'run;
+                    }
+                }
+                Due::At(_) => break,
+                Due::Over if k == 0 => break 'run,
+                Due::Over => break,
+            }
+        }
+        let t = timer.start();
+        let wrote = stream.write_all(&buf);
+        timer.done(t, wrote.is_ok());
+        match wrote {
+            Ok(()) => {
+                st.sent += k;
+                progress.store(st.sent, Ordering::Relaxed);
+            }
+            Err(e) => {
+                plan.give_back(k);
+                st.send_errors += k;
+                st.cut_short = Some(format!("the receiver's data connection failed: {e}"));
+                break;
+            }
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    if st.cut_short.is_none() && cancel.is_cancelled() {
+        st.cut_short = Some("interrupted".into());
+    }
+    st
+}
+
+/// Receive one session's stream until EOF or `cancel` (the session's driver cancels at its deadlines).
+/// `leftover`: bytes that came with the connection's preamble. Returns why it ended, if not at EOF. With
+/// `echo`, every valid message goes back on the same stream, never longer than it came.
+pub fn receive(
+    stream: &mut TcpStream,
+    acct: &mut Account,
+    echo: bool,
+    cancel: &Cancel,
+    leftover: &[u8],
+) -> Option<String> {
+    let mut rx = StreamReceiver::new(acct, echo);
+    let mut pending = leftover.len();
+    rx.spare()[..pending].copy_from_slice(leftover);
+    let fd = stream.as_raw_fd();
+    let mut timer = Timer::new(acct.trace.enabled());
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let _ = stream.set_write_timeout(Some(ECHO_WRITE_TIMEOUT));
+    let mut at_eof = false;
+    let end = loop {
+        if cancel.is_cancelled() {
+            break Some("stopped before the sender was done".to_string());
+        }
+        let t = timer.start();
+        let t_ns = now_ns();
+        let read = if pending > 0 {
+            Ok(std::mem::take(&mut pending))
+        } else {
+            stream.read(rx.spare())
+        };
+        let n = match read {
+            Ok(0) => {
+                let d = t.map_or(0, |t| t.elapsed().as_nanos() as u64);
+                let why = "0 (EOF: the sender shut down its side)".to_string();
+                acct.trace
+                    .record("recv", fd, "the last read".into(), why, t_ns, d);
+                at_eof = true;
+                break None;
+            }
+            Ok(n) => {
+                timer.done(t, true);
+                n
+            }
+            // The read timeout only lets us notice a stop; it is not a call the transport made us repeat.
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => break Some(format!("the data connection failed: {e}")),
+        };
+        let desync = rx.on_read(n, acct, now_ns(), now_ns());
+        if !rx.echo_bytes().is_empty() {
+            match stream.write_all(rx.echo_bytes()) {
+                Ok(()) => {
+                    let k = rx.echo_bytes().len();
+                    rx.echo_written(k);
+                }
+                Err(e) if is_timeout(&e) => {
+                    break Some(format!(
+                        "the sender stopped reading its echo replies for {}",
+                        humantime::format_duration(ECHO_WRITE_TIMEOUT)
+                    ))
+                }
+                Err(e) => break Some(format!("cannot send echoes back: {e}")),
+            }
+        }
+        if let Err(e) = desync {
+            // No way to find the next boundary in a stream: count it and drop the connection.
+            break Some(e);
+        }
+    };
+    rx.finish(acct, at_eof);
+    if let Some(s) = timer.stats() {
+        acct.trace.aggregate("recv", fd, rx.describe(), s);
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    acct.trace.record(
+        "close",
+        fd,
+        "the accepted data socket".into(),
+        "0".into(),
+        now_ns(),
+        0,
+    );
+    end
+}
+
+/// Read echo replies from the data stream until EOF or `cancel`.
+pub fn read_echoes(mut stream: TcpStream, size: usize, echo: &mut EchoStats, cancel: &Cancel) {
+    let mut framer = Framer::new(size);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    loop {
+        let t = echo.timer.start();
+        let n = match stream.read(framer.spare()) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) => {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => return,
+        };
+        echo.timer.done(t, true);
+        let t4 = now_ns();
+        framer.filled(n);
+        while let Some(frame) = framer.next_frame() {
+            match frame {
+                Ok(m) => echo.on_reply(m, t4),
+                Err(_) => {
+                    echo.invalid += 1;
+                    return;
+                }
+            }
+        }
+        framer.end_read();
+    }
+}

@@ -1,0 +1,60 @@
+//! The control protocol between a sender and a receiver, version 2: the byte layout of connection preambles,
+//! length-prefixed frames, and the messages themselves as their own types.
+//!
+//! Nothing here depends on how the rest of sockbench names its settings or statistics: a field renamed in
+//! `config` or `stats` cannot change the wire. The session layer converts between these types and its own, and
+//! validates every number a peer sends on the way in. Golden-JSON tests pin every message (`messages.rs`).
+//!
+//! Every TCP connection to a receiver opens with a preamble, so one port serves control and TCP data and a
+//! stranger is told apart at once:
+//! ```text
+//! control: "SKBC" | version u16 | 0 u16
+//! data:    "SKBD" | version u16 | 0 u16 | session id u64      (TCP data connections only)
+//! ```
+//! Control messages follow as frames: a u32 big-endian length, then that many bytes of JSON (`Ctl`). The
+//! control channel carries a handful of messages per session, so readability beats compactness.
+//!
+//! Sequence: Hello → Accept | Reject; TimeReq/TimeResp × n; Start → Ready; (data); Done → Results,
+//! Messages × k (with --per-message), End. Either side may send Abort with a reason at any time.
+
+pub mod frame;
+pub mod messages;
+
+pub use frame::{encode, FrameDecoder, FrameError, Preamble, PreambleDecoder};
+pub use messages::*;
+
+/// The control protocol version this build speaks. Any change to a message's JSON shape bumps it.
+pub const VERSION: u16 = 2;
+pub const CTL_MAGIC: [u8; 4] = *b"SKBC";
+pub const DATA_MAGIC: [u8; 4] = *b"SKBD";
+/// No control message is larger; a peer announcing more is not trusted.
+pub const MAX_FRAME: usize = 64 << 20;
+/// The largest frame a receiver accepts from a sender (hello, clock exchanges, start, done, abort: all small).
+/// Only the receiver's results and per-message rows need `MAX_FRAME`; a stranger announcing more before it has
+/// even said hello is dropped without buffering it.
+pub const MAX_SENDER_FRAME: usize = 1 << 20;
+
+/// The 8 bytes that open a control connection.
+pub fn control_preamble() -> [u8; 8] {
+    let mut p = [0u8; 8];
+    p[..4].copy_from_slice(&CTL_MAGIC);
+    p[4..6].copy_from_slice(&VERSION.to_be_bytes());
+    p
+}
+
+/// The 16 bytes that open a TCP data connection for `session`.
+pub fn data_preamble(session: u64) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p[..4].copy_from_slice(&DATA_MAGIC);
+    p[4..6].copy_from_slice(&VERSION.to_be_bytes());
+    p[8..].copy_from_slice(&session.to_be_bytes());
+    p
+}
+
+/// The one line both ends print when the other speaks another version.
+pub fn version_mismatch(theirs: u16, side: &str) -> String {
+    format!(
+        "the {side} speaks control protocol version {theirs} and this sockbench version {VERSION}: run the same \
+         sockbench version on both hosts"
+    )
+}

@@ -1,0 +1,547 @@
+//! The receiving end of one TCP connection to a receiver, sans-IO: from the first byte (a preamble says
+//! whether it is a control or a data connection) through hello, admission, clock exchanges, start, the
+//! measured phase and the linger, to the results sent back. Every wait has a deadline here, so a stalled,
+//! silent or dribbling peer is dropped on time whatever it sends; the driver only moves bytes and runs the
+//! data path.
+//!
+//! Feed it with `on_*` (each takes `now`), call `on_timeout` when `next_deadline` passes, and carry out what
+//! `poll_action` returns, in order.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::accounting::{Account, Measured};
+use crate::clock::Now;
+use crate::proto::{self, Ctl, FrameDecoder, Preamble, PreambleDecoder};
+use crate::session::translate;
+use crate::traffic::{Caps, Protocol, Traffic};
+
+/// Rows per Messages frame when per-message results go back to the sender.
+const ROWS_PER_FRAME: usize = 8192;
+
+/// What a receiver allows and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    pub protocol: Protocol,
+    pub caps: Caps,
+    pub boot_id: String,
+    pub software: String,
+    /// From accept to a whole hello, in total (not per read): a stranger gets this long, however it dribbles.
+    pub hello_timeout: Duration,
+    /// From accept to Ready (hello, clock exchanges, start, the data connection), in total.
+    pub setup_timeout: Duration,
+    /// After the linger, how long the data path may take to hand its account back.
+    pub drain_grace: Duration,
+}
+
+impl ConnConfig {
+    pub fn new(protocol: Protocol, caps: Caps) -> ConnConfig {
+        ConnConfig {
+            protocol,
+            caps,
+            boot_id: String::new(),
+            software: crate::software(),
+            hello_timeout: Duration::from_secs(10),
+            setup_timeout: Duration::from_secs(30),
+            drain_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A hello that passed every check, waiting for the driver to find room for it.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub session: u64,
+    pub traffic: Traffic,
+    pub run_id: String,
+    pub started_utc: String,
+    pub label: String,
+    /// The sender asked for the receiver's socket calls (--trace).
+    pub trace: bool,
+}
+
+/// A finished session, for the receiver's log and its own CSV copy.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub admission: Admission,
+    pub measured: Measured,
+}
+
+pub enum Action {
+    /// Bytes for the control connection.
+    Write(Vec<u8>),
+    /// This connection is the TCP data connection of `session`: hand it (and `leftover`, bytes that followed
+    /// the preamble) to that session; this state machine is done.
+    DataConnection {
+        session: u64,
+        leftover: Vec<u8>,
+    },
+    /// A valid hello: reserve a session slot (and, for TCP, a place for its data connection), then call
+    /// `on_admitted`. Nothing else happens until then.
+    Admit(Box<Admission>),
+    /// Start accounting the session's data; call `on_data_ready` once the data path runs (TCP: once its data
+    /// connection has arrived).
+    StartData {
+        account: Box<Account>,
+        udp_source_port: Option<u16>,
+    },
+    /// The sender is done (`sent`) or gone (None): finish the data path at the latest `linger` from now, then
+    /// hand the account back with `on_data_finished`.
+    StopData {
+        sent: Option<u64>,
+        linger: Duration,
+    },
+    /// The session's figures, for the log and the CSV copy (after the results were written).
+    Report(Box<Report>),
+    Log(String),
+    /// Close the control connection and release whatever was reserved for it.
+    Close,
+}
+
+#[derive(Debug)]
+enum State {
+    Preamble(PreambleDecoder),
+    Hello,
+    Admitting,
+    Clock,
+    AwaitData,
+    Running { max_end: Instant },
+    Draining { until: Instant },
+    Closed,
+}
+
+pub struct ReceiverConn {
+    cfg: ConnConfig,
+    state: State,
+    decoder: FrameDecoder,
+    hello_deadline: Instant,
+    setup_deadline: Instant,
+    admission: Option<Admission>,
+    linger: Duration,
+    /// The sender's Done, once it came.
+    done: Option<proto::Done>,
+    /// Why the session is incomplete, once something cut it.
+    note: Option<String>,
+    /// The data path's account, when it ended before the sender's Done (TCP reads EOF first).
+    early: Option<(Box<Account>, Option<String>)>,
+    actions: VecDeque<Action>,
+}
+
+impl ReceiverConn {
+    /// A connection accepted at `now`.
+    pub fn new(cfg: ConnConfig, now: Now) -> ReceiverConn {
+        ReceiverConn {
+            hello_deadline: now.mono + cfg.hello_timeout,
+            setup_deadline: now.mono + cfg.setup_timeout,
+            cfg,
+            state: State::Preamble(PreambleDecoder::default()),
+            decoder: FrameDecoder::new(proto::MAX_SENDER_FRAME),
+            admission: None,
+            linger: Duration::ZERO,
+            done: None,
+            note: None,
+            early: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// The admitted session, once there is one.
+    pub fn admission(&self) -> Option<&Admission> {
+        self.admission.as_ref()
+    }
+
+    /// When `on_timeout` must be called next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Preamble(_) | State::Hello | State::Admitting => Some(self.hello_deadline),
+            State::Clock | State::AwaitData => Some(self.setup_deadline),
+            State::Running { max_end } => Some(max_end),
+            State::Draining { until } => Some(until),
+            State::Closed => None,
+        }
+    }
+
+    fn write(&mut self, m: &Ctl) {
+        self.actions.push_back(Action::Write(proto::encode(m)));
+    }
+
+    fn log(&mut self, msg: String) {
+        self.actions.push_back(Action::Log(msg));
+    }
+
+    fn close(&mut self) {
+        self.state = State::Closed;
+        self.actions.push_back(Action::Close);
+    }
+
+    fn refuse(&mut self, reason: String) {
+        self.log(format!("refused a session: {reason}"));
+        self.write(&Ctl::Reject { reason });
+        self.close();
+    }
+
+    /// Bytes from the peer.
+    pub fn on_bytes(&mut self, bytes: &[u8], now: Now) {
+        let mut bytes = bytes;
+        if let State::Preamble(p) = &mut self.state {
+            match p.push(bytes) {
+                Ok(None) => return,
+                Ok(Some((Preamble::Control { version }, used))) => {
+                    bytes = &bytes[used..];
+                    if version != proto::VERSION {
+                        let reason = format!(
+                            "control protocol version {version} is not this receiver's version {}: run the same \
+                             sockbench version on both hosts",
+                            proto::VERSION
+                        );
+                        self.refuse(reason);
+                        return;
+                    }
+                    self.state = State::Hello;
+                }
+                Ok(Some((Preamble::Data { version, session }, used))) => {
+                    if version != proto::VERSION {
+                        self.log(format!(
+                            "closed a data connection of control protocol version {version}"
+                        ));
+                        self.close();
+                        return;
+                    }
+                    self.state = State::Closed;
+                    self.actions.push_back(Action::DataConnection {
+                        session,
+                        leftover: bytes[used..].to_vec(),
+                    });
+                    return;
+                }
+                Err(e) => {
+                    self.log(format!("closed a connection: {e}"));
+                    self.close();
+                    return;
+                }
+            }
+        }
+        if self.is_closed() {
+            return;
+        }
+        if let Err(e) = self.decoder.push(bytes) {
+            self.cut_or_close(format!("the sender sent garbage ({e})"), now);
+            return;
+        }
+        self.drain(now);
+    }
+
+    /// Handle every whole frame buffered, unless waiting for the driver's admission.
+    fn drain(&mut self, now: Now) {
+        while !matches!(self.state, State::Admitting | State::Closed) {
+            match self.decoder.next_message() {
+                Ok(Some(m)) => self.on_message(m, now),
+                Ok(None) => return,
+                Err(e) => {
+                    self.cut_or_close(format!("the sender sent garbage ({e})"), now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, m: Ctl, now: Now) {
+        match (&self.state, m) {
+            (State::Hello, Ctl::Hello(h)) => self.on_hello(h),
+            (State::Hello, other) => {
+                self.log(format!(
+                    "closed a connection: expected a hello, got {}",
+                    other.kind()
+                ));
+                self.close();
+            }
+            (State::Clock | State::Running { .. }, Ctl::TimeReq { t1 }) => {
+                self.write(&Ctl::TimeResp {
+                    t1,
+                    t2: now.wall_ns,
+                    t3: now.wall_ns,
+                });
+            }
+            (State::Clock, Ctl::Start(s)) => self.on_start(s),
+            (State::Running { .. }, Ctl::Done(d)) => {
+                self.done = Some(d);
+                self.stop_data(Some(d.sent), self.linger, now);
+            }
+            (State::Running { .. }, Ctl::Abort { reason }) => {
+                self.note
+                    .get_or_insert(format!("the sender aborted: {}", clip(&reason)));
+                self.stop_data(None, Duration::ZERO, now);
+            }
+            (State::Running { .. }, other) => {
+                self.note
+                    .get_or_insert(format!("unexpected {} from the sender", other.kind()));
+                self.stop_data(None, Duration::ZERO, now);
+            }
+            (State::Draining { .. }, _) => {}
+            (_, Ctl::Abort { reason }) => {
+                self.log(format!("the sender aborted: {}", clip(&reason)));
+                self.close();
+            }
+            (_, other) => {
+                self.log(format!(
+                    "closed a session: unexpected {} from the sender",
+                    other.kind()
+                ));
+                self.close();
+            }
+        }
+    }
+
+    fn on_hello(&mut self, h: proto::Hello) {
+        let proto = self.cfg.protocol;
+        if h.version != proto::VERSION {
+            return self.refuse(format!(
+                "hello of version {} (this receiver speaks {}): run the same sockbench version on both hosts",
+                h.version,
+                proto::VERSION
+            ));
+        }
+        let asked = translate::protocol(h.transport);
+        if asked != proto {
+            return self.refuse(format!(
+                "this receiver serves {proto}, the sender asked for {asked}: run `sockbench {proto} send`, or start \
+                 `sockbench {asked} recv` on the receiver"
+            ));
+        }
+        let traffic = match translate::traffic(&h.traffic, proto) {
+            Ok(t) => t,
+            Err(why) => return self.refuse(format!("the hello is not valid: {why}")),
+        };
+        if let Some(reason) = self.cfg.caps.refuse(proto, &traffic) {
+            return self.refuse(reason);
+        }
+        let a = Admission {
+            session: h.session,
+            traffic,
+            run_id: clip(&h.run_id),
+            started_utc: clip(&h.started_utc),
+            label: clip(&h.label),
+            trace: h.trace,
+        };
+        self.admission = Some(a.clone());
+        self.state = State::Admitting;
+        self.actions.push_back(Action::Admit(Box::new(a)));
+    }
+
+    /// The driver's answer to `Admit`: Ok, or why there is no room.
+    pub fn on_admitted(&mut self, answer: Result<(), String>, now: Now) {
+        if !matches!(self.state, State::Admitting) {
+            return;
+        }
+        match answer {
+            Err(reason) => self.refuse(reason),
+            Ok(()) => {
+                self.write(&Ctl::Accept(proto::Accept {
+                    version: proto::VERSION,
+                    boot_id: self.cfg.boot_id.clone(),
+                    software: self.cfg.software.clone(),
+                }));
+                if let Some(a) = &self.admission {
+                    let t = &a.traffic;
+                    let msg = format!(
+                        "session {:016x}: {} × {} B at {}",
+                        a.session,
+                        t.count,
+                        t.size,
+                        if t.rate > 0.0 {
+                            format!("{} msg/s", t.rate)
+                        } else {
+                            "full speed".into()
+                        }
+                    );
+                    self.log(msg);
+                }
+                self.state = State::Clock;
+                self.drain(now);
+            }
+        }
+    }
+
+    fn on_start(&mut self, s: proto::Start) {
+        let Some(a) = &self.admission else {
+            return self.close();
+        };
+        let t = &a.traffic;
+        let mut account = Box::new(Account::new(a.session, t.count, t.size, t.per_message));
+        account.set_mixed_sizes(t);
+        account.set_offset(translate::offset_estimate(&s.clock).offset_ns);
+        self.linger = Duration::from_nanos(s.linger_ns).min(translate::MAX_LINGER);
+        self.state = State::AwaitData;
+        self.actions.push_back(Action::StartData {
+            account,
+            udp_source_port: s.udp_source_port,
+        });
+    }
+
+    /// The data path runs: the sender may start its schedule.
+    pub fn on_data_ready(&mut self, now: Now) {
+        if !matches!(self.state, State::AwaitData) {
+            return;
+        }
+        self.write(&Ctl::Ready);
+        self.state = State::Running {
+            max_end: now.mono + self.cfg.caps.max_duration,
+        };
+    }
+
+    fn stop_data(&mut self, sent: Option<u64>, linger: Duration, now: Now) {
+        if let Some((acct, data_note)) = self.early.take() {
+            // The data path already ended (TCP read EOF before Done): nothing to stop, finish now.
+            self.state = State::Draining {
+                until: now.mono + self.cfg.drain_grace,
+            };
+            return self.finish(acct, data_note);
+        }
+        self.actions.push_back(Action::StopData { sent, linger });
+        self.state = State::Draining {
+            until: now.mono + linger + self.cfg.drain_grace,
+        };
+    }
+
+    /// Something cut the session (garbage, a vanished sender): in the measured phase the data path still
+    /// hands back what it counted, so the receiver keeps its copy; before it there is nothing to keep.
+    fn cut_or_close(&mut self, why: String, now: Now) {
+        match self.state {
+            State::Running { .. } => {
+                self.note.get_or_insert(why);
+                self.stop_data(None, Duration::ZERO, now);
+            }
+            State::Draining { .. } | State::Closed => {}
+            _ => {
+                self.log(format!("closed a connection: {why}"));
+                self.close();
+            }
+        }
+    }
+
+    /// The control connection ended (EOF or error).
+    pub fn on_closed(&mut self, why: &str, now: Now) {
+        match self.state {
+            State::Running { .. } => {
+                self.note
+                    .get_or_insert(format!("the sender vanished ({why})"));
+                self.stop_data(None, Duration::ZERO, now);
+            }
+            State::Draining { .. } | State::Closed => {}
+            _ => {
+                self.log(format!(
+                    "the sender left before the session started ({why})"
+                ));
+                self.close();
+            }
+        }
+    }
+
+    /// Ctrl-C (or the receiver shutting down): end the session now, keeping what was measured.
+    pub fn on_cancel(&mut self, now: Now) {
+        match self.state {
+            State::Running { .. } => {
+                self.note
+                    .get_or_insert("the receiver was interrupted".into());
+                self.stop_data(None, Duration::ZERO, now);
+            }
+            State::Draining { .. } | State::Closed => {}
+            _ => self.close(),
+        }
+    }
+
+    /// The data path ended and hands back its account; `data_note` says why, if it ended abnormally.
+    pub fn on_data_finished(&mut self, account: Box<Account>, data_note: Option<String>) {
+        match self.state {
+            State::Draining { .. } => self.finish(account, data_note),
+            State::Running { .. } => {
+                // TCP reads EOF before the sender's Done arrives: keep the account until Done (or a cut).
+                self.early = Some((account, data_note));
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, mut account: Box<Account>, data_note: Option<String>) {
+        let Some(admission) = self.admission.clone() else {
+            return self.close();
+        };
+        if let Some(n) = data_note {
+            self.note.get_or_insert(n);
+        }
+        let sent = self.done.map(|d| d.sent);
+        let complete = self.done.is_some_and(|d| d.complete) && self.note.is_none();
+        let measured = account.measured(sent, complete, self.note.clone());
+        self.write(&Ctl::Results(Box::new(translate::results(&measured))));
+        let rows = account.take_rows();
+        for chunk in rows.chunks(ROWS_PER_FRAME) {
+            self.write(&Ctl::Messages {
+                rows: chunk.iter().map(translate::message_row).collect(),
+            });
+        }
+        self.write(&Ctl::End);
+        self.actions.push_back(Action::Report(Box::new(Report {
+            admission,
+            measured,
+        })));
+        self.close();
+    }
+
+    /// Deadlines: a hello that never completes, a set-up that stalls, the receiver's --max-duration, a data
+    /// path that never hands back.
+    pub fn on_timeout(&mut self, now: Now) {
+        let Some(deadline) = self.next_deadline() else {
+            return;
+        };
+        if now.mono < deadline {
+            return;
+        }
+        match self.state {
+            State::Preamble(_) | State::Hello | State::Admitting => {
+                self.log(format!(
+                    "closed a connection: no whole hello within {} of connecting",
+                    humantime::format_duration(self.cfg.hello_timeout)
+                ));
+                self.close();
+            }
+            State::Clock | State::AwaitData => {
+                let why = format!(
+                    "the session did not start within {} of connecting",
+                    humantime::format_duration(self.cfg.setup_timeout)
+                );
+                self.log(format!("closed a session: {why}"));
+                self.write(&Ctl::Abort { reason: why });
+                self.close();
+            }
+            State::Running { .. } => {
+                self.note
+                    .get_or_insert("the session reached the receiver's --max-duration".into());
+                self.stop_data(None, Duration::ZERO, now);
+            }
+            State::Draining { .. } => {
+                self.log("closed a session: its data path did not hand back its figures".into());
+                self.close();
+            }
+            State::Closed => {}
+        }
+    }
+}
+
+/// A peer's string, bounded before it reaches a log line or a CSV cell.
+fn clip(s: &str) -> String {
+    s.chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,508 @@
+//! The sending end of one session's control connection, sans-IO: hello, clock exchanges, start, the data
+//! connection (TCP), ready, the measured phase, done, and the receiver's results and per-message rows. Every
+//! wait has a deadline here; the driver opens sockets, runs the send loop and moves bytes.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::accounting::{Measured, Row, SendStats};
+use crate::clock::{estimate_offset, Now, OffsetEstimate, Sample};
+use crate::proto::{self, Ctl, FrameDecoder};
+use crate::session::translate;
+use crate::traffic::{Protocol, Traffic};
+
+/// NTP-style exchanges per session; the one with the smallest round trip is kept.
+pub const CLOCK_EXCHANGES: usize = 8;
+/// TCP data connections tried before giving up: with SO_REUSEPORT each lands on a receiver of the port by
+/// its own hash, maybe not the one holding the session.
+pub const DATA_CONNECT_TRIES: u32 = 32;
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub protocol: Protocol,
+    pub session: u64,
+    pub traffic: Traffic,
+    pub run_id: String,
+    pub started_utc: String,
+    pub label: String,
+    /// Ask the receiver for its socket calls (--trace).
+    pub trace: bool,
+    /// This host's boot id: the same as the receiver's means one clock, so the offset is exactly 0.
+    pub boot_id: String,
+    pub software: String,
+    /// From the hello to the receiver's Accept.
+    pub accept_timeout: Duration,
+    /// From the hello to Ready (clock exchanges, start, the data connection), in total. Shorter than the
+    /// receiver's own set-up limit, so the sender is the one that says what went wrong.
+    pub setup_timeout: Duration,
+    /// How long the results may take beyond the linger (the receiver drains, then answers).
+    pub results_grace: Duration,
+}
+
+impl SenderConfig {
+    pub fn new(protocol: Protocol, session: u64, traffic: Traffic) -> SenderConfig {
+        SenderConfig {
+            protocol,
+            session,
+            traffic,
+            run_id: String::new(),
+            started_utc: String::new(),
+            label: String::new(),
+            trace: false,
+            boot_id: String::new(),
+            software: crate::software(),
+            accept_timeout: Duration::from_secs(10),
+            setup_timeout: Duration::from_secs(25),
+            results_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a session could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// The receiver said no, with its reason (the user can act on it: a usage error).
+    Refused(String),
+    /// What answered is not a sockbench receiver of this version (a usage error: wrong port or host).
+    NotAReceiver(String),
+    /// It started to answer, then stopped or broke off.
+    Failed(String),
+}
+
+/// What a finished session knows: the sender's own figures always, the receiver's when they came.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub clock: OffsetEstimate,
+    pub linger: Duration,
+    pub send: SendStats,
+    /// The receiver's figures; None when it sent none (gone, silent, or its results did not validate).
+    pub results: Option<Measured>,
+    /// Why the session is incomplete, when something cut it.
+    pub note: Option<String>,
+    /// TCP data connections opened until one reached the receiver holding the session.
+    pub data_connects: u32,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// Bytes for the control connection.
+    Write(Vec<u8>),
+    /// Open the data socket (UDP: bind and connect, then report its source port; TCP: nothing yet) and call
+    /// `on_data_opened`.
+    OpenData,
+    /// TCP: open data connection number `attempt` and send its preamble; then `on_data_refused` if the
+    /// receiver closes it before Ready.
+    ConnectData { attempt: u32 },
+    /// Ready: start the send loop (and the echo reader) now.
+    BeginSending,
+    /// Cut the send loop short; it reports with `on_send_finished` as always.
+    StopSending,
+    /// Per-message rows from the receiver, to append to the CSV as they come.
+    Rows(Vec<Row>),
+    /// The session could not start.
+    Failed(SetupError),
+    /// The session is over.
+    Finished(Box<Outcome>),
+}
+
+#[derive(Debug)]
+enum State {
+    AwaitAccept,
+    Clock { t1: i64 },
+    OpeningData,
+    AwaitReady { attempt: u32 },
+    Sending,
+    AwaitResults { until: Instant },
+    Over,
+}
+
+pub struct SenderSession {
+    cfg: SenderConfig,
+    state: State,
+    decoder: FrameDecoder,
+    accept_deadline: Instant,
+    setup_deadline: Instant,
+    samples: Vec<Sample>,
+    same_host: bool,
+    clock: OffsetEstimate,
+    linger: Duration,
+    send: Option<SendStats>,
+    results: Option<Measured>,
+    note: Option<String>,
+    stop_asked: bool,
+    data_connects: u32,
+    actions: VecDeque<Action>,
+}
+
+impl SenderSession {
+    /// A control connection just opened at `now`: the preamble and hello go out at once.
+    pub fn new(cfg: SenderConfig, now: Now) -> SenderSession {
+        let hello = Ctl::Hello(proto::Hello {
+            version: proto::VERSION,
+            transport: translate::transport(cfg.protocol),
+            session: cfg.session,
+            run_id: cfg.run_id.clone(),
+            started_utc: cfg.started_utc.clone(),
+            label: cfg.label.clone(),
+            traffic: translate::traffic_spec(&cfg.traffic),
+            boot_id: cfg.boot_id.clone(),
+            software: cfg.software.clone(),
+            trace: cfg.trace,
+        });
+        let mut first = proto::control_preamble().to_vec();
+        first.extend(proto::encode(&hello));
+        SenderSession {
+            accept_deadline: now.mono + cfg.accept_timeout,
+            setup_deadline: now.mono + cfg.setup_timeout,
+            cfg,
+            state: State::AwaitAccept,
+            decoder: FrameDecoder::new(proto::MAX_FRAME),
+            samples: Vec::with_capacity(CLOCK_EXCHANGES),
+            same_host: false,
+            clock: OffsetEstimate::default(),
+            linger: Duration::ZERO,
+            send: None,
+            results: None,
+            note: None,
+            stop_asked: false,
+            data_connects: 0,
+            actions: VecDeque::from([Action::Write(first)]),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, State::Over)
+    }
+
+    pub fn clock(&self) -> OffsetEstimate {
+        self.clock
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::AwaitAccept => Some(self.accept_deadline),
+            State::Clock { .. } | State::OpeningData | State::AwaitReady { .. } => {
+                Some(self.setup_deadline)
+            }
+            State::AwaitResults { until } => Some(until),
+            State::Sending | State::Over => None,
+        }
+    }
+
+    fn write(&mut self, m: &Ctl) {
+        self.actions.push_back(Action::Write(proto::encode(m)));
+    }
+
+    fn fail(&mut self, e: SetupError) {
+        self.state = State::Over;
+        self.actions.push_back(Action::Failed(e));
+    }
+
+    fn stop_sending(&mut self, note: String) {
+        self.note.get_or_insert(note);
+        if !self.stop_asked {
+            self.stop_asked = true;
+            self.actions.push_back(Action::StopSending);
+        }
+    }
+
+    /// Bytes from the receiver.
+    pub fn on_bytes(&mut self, bytes: &[u8], now: Now) {
+        if let Err(e) = self.decoder.push(bytes) {
+            return self.on_garbage(e.to_string(), now);
+        }
+        while !self.is_over() {
+            match self.decoder.next_message() {
+                Ok(Some(m)) => self.on_message(m, now),
+                Ok(None) => return,
+                Err(e) => return self.on_garbage(e.to_string(), now),
+            }
+        }
+    }
+
+    fn on_garbage(&mut self, why: String, now: Now) {
+        match self.state {
+            State::AwaitAccept => self.fail(SetupError::NotAReceiver(why)),
+            State::Sending => self.stop_sending(format!("the receiver sent garbage ({why})")),
+            State::AwaitResults { .. } => {
+                self.note
+                    .get_or_insert(format!("the receiver sent garbage ({why})"));
+                self.finish(now);
+            }
+            State::Over => {}
+            _ => self.fail(SetupError::Failed(why)),
+        }
+    }
+
+    fn on_message(&mut self, m: Ctl, now: Now) {
+        match (&self.state, m) {
+            (_, Ctl::Reject { reason })
+                if !matches!(self.state, State::Sending | State::AwaitResults { .. }) =>
+            {
+                self.fail(SetupError::Refused(clip(&reason)))
+            }
+            (State::AwaitAccept, Ctl::Accept(a)) => {
+                if a.version != proto::VERSION {
+                    return self.fail(SetupError::NotAReceiver(proto::version_mismatch(
+                        a.version, "receiver",
+                    )));
+                }
+                self.same_host = !self.cfg.boot_id.is_empty() && a.boot_id == self.cfg.boot_id;
+                self.time_req(now);
+            }
+            (State::AwaitAccept, other) => self.fail(SetupError::NotAReceiver(format!(
+                "it answered the hello with {}",
+                other.kind()
+            ))),
+            (State::Clock { t1 }, Ctl::TimeResp { t1: echo, t2, t3 }) if echo == *t1 => {
+                self.samples.push(Sample {
+                    t1: echo,
+                    t2,
+                    t3,
+                    t4: now.wall_ns,
+                });
+                if self.samples.len() < CLOCK_EXCHANGES {
+                    self.time_req(now);
+                } else {
+                    self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
+                    self.linger = self
+                        .cfg
+                        .traffic
+                        .linger
+                        .unwrap_or_else(|| default_linger(&self.clock))
+                        .min(translate::MAX_LINGER);
+                    self.state = State::OpeningData;
+                    self.actions.push_back(Action::OpenData);
+                }
+            }
+            (State::AwaitReady { attempt }, Ctl::Ready) => {
+                self.data_connects = if self.cfg.protocol == Protocol::Tcp {
+                    *attempt
+                } else {
+                    0
+                };
+                self.state = State::Sending;
+                self.actions.push_back(Action::BeginSending);
+            }
+            (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => {
+                match translate::measured(&r) {
+                    Ok(m) => {
+                        self.results = Some(m);
+                        // Results before Done: the receiver cut the session (its --max-duration, Ctrl-C).
+                        if matches!(self.state, State::Sending) {
+                            let why = self.results.as_ref().and_then(|m| m.note.clone());
+                            self.stop_sending(
+                                why.unwrap_or_else(|| "the receiver ended the session".into()),
+                            );
+                        }
+                    }
+                    Err(why) => {
+                        self.note
+                            .get_or_insert(format!("the receiver's results are not valid ({why})"));
+                    }
+                }
+            }
+            (State::Sending | State::AwaitResults { .. }, Ctl::Messages { rows }) => {
+                if self.results.is_some() {
+                    self.actions
+                        .push_back(Action::Rows(rows.iter().map(translate::row).collect()));
+                }
+            }
+            (State::Sending, Ctl::End) => {}
+            (State::AwaitResults { .. }, Ctl::End) => self.finish(now),
+            (State::Sending | State::AwaitResults { .. }, Ctl::Abort { reason }) => {
+                self.stop_sending(format!("the receiver aborted: {}", clip(&reason)));
+            }
+            (State::Sending | State::AwaitResults { .. }, Ctl::TimeResp { .. }) => {}
+            (State::Over, _) => {}
+            (_, Ctl::Abort { reason }) => self.fail(SetupError::Failed(format!(
+                "the receiver aborted: {}",
+                clip(&reason)
+            ))),
+            (_, other) => {
+                let why = format!("unexpected {} from the receiver", other.kind());
+                match self.state {
+                    State::Sending => self.stop_sending(why),
+                    State::AwaitResults { .. } => {
+                        self.note.get_or_insert(why);
+                    }
+                    _ => self.fail(SetupError::Failed(why)),
+                }
+            }
+        }
+    }
+
+    fn time_req(&mut self, now: Now) {
+        self.state = State::Clock { t1: now.wall_ns };
+        self.write(&Ctl::TimeReq { t1: now.wall_ns });
+    }
+
+    /// The data socket is open: UDP gives its source port (the receiver accepts data only from it).
+    pub fn on_data_opened(&mut self, udp_source_port: Option<u16>) {
+        if !matches!(self.state, State::OpeningData) {
+            return;
+        }
+        self.write(&Ctl::Start(proto::Start {
+            clock: translate::clock_estimate(&self.clock),
+            udp_source_port,
+            linger_ns: u64::try_from(self.linger.as_nanos()).unwrap_or(u64::MAX),
+        }));
+        self.state = State::AwaitReady { attempt: 1 };
+        if self.cfg.protocol == Protocol::Tcp {
+            self.actions.push_back(Action::ConnectData { attempt: 1 });
+        }
+    }
+
+    /// TCP: the receiver closed the data connection before Ready. With SO_REUSEPORT the kernel hashes each
+    /// connection on its own, so it may have reached another receiver of the port: a new connection has a new
+    /// source port and a new hash.
+    pub fn on_data_refused(&mut self) {
+        let State::AwaitReady { attempt } = self.state else {
+            return;
+        };
+        if attempt >= DATA_CONNECT_TRIES {
+            return self.fail(SetupError::Failed(format!(
+                "{DATA_CONNECT_TRIES} data connections in a row reached a receiver without the session: are \
+                 receivers with --reuse-port on this port of different sockbench versions?"
+            )));
+        }
+        self.state = State::AwaitReady {
+            attempt: attempt + 1,
+        };
+        self.actions.push_back(Action::ConnectData {
+            attempt: attempt + 1,
+        });
+    }
+
+    /// The control connection ended (EOF or error).
+    pub fn on_closed(&mut self, why: &str, now: Now) {
+        match self.state {
+            State::AwaitAccept => self.fail(SetupError::NotAReceiver(format!(
+                "it closed the connection ({why})"
+            ))),
+            State::Sending => self.stop_sending(format!("the receiver vanished ({why})")),
+            State::AwaitResults { .. } => {
+                if self.results.is_none() {
+                    self.note
+                        .get_or_insert(format!("the receiver vanished ({why})"));
+                }
+                self.finish(now);
+            }
+            State::Over => {}
+            _ => self.fail(SetupError::Failed(format!(
+                "the receiver closed the control connection during set-up ({why})"
+            ))),
+        }
+    }
+
+    /// Ctrl-C: stop sending; the results of what was sent still come in.
+    pub fn on_cancel(&mut self) {
+        match self.state {
+            State::Sending => {
+                if !self.stop_asked {
+                    self.stop_asked = true;
+                    self.actions.push_back(Action::StopSending);
+                }
+            }
+            State::AwaitResults { .. } | State::Over => {}
+            _ => self.fail(SetupError::Failed(
+                "interrupted before the session started".into(),
+            )),
+        }
+    }
+
+    /// The send loop ended: tell the receiver what was sent, then wait for its results.
+    pub fn on_send_finished(&mut self, stats: SendStats, now: Now) {
+        if !matches!(self.state, State::Sending) {
+            return;
+        }
+        self.write(&Ctl::Done(proto::Done {
+            sent: stats.sent,
+            send_errors: stats.send_errors,
+            complete: stats.cut_short.is_none(),
+        }));
+        if let Some(why) = &stats.cut_short {
+            self.note.get_or_insert(why.clone());
+        }
+        self.send = Some(stats);
+        self.state = State::AwaitResults {
+            until: now.mono + self.linger + self.cfg.results_grace,
+        };
+    }
+
+    fn finish(&mut self, _now: Now) {
+        if matches!(self.state, State::Over) {
+            return;
+        }
+        self.state = State::Over;
+        let results = self.results.take();
+        if let Some(r) = &results {
+            if !r.complete {
+                if let Some(n) = &r.note {
+                    self.note.get_or_insert(n.clone());
+                }
+            }
+        }
+        self.actions.push_back(Action::Finished(Box::new(Outcome {
+            clock: self.clock,
+            linger: self.linger,
+            send: self.send.take().unwrap_or_default(),
+            results,
+            note: self.note.take(),
+            data_connects: self.data_connects,
+        })));
+    }
+
+    pub fn on_timeout(&mut self, now: Now) {
+        let Some(deadline) = self.next_deadline() else {
+            return;
+        };
+        if now.mono < deadline {
+            return;
+        }
+        match self.state {
+            State::AwaitAccept => self.fail(SetupError::NotAReceiver(format!(
+                "no answer to the hello within {}",
+                humantime::format_duration(self.cfg.accept_timeout)
+            ))),
+            State::Clock { .. } | State::OpeningData => self.fail(SetupError::Failed(format!(
+                "the receiver stopped answering during set-up (no reply within {})",
+                humantime::format_duration(self.cfg.setup_timeout)
+            ))),
+            State::AwaitReady { .. } => self.fail(SetupError::Failed(format!(
+                "the receiver did not take the data connection within {}",
+                humantime::format_duration(self.cfg.setup_timeout)
+            ))),
+            State::AwaitResults { .. } => {
+                if self.results.is_none() {
+                    self.note
+                        .get_or_insert("the receiver did not send its results in time".into());
+                }
+                self.finish(now);
+            }
+            State::Sending | State::Over => {}
+        }
+    }
+}
+
+/// Default linger: long enough for stragglers on the measured path (4 control round trips), never below
+/// 500 ms. A UDP session that has everything ends at once anyway.
+pub fn default_linger(clock: &OffsetEstimate) -> Duration {
+    Duration::from_nanos((clock.max_rtt_ns.max(0) as u64).saturating_mul(4))
+        .max(Duration::from_millis(500))
+}
+
+/// A peer's string, bounded before it reaches a terminal.
+fn clip(s: &str) -> String {
+    s.chars()
+        .take(500)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

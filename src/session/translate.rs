@@ -1,0 +1,419 @@
+//! Between the wire's types (`proto`) and sockbench's own (`traffic`, `accounting`, `clock`, `trace`). Outgoing
+//! conversions are plain; incoming ones validate every number the peer sent and say what was wrong, so nothing
+//! past this file holds a value that can make arithmetic panic or memory grow without bound.
+
+use std::time::Duration;
+
+use crate::accounting::{Measured, Row, Status};
+use crate::clock::OffsetEstimate;
+use crate::proto;
+use crate::stats::{hist_from_buckets, hist_to_buckets, SeqSummary};
+use crate::trace::Event;
+use crate::traffic::Schedule;
+use crate::traffic::{Protocol, SizeMix, Traffic};
+use crate::wire;
+
+/// The slowest paced rate accepted, messages per second: one message in 1000 s. Slower rates make schedule
+/// arithmetic meaningless (and used to panic converting the gap to a Duration).
+pub const MIN_RATE: f64 = 1e-3;
+/// The fastest rate a hello may announce, messages per second.
+pub const MAX_RATE: f64 = 1e9;
+/// Most sizes in a `--size A,B,C` list.
+pub const MAX_SIZE_LIST: usize = 1024;
+/// The longest linger a hello may ask for.
+pub const MAX_LINGER: Duration = Duration::from_secs(60);
+/// Most trace events a receiver may send back.
+pub const MAX_TRACE_EVENTS: usize = 10_000;
+
+pub fn transport(p: Protocol) -> proto::Transport {
+    match p {
+        Protocol::Tcp => proto::Transport::Tcp,
+        Protocol::Udp => proto::Transport::Udp,
+    }
+}
+
+pub fn protocol(t: proto::Transport) -> Protocol {
+    match t {
+        proto::Transport::Tcp => Protocol::Tcp,
+        proto::Transport::Udp => Protocol::Udp,
+    }
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What the sender announces.
+pub fn traffic_spec(t: &Traffic) -> proto::TrafficSpec {
+    proto::TrafficSpec {
+        count: t.count,
+        duration_ns: t.duration.map(ns),
+        rate: t.rate,
+        size: t.size as u64,
+        sizes: t.mix.as_ref().map(|m| match m {
+            SizeMix::Range(lo, hi) => proto::Sizes::Range {
+                min: *lo as u64,
+                max: *hi as u64,
+            },
+            SizeMix::List(l) => proto::Sizes::List {
+                sizes: l.iter().map(|&n| n as u64).collect(),
+            },
+        }),
+        schedule: match t.schedule {
+            Schedule::Periodic => proto::ScheduleKind::Periodic,
+            Schedule::Poisson => proto::ScheduleKind::Poisson,
+        },
+        echo: t.echo,
+        linger_ns: t.linger.map(ns),
+        per_message: t.per_message,
+    }
+}
+
+/// A hello's traffic, checked as a whole against itself and against `protocol`'s limits (the receiver's own
+/// caps are checked apart, by `Caps::refuse`). Err says what is wrong, for the Reject.
+pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, String> {
+    let size =
+        usize::try_from(s.size).map_err(|_| format!("message size {} is not a size", s.size))?;
+    if size < wire::HEADER_LEN || size > protocol.max_size() {
+        return Err(format!(
+            "message size {size} is outside {}..{} bytes for {protocol}",
+            wire::HEADER_LEN,
+            protocol.max_size()
+        ));
+    }
+    if s.count == 0 {
+        return Err("a session of 0 messages".into());
+    }
+    if !s.rate.is_finite()
+        || s.rate < 0.0
+        || (s.rate > 0.0 && s.rate < MIN_RATE)
+        || s.rate > MAX_RATE
+    {
+        return Err(format!(
+            "rate {} msg/s is not 0 (unpaced) or within {MIN_RATE}..{MAX_RATE}",
+            s.rate
+        ));
+    }
+    let in_range = |n: u64| n >= wire::HEADER_LEN as u64 && n <= s.size;
+    let mix = match &s.sizes {
+        None => None,
+        Some(proto::Sizes::Range { min, max }) => {
+            if !(in_range(*min) && *max == s.size && min <= max) {
+                return Err(format!(
+                    "size range {min}..{max} must run upwards from {} bytes to the message size {}",
+                    wire::HEADER_LEN,
+                    s.size
+                ));
+            }
+            Some(SizeMix::Range(*min as usize, *max as usize))
+        }
+        Some(proto::Sizes::List { sizes }) => {
+            if sizes.is_empty() || sizes.len() > MAX_SIZE_LIST {
+                return Err(format!(
+                    "a size list must hold 1 to {MAX_SIZE_LIST} sizes, not {}",
+                    sizes.len()
+                ));
+            }
+            if !sizes.iter().all(|&n| in_range(n)) || sizes.iter().max() != Some(&s.size) {
+                return Err(format!(
+                    "every listed size must be {}..{} bytes, the largest equal to the message size",
+                    wire::HEADER_LEN,
+                    s.size
+                ));
+            }
+            Some(SizeMix::List(sizes.iter().map(|&n| n as usize).collect()))
+        }
+    };
+    let min_size = mix.as_ref().map_or(size, |m| m.min());
+    if s.echo && min_size < wire::MIN_ECHO_LEN {
+        return Err(format!(
+            "echo needs messages of {} bytes or more",
+            wire::MIN_ECHO_LEN
+        ));
+    }
+    if s.duration_ns == Some(0) {
+        return Err("a duration of 0".into());
+    }
+    let linger = s.linger_ns.map(Duration::from_nanos);
+    if linger.is_some_and(|l| l > MAX_LINGER) {
+        return Err(format!(
+            "a linger longer than {}",
+            humantime::format_duration(MAX_LINGER)
+        ));
+    }
+    Ok(Traffic {
+        count: s.count,
+        duration: s.duration_ns.map(Duration::from_nanos),
+        rate: s.rate,
+        size,
+        mix,
+        schedule: match s.schedule {
+            proto::ScheduleKind::Periodic => Schedule::Periodic,
+            proto::ScheduleKind::Poisson => Schedule::Poisson,
+        },
+        echo: s.echo,
+        linger,
+        per_message: s.per_message,
+    })
+}
+
+pub fn clock_estimate(c: &OffsetEstimate) -> proto::ClockEstimate {
+    proto::ClockEstimate {
+        offset_ns: c.offset_ns,
+        error_ns: c.error_ns,
+        min_rtt_ns: c.min_rtt_ns,
+        max_rtt_ns: c.max_rtt_ns,
+        same_host: c.same_host,
+    }
+}
+
+/// The sender's estimate as the receiver takes it: only the offset is used, and it is a peer's number.
+pub fn offset_estimate(c: &proto::ClockEstimate) -> OffsetEstimate {
+    OffsetEstimate {
+        offset_ns: c.offset_ns,
+        error_ns: c.error_ns.max(0),
+        min_rtt_ns: c.min_rtt_ns.max(0),
+        max_rtt_ns: c.max_rtt_ns.max(0),
+        same_host: c.same_host,
+    }
+}
+
+fn status(s: Status) -> proto::Status {
+    match s {
+        Status::Ok => proto::Status::Ok,
+        Status::Reordered => proto::Status::Reordered,
+        Status::Duplicate => proto::Status::Duplicate,
+        Status::Corrupt => proto::Status::Corrupt,
+        Status::Lost => proto::Status::Lost,
+    }
+}
+
+pub fn message_row(r: &Row) -> proto::MessageRow {
+    proto::MessageRow(r.seq, r.sched_ns, r.send_ns, r.recv_ns, status(r.status))
+}
+
+pub fn row(r: &proto::MessageRow) -> Row {
+    let proto::MessageRow(seq, sched_ns, send_ns, recv_ns, st) = *r;
+    Row {
+        seq,
+        sched_ns,
+        send_ns,
+        recv_ns,
+        status: match st {
+            proto::Status::Ok => Status::Ok,
+            proto::Status::Reordered => Status::Reordered,
+            proto::Status::Duplicate => Status::Duplicate,
+            proto::Status::Corrupt => Status::Corrupt,
+            proto::Status::Lost => Status::Lost,
+        },
+    }
+}
+
+fn trace_event(e: &Event) -> proto::TraceEvent {
+    proto::TraceEvent {
+        t_ns: e.t_ns,
+        side: e.side.clone(),
+        call: e.call.clone(),
+        fd: e.fd,
+        detail: e.detail.clone(),
+        result: e.result.clone(),
+        duration_ns: e.duration_ns,
+        count: e.count,
+        total_ns: e.total_ns,
+        p50_ns: e.p50_ns,
+        p99_ns: e.p99_ns,
+    }
+}
+
+fn event(e: &proto::TraceEvent) -> Event {
+    Event {
+        t_ns: e.t_ns,
+        side: e.side.clone(),
+        call: e.call.clone(),
+        fd: e.fd,
+        detail: e.detail.clone(),
+        result: e.result.clone(),
+        duration_ns: e.duration_ns,
+        count: e.count,
+        total_ns: e.total_ns,
+        p50_ns: e.p50_ns,
+        p99_ns: e.p99_ns,
+    }
+}
+
+fn seq_counts(s: &SeqSummary) -> proto::SeqCounts {
+    proto::SeqCounts {
+        sent: s.sent,
+        received: s.received,
+        lost: s.lost,
+        duplicates: s.duplicates,
+        reordered: s.reordered,
+        reorder_extent_max: s.reorder_extent_max,
+        reordered_3: s.reordered_3,
+        loss_bursts: s.loss_bursts,
+        loss_burst_max: s.loss_burst_max,
+        out_of_range: s.out_of_range,
+    }
+}
+
+fn seq_summary(s: &proto::SeqCounts) -> SeqSummary {
+    SeqSummary {
+        sent: s.sent,
+        received: s.received,
+        lost: s.lost,
+        duplicates: s.duplicates,
+        reordered: s.reordered,
+        reorder_extent_max: s.reorder_extent_max,
+        reordered_3: s.reordered_3,
+        loss_bursts: s.loss_bursts,
+        loss_burst_max: s.loss_burst_max,
+        out_of_range: s.out_of_range,
+    }
+}
+
+/// What the receiver sends back.
+pub fn results(m: &Measured) -> proto::Results {
+    proto::Results {
+        complete: m.complete,
+        note: m.note.clone(),
+        seq: seq_counts(&m.seq),
+        latency: hist_to_buckets(&m.latency),
+        transit: hist_to_buckets(&m.transit),
+        ipdv: hist_to_buckets(&m.ipdv),
+        jitter_ns: m.jitter_ns,
+        negative_delays: m.negative_delays,
+        corrupt: m.corrupt,
+        invalid: m.invalid,
+        bytes: m.bytes,
+        recv_calls: m.recv_calls,
+        split_messages: m.split_messages,
+        coalesced_reads: m.coalesced_reads,
+        reads_one_message: m.reads_one_message,
+        reads_partial: m.reads_partial,
+        rcvbuf_drops: m.rcvbuf_drops,
+        first_recv_ns: m.first_recv_ns,
+        last_recv_ns: m.last_recv_ns,
+        lost_runs: m.lost_runs.clone(),
+        echoed: m.echoed,
+        rows_not_kept: m.rows_not_kept,
+        trace: m.trace.iter().map(trace_event).collect(),
+    }
+}
+
+/// The receiver's results as the sender takes them: histograms rebuilt and checked, the note and trace
+/// bounded. Err names what could not be a sockbench receiver's answer.
+pub fn measured(r: &proto::Results) -> Result<Measured, String> {
+    if r.trace.len() > MAX_TRACE_EVENTS {
+        return Err(format!("{} trace events", r.trace.len()));
+    }
+    if r.jitter_ns.is_some_and(|j| !j.is_finite() || j < 0.0) {
+        return Err("a jitter that is not a finite, non-negative number".into());
+    }
+    Ok(Measured {
+        complete: r.complete,
+        note: r.note.as_ref().map(|n| n.chars().take(500).collect()),
+        seq: seq_summary(&r.seq),
+        latency: hist_from_buckets(&r.latency)?,
+        transit: hist_from_buckets(&r.transit)?,
+        ipdv: hist_from_buckets(&r.ipdv)?,
+        jitter_ns: r.jitter_ns,
+        negative_delays: r.negative_delays,
+        corrupt: r.corrupt,
+        invalid: r.invalid,
+        bytes: r.bytes,
+        recv_calls: r.recv_calls,
+        split_messages: r.split_messages,
+        coalesced_reads: r.coalesced_reads,
+        reads_one_message: r.reads_one_message,
+        reads_partial: r.reads_partial,
+        rcvbuf_drops: r.rcvbuf_drops,
+        // The sender knows its own first send; the receiver's guess is not needed.
+        first_send_ns: None,
+        first_recv_ns: r.first_recv_ns,
+        last_recv_ns: r.last_recv_ns,
+        lost_runs: r.lost_runs.clone(),
+        echoed: r.echoed,
+        rows_not_kept: r.rows_not_kept,
+        trace: r.trace.iter().map(event).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> proto::TrafficSpec {
+        traffic_spec(&Traffic::default())
+    }
+
+    #[test]
+    fn traffic_round_trips() {
+        let t = Traffic {
+            mix: Some(SizeMix::List(vec![64, 512, 1400])),
+            size: 1400,
+            echo: true,
+            linger: Some(Duration::from_millis(700)),
+            duration: Some(Duration::from_secs(3)),
+            ..Traffic::default()
+        };
+        assert_eq!(traffic(&traffic_spec(&t), Protocol::Udp).unwrap(), t);
+    }
+
+    /// Every way a hello's traffic can be impossible is refused with a reason, never a panic later.
+    #[test]
+    fn impossible_traffic_is_refused() {
+        let bad = |f: &dyn Fn(&mut proto::TrafficSpec)| {
+            let mut s = spec();
+            f(&mut s);
+            traffic(&s, Protocol::Udp).unwrap_err()
+        };
+        assert!(bad(&|s| s.size = 10).contains("outside"));
+        assert!(bad(&|s| s.size = 70_000).contains("outside"));
+        assert!(
+            bad(&|s| s.size = u64::MAX).contains("outside")
+                || bad(&|s| s.size = u64::MAX).contains("size")
+        );
+        assert!(bad(&|s| s.count = 0).contains("0 messages"));
+        assert!(bad(&|s| s.rate = 1e-16).contains("rate"));
+        assert!(bad(&|s| s.rate = f64::NAN).contains("rate"));
+        assert!(bad(&|s| s.rate = -1.0).contains("rate"));
+        assert!(bad(&|s| s.rate = f64::INFINITY).contains("rate"));
+        assert!(bad(&|s| {
+            s.size = 100;
+            s.sizes = Some(proto::Sizes::Range { min: 100, max: 99 })
+        })
+        .contains("upwards"));
+        assert!(
+            bad(&|s| s.sizes = Some(proto::Sizes::List { sizes: vec![] })).contains("size list")
+        );
+        assert!(
+            bad(&|s| s.sizes = Some(proto::Sizes::List { sizes: vec![64, 9] })).contains("listed")
+        );
+        assert!(bad(&|s| {
+            s.echo = true;
+            s.size = 48
+        })
+        .contains("echo"));
+        assert!(bad(&|s| s.duration_ns = Some(0)).contains("duration"));
+        assert!(bad(&|s| s.linger_ns = Some(u64::MAX)).contains("linger"));
+    }
+
+    #[test]
+    fn results_round_trip_and_hostile_ones_are_refused() {
+        let mut a = crate::accounting::Account::new(9, 4, 64, true);
+        let mut m = wire::template(9, 64);
+        wire::stamp(&mut m, 0, 1_000, 2_000);
+        let h = wire::Header::parse(&m).unwrap();
+        a.on_message(&m, &h, 10_000);
+        let measured_here = a.measured(Some(4), true, None);
+        let back = measured(&results(&measured_here)).unwrap();
+        assert_eq!(back.seq, measured_here.seq);
+        assert_eq!(back.latency, measured_here.latency);
+        let mut hostile = results(&measured_here);
+        hostile.latency = vec![(5, 1), (4, 1)];
+        assert!(measured(&hostile).is_err());
+        let mut hostile = results(&measured_here);
+        hostile.jitter_ns = Some(f64::NAN);
+        assert!(measured(&hostile).is_err());
+    }
+}

@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod experiments;
+pub mod grammar;
 pub mod lab;
 pub mod link;
 pub mod pacing;

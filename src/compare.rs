@@ -97,15 +97,11 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
 /// The first line: what is sent, and along which path (with the impairment's seed, so it can be repeated).
 fn header(traffic: &Traffic, path: &PathPlan) -> String {
     format!(
-        "sockbench compare: {}{} × {} at {}, {} schedule{}; path: {}",
+        "sockbench compare: {} × {} at {}, {} schedule{}{}; path: {}",
         match traffic.count {
             u64::MAX => "unbounded messages".to_string(),
             n => format!("{n} messages"),
         },
-        traffic
-            .duration
-            .map(|d| format!(" for at most {}", humantime::format_duration(d)))
-            .unwrap_or_default(),
         traffic
             .mix
             .as_ref()
@@ -117,6 +113,10 @@ fn header(traffic: &Traffic, path: &PathPlan) -> String {
             "full speed".into()
         },
         traffic.schedule.name(),
+        traffic
+            .duration
+            .map(|d| format!(", for at most {}", humantime::format_duration(d)))
+            .unwrap_or_default(),
         if traffic.echo {
             ", echo (latency = round trip)"
         } else {

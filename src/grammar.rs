@@ -431,7 +431,7 @@ fn split_host_port(spec: &str) -> Option<(&str, Option<u16>)> {
 }
 
 fn is_port_number(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A receiver to send to: HOST[:PORT], a name or an IPv4/IPv6 address (`[::1]:5301`). A bare number is
@@ -777,6 +777,11 @@ mod tests {
             err(listen("70000")),
             "port '70000' is out of range: give 0 to 65535"
         );
+        assert_eq!(
+            err(listen("123456")),
+            "port '123456' is out of range: give 0 to 65535"
+        );
+        assert!(err(host("123456")).contains("is a port, not a host"));
         assert_eq!(socket_addr("5300"), Ok("0.0.0.0:5300".parse().unwrap()));
         assert_eq!(socket_addr("[::1]:9"), Ok("[::1]:9".parse().unwrap()));
         assert_eq!(socket_addr("127.0.0.1"), Ok("127.0.0.1:0".parse().unwrap()));

@@ -1,12 +1,17 @@
-//! The command line: clap derive, help written as doc comments, value parsers for sizes, rates and durations.
-//! Raw strings stop here; `config` turns these into validated settings.
+//! The command line of every subcommand: clap derive, help written as doc comments, values parsed by the one
+//! grammar per unit (`grammar`). Raw strings stop here; `config` turns these into validated settings and fills
+//! every default the user did not give from the one place that defines it. This module imports nothing of the
+//! crate but `grammar`, so every other module may build on it without closing an import circle.
+//!
+//! Every flag that takes a number accepts a leading '-' (`allow_hyphen_values`), so `--loss -5%` reaches the
+//! grammar and is refused as negative, instead of clap reading `-5%` as an unknown flag.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::traffic::Schedule;
+use crate::grammar::{self as g, Cidr, Gemodel, HostPort, SizeSpec};
 
 /// Measure what TCP guarantees and UDP does not: loss, duplication, reordering, message boundaries,
 /// latency and jitter, exactly, with CSV reports.
@@ -36,15 +41,16 @@ pub enum Command {
     },
     /// Run a TCP and a UDP session with identical traffic in one process and print them side by side.
     ///
-    /// With impairment flags (or none, when the private lab is available) and CAP_NET_ADMIN, it builds a
-    /// two-host lab of network namespaces joined by the built-in link emulator; otherwise it runs on loopback.
+    /// With CAP_NET_ADMIN (root) it builds a two-host lab of network namespaces joined by the built-in link
+    /// emulator and applies the impairment flags (or a small default when none is given); without it, it runs
+    /// on loopback, and refuses impairment flags it cannot apply.
     Compare(CompareArgs),
     /// The userspace link emulator: forward IP packets between two TUN devices, impaired per direction.
-    Link(crate::link::LinkArgs),
+    Link(LinkArgs),
     /// Watch the listen backlog at work: a server that does not accept, and clients that connect at once.
-    Backlog(crate::experiments::backlog::BacklogArgs),
+    Backlog(BacklogArgs),
     /// Ports: "address in use" explained, and receivers sharing a port with SO_REUSEPORT.
-    Ports(crate::experiments::share::PortsArgs),
+    Ports(PortsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,38 +64,51 @@ pub enum Role {
 #[derive(Args, Debug, Clone)]
 pub struct SendArgs {
     /// The receiver: HOST[:PORT], a name or an IPv4/IPv6 address ([::1]:5301). Default port: 5300 tcp, 5301 udp.
-    pub host: String,
+    #[arg(value_parser = g::host)]
+    pub host: HostPort,
     #[command(flatten)]
     pub traffic: TrafficArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
+/// Send times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Schedule {
+    /// Equal gaps of 1/rate.
+    Periodic,
+    /// Exponential gaps with mean 1/rate (RFC 2330 §11.1.1, RFC 3432).
+    Poisson,
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrafficArgs {
-    /// Messages to send [default: 10000; compare: 2000].
-    #[arg(long, short = 'n', value_parser = parse_count, allow_hyphen_values = true)]
+    /// Messages to send, e.g. 10000 or 1M [default: 10000; compare: 2000; with only --duration, as many as
+    /// the rate sends in that time (unpaced: no limit)].
+    #[arg(long, short = 'n', value_parser = g::count, allow_hyphen_values = true)]
     pub count: Option<u64>,
-    /// Stop after this long (e.g. 10s, 500ms, 2m), or after --count messages, whichever comes first.
-    #[arg(long, short = 't', value_parser = parse_duration, allow_hyphen_values = true)]
+    /// Stop after this long, e.g. 10s, 500ms, 2m (a number needs a unit). With --count too, whichever
+    /// comes first; alone, the default count does not cut it short.
+    #[arg(long, short = 't', value_parser = g::duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
-    /// Messages per second on an absolute schedule (e.g. 1000, 50k, 1.5M); 0 = as fast as possible [default: 1000].
-    #[arg(long, short = 'r', value_parser = parse_rate, allow_hyphen_values = true)]
+    /// Messages per second on an absolute schedule, e.g. 1000, 50k, 1.5M (0.01 at least); 0 = as fast as
+    /// possible [default: 1000].
+    #[arg(long, short = 'r', value_parser = g::msg_rate, allow_hyphen_values = true)]
     pub rate: Option<f64>,
-    /// Whole message size in bytes, header included (48 at least; UDP at most 65507) [default: 64].
+    /// Whole message size in bytes, header included (48 at least; UDP at most 65507; k = 1024) [default: 64].
     /// Mixed sizes: a range `64..1400` (uniform) or a list `64,512,1400`, chosen per message from the session id
     /// and sequence number, so the receiver knows each message's size.
-    #[arg(long, short = 's', value_parser = parse_size_spec, allow_hyphen_values = true)]
+    #[arg(long, short = 's', value_parser = g::size_spec, allow_hyphen_values = true)]
     pub size: Option<SizeSpec>,
-    /// Send times: periodic (equal gaps) or poisson (exponential gaps, RFC 3432).
-    #[arg(long, value_enum, default_value_t = Schedule::Periodic)]
-    pub schedule: Schedule,
+    /// Send times: periodic (equal gaps) or poisson (exponential gaps, RFC 3432) [default: periodic].
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
     /// The receiver reflects every message; latency becomes the round-trip time (needs --size 64 or more).
     #[arg(long)]
     pub echo: bool,
-    /// How long the receiver waits for stragglers after the sender is done [default: 4 control round trips,
-    /// at least 500ms; a UDP session that has everything ends at once].
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
+    /// How long the receiver waits for stragglers after the sender is done, e.g. 2s [default: 4 control round
+    /// trips, at least 500ms; a UDP session that has everything ends at once].
+    #[arg(long, value_parser = g::duration, allow_hyphen_values = true)]
     pub linger: Option<Duration>,
 }
 
@@ -112,10 +131,10 @@ pub struct OutputArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct RecvArgs {
-    /// Address to listen on [default: 0.0.0.0:5300 tcp, 0.0.0.0:5301 udp; UDP data and its TCP control share
-    /// the port number].
-    #[arg(long, short = 'l')]
-    pub listen: Option<String>,
+    /// Address to listen on: ADDR:PORT, or a bare PORT for every address [default: 0.0.0.0:5300 tcp,
+    /// 0.0.0.0:5301 udp; UDP data and its TCP control share the port number].
+    #[arg(long, short = 'l', value_parser = g::listen, allow_hyphen_values = true)]
+    pub listen: Option<HostPort>,
     /// Exit after the first session.
     #[arg(long)]
     pub once: bool,
@@ -135,20 +154,22 @@ pub struct RecvArgs {
 }
 
 /// Limits a receiver puts on what a sender may ask; a session beyond them is refused with the reason.
-#[derive(Args, Debug, Clone)]
+/// The defaults live in one place (`Caps::default`); a test keeps this help in step with them.
+#[derive(Args, Debug, Clone, Default)]
 pub struct CapArgs {
-    /// Longest session accepted; a session still running then is cut (complete=false).
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
-    pub max_duration: Duration,
-    /// Highest message rate accepted, messages per second (unpaced senders are bounded by --max-duration).
-    #[arg(long, value_parser = parse_rate, default_value = "10M")]
-    pub max_rate: f64,
-    /// Largest message accepted, bytes.
-    #[arg(long, value_parser = parse_size, default_value = "1048576")]
-    pub max_size: usize,
-    /// Most sessions served at the same time.
-    #[arg(long, default_value_t = 64)]
-    pub max_sessions: usize,
+    /// Longest session accepted, e.g. 1h; a session still running then is cut (complete=false) [default: 1h].
+    #[arg(long, value_parser = g::duration, allow_hyphen_values = true)]
+    pub max_duration: Option<Duration>,
+    /// Highest message rate accepted, messages per second, e.g. 1M (unpaced senders are bounded by
+    /// --max-duration) [default: 10M].
+    #[arg(long, value_parser = g::msg_rate, allow_hyphen_values = true)]
+    pub max_rate: Option<f64>,
+    /// Largest message accepted, bytes (k = 1024) [default: 1048576].
+    #[arg(long, value_parser = g::size, allow_hyphen_values = true)]
+    pub max_size: Option<usize>,
+    /// Most sessions served at the same time [default: 64].
+    #[arg(long, value_parser = g::whole_in::<usize>(1, 100_000), allow_hyphen_values = true)]
+    pub max_sessions: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -158,115 +179,164 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
-    pub impair: crate::link::ImpairArgs,
-    /// Run on loopback even when the private lab could be built.
+    pub impair: ImpairArgs,
+    /// Run on loopback even when the private lab could be built (no impairment flags then).
     #[arg(long)]
     pub loopback: bool,
 }
 
-fn parse_number(s: &str, what: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let (digits, mult) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
-        Some((i, 'M')) => (&t[..i], 1e6),
-        Some((i, 'G')) => (&t[..i], 1e9),
-        _ => (t, 1.0),
-    };
-    let v: f64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a {what}"))?;
-    if !v.is_finite() {
-        return Err(format!("'{s}' is not a {what}"));
-    }
-    Ok(v * mult)
+/// Shape of the delay jitter around --delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JitterDist {
+    /// Uniform in [delay - jitter, delay + jitter] (netem's default).
+    Uniform,
+    /// Normal with mean delay and standard deviation jitter (netem `distribution normal`).
+    Normal,
 }
 
-/// Messages per second: a number with an optional k/M/G suffix; 0 means as fast as possible.
-pub fn parse_rate(s: &str) -> Result<f64, String> {
-    let v = parse_number(
-        s,
-        "rate (e.g. 1000, 50k, 1.5M, or 0 for as fast as possible)",
-    )?;
-    if v < 0.0 {
-        return Err(format!(
-            "rate '{s}' is negative: give messages per second, or 0 for as fast as possible"
-        ));
-    }
-    Ok(v)
+/// Impairment flags shared by `sockbench link` and `sockbench compare` (netem vocabulary).
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Link impairments (netem-like, applied by the built-in emulator)")]
+pub struct ImpairArgs {
+    /// Random loss probability, e.g. 5% (a bare 5 also means 5%)
+    #[arg(long, value_name = "PCT", value_parser = g::percent, allow_hyphen_values = true)]
+    pub loss: Option<f64>,
+    /// Correlation of successive loss draws, netem style, e.g. 25%
+    #[arg(long, value_name = "PCT", value_parser = g::percent, allow_hyphen_values = true)]
+    pub loss_correlation: Option<f64>,
+    /// Gilbert-Elliott burst loss as netem's gemodel: p,r[,1-h[,1-k]], e.g. 1%,30%
+    #[arg(long, value_name = "P,R[,1-H[,1-K]]", value_parser = g::gemodel, allow_hyphen_values = true)]
+    pub gemodel: Option<Gemodel>,
+    /// One-way delay, e.g. 20ms (at most 1h)
+    #[arg(long, value_name = "TIME", value_parser = g::duration, allow_hyphen_values = true)]
+    pub delay: Option<Duration>,
+    /// Delay jitter around --delay, e.g. 5ms; packets may be reordered by it, as with netem
+    #[arg(long, value_name = "TIME", value_parser = g::duration, allow_hyphen_values = true)]
+    pub jitter: Option<Duration>,
+    /// Distribution of the jitter
+    #[arg(long, value_name = "DIST")]
+    pub jitter_dist: Option<JitterDist>,
+    /// Fraction of packets held back until the next --reorder-gap packets have passed, e.g. 2%
+    #[arg(long, value_name = "PCT", value_parser = g::percent, allow_hyphen_values = true)]
+    pub reorder: Option<f64>,
+    /// How many later packets overtake a held-back one, 1 to 1000 [default: 1]
+    #[arg(long, value_name = "N", value_parser = g::whole_in::<u32>(1, 1000), allow_hyphen_values = true)]
+    pub reorder_gap: Option<u32>,
+    /// Fraction of packets delivered twice, e.g. 1%
+    #[arg(long, value_name = "PCT", value_parser = g::percent, allow_hyphen_values = true)]
+    pub duplicate: Option<f64>,
+    /// Fraction of packets with one bit flipped in the L4 payload, e.g. 0.1%; checksums are
+    /// left stale, so the receiving kernel drops them as it would on a real link
+    #[arg(long, value_name = "PCT", value_parser = g::percent, allow_hyphen_values = true)]
+    pub corrupt: Option<f64>,
+    /// Recompute the UDP checksum after corrupting, so damaged datagrams reach the application
+    #[arg(long)]
+    pub corrupt_fix_checksum: bool,
+    /// Rate limit, e.g. 10mbit or 500kbit (tc units; bps means bytes/s)
+    #[arg(long, value_name = "RATE", value_parser = g::bit_rate, allow_hyphen_values = true)]
+    pub link_rate: Option<u64>,
+    /// Packets the rate limiter queues before it tail-drops, 1 to 1000000 [default: 1000]
+    #[arg(long, value_name = "PACKETS", value_parser = g::whole_in::<usize>(1, 1_000_000), allow_hyphen_values = true)]
+    pub queue: Option<usize>,
+    /// Seed of the impairment randomness (printed, and recorded in summary.csv's impairment column); the
+    /// same seed and traffic repeat the same decisions [default: a fresh one]
+    #[arg(long, value_name = "N", value_parser = g::seed, allow_hyphen_values = true)]
+    pub seed: Option<u64>,
 }
 
-/// A positive whole number of messages, k/M/G suffixes allowed.
-pub fn parse_count(s: &str) -> Result<u64, String> {
-    let v = parse_number(s, "message count (e.g. 10000 or 1M)")?;
-    if v < 1.0 || v.fract() != 0.0 || v > 1e15 {
-        return Err(format!(
-            "count '{s}' must be a whole number of messages, 1 or more"
-        ));
+impl ImpairArgs {
+    /// True if any impairment flag was given (`--seed` alone does not count).
+    pub fn any_given(&self) -> bool {
+        self.loss.is_some()
+            || self.loss_correlation.is_some()
+            || self.gemodel.is_some()
+            || self.delay.is_some()
+            || self.jitter.is_some()
+            || self.jitter_dist.is_some()
+            || self.reorder.is_some()
+            || self.reorder_gap.is_some()
+            || self.duplicate.is_some()
+            || self.corrupt.is_some()
+            || self.corrupt_fix_checksum
+            || self.link_rate.is_some()
+            || self.queue.is_some()
     }
-    Ok(v as u64)
 }
 
-/// Bytes: a positive whole number (k = 1024 bytes).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let (digits, mult) = match t.strip_suffix(['k', 'K']) {
-        Some(d) => (d, 1024),
-        None => (t, 1),
-    };
-    let v: i64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size in bytes (e.g. 64 or 1400)"))?;
-    if v <= 0 {
-        return Err(format!(
-            "size '{s}' must be a positive number of bytes (48 at least: the header)"
-        ));
-    }
-    Ok(v as usize * mult)
+/// `sockbench link`: join two network namespaces with the emulator.
+#[derive(Args, Debug, Clone)]
+pub struct LinkArgs {
+    #[command(flatten)]
+    pub impair: ImpairArgs,
+    /// Network namespace for side A (from `ip netns list`; default: this one)
+    #[arg(long, value_name = "NAME")]
+    pub a_netns: Option<String>,
+    /// TUN device name on side A
+    #[arg(long, value_name = "DEV", default_value = "sbtun0")]
+    pub a_dev: String,
+    /// Address of side A's TUN device
+    #[arg(long, value_name = "ADDR/LEN", default_value = "198.18.0.1/30", value_parser = g::cidr)]
+    pub a_addr: Cidr,
+    /// Network namespace for side B (default: this one; must differ from side A's)
+    #[arg(long, value_name = "NAME")]
+    pub b_netns: Option<String>,
+    /// TUN device name on side B
+    #[arg(long, value_name = "DEV", default_value = "sbtun1")]
+    pub b_dev: String,
+    /// Address of side B's TUN device
+    #[arg(long, value_name = "ADDR/LEN", default_value = "198.18.0.2/30", value_parser = g::cidr)]
+    pub b_addr: Cidr,
+    /// Impair both directions (default: A→B only, like netem on A's interface)
+    #[arg(long)]
+    pub symmetric: bool,
+    /// Write the counts to DIR/link.csv (rewritten every second and on exit)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Label written into link.csv
+    #[arg(long, default_value = "link")]
+    pub label: String,
+    /// Stop by itself after this long, e.g. 30s (default: run until interrupted)
+    #[arg(long, value_name = "TIME", value_parser = g::duration, allow_hyphen_values = true)]
+    pub duration: Option<Duration>,
 }
 
-/// `--size` as typed: one size, a range, or a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SizeSpec {
-    Fixed(usize),
-    Range(usize, usize),
-    List(Vec<usize>),
+/// Fill a listen queue and watch what the kernel does with the connections that do not fit.
+#[derive(Args, Debug, Clone)]
+pub struct BacklogArgs {
+    /// Backlog passed to listen(2), 0 to 65535. Linux clamps it to net.core.somaxconn and queues backlog+1
+    /// connections.
+    #[arg(long, default_value = "5", value_parser = g::whole_in::<u32>(0, 65535), allow_hyphen_values = true)]
+    pub backlog: u32,
+    /// Number of clients that call connect(2) at the same moment, 1 to 1000.
+    #[arg(long, default_value = "20", value_parser = g::whole_in::<u32>(1, 1000), allow_hyphen_values = true)]
+    pub clients: u32,
+    /// How long the server waits after listen(2) before its first accept(2), e.g. 2s, 1500ms (at most 10m).
+    #[arg(long, default_value = "2s", value_parser = g::duration, allow_hyphen_values = true)]
+    pub hold: Duration,
+    /// Address the server binds (a bare number is a port on every address); port 0 lets the OS pick a free
+    /// port. Clients connect to it (0.0.0.0 and :: are reached through loopback).
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = g::socket_addr, allow_hyphen_values = true)]
+    pub listen: std::net::SocketAddr,
+    /// A client still not connected after this long gives up and is reported as failed (1ms to 10m).
+    #[arg(long, default_value = "10s", value_parser = g::duration, allow_hyphen_values = true)]
+    pub connect_timeout: Duration,
+    /// Directory for `backlog.csv` (one row per client). Created if missing.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
-pub fn parse_size_spec(s: &str) -> Result<SizeSpec, String> {
-    if let Some((a, b)) = s.split_once("..") {
-        let (a, b) = (parse_size(a)?, parse_size(b)?);
-        if a > b {
-            return Err(format!(
-                "size range '{s}' runs backwards: write the smaller size first"
-            ));
-        }
-        return Ok(SizeSpec::Range(a, b));
-    }
-    if s.contains(',') {
-        let list = s
-            .split(',')
-            .map(parse_size)
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(SizeSpec::List(list));
-    }
-    parse_size(s).map(SizeSpec::Fixed)
-}
-
-/// A duration: 10s, 500ms, 2m, 1h30m, or a bare number of seconds (0.5).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.starts_with('-') {
-        return Err(format!(
-            "duration '{s}' is negative: give e.g. 10s or 500ms"
-        ));
-    }
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-    }
-    humantime::parse_duration(t)
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 10s, 500ms, 2m)"))
+/// Flags of `sockbench ports`.
+#[derive(Args, Debug, Clone)]
+pub struct PortsArgs {
+    /// Receivers sharing one port with SO_REUSEPORT, 2 to 16.
+    #[arg(long, default_value = "2", value_parser = g::whole_in::<u16>(2, 16), allow_hyphen_values = true)]
+    pub receivers: u16,
+    /// TCP sessions to run against the shared port (each: a control and a data connection), 1 to 500.
+    #[arg(long, default_value = "20", value_parser = g::whole_in::<u16>(1, 500), allow_hyphen_values = true)]
+    pub sessions: u16,
+    /// Address to share (port 0: one the OS picks; a bare number is a port on every address).
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = g::socket_addr, allow_hyphen_values = true)]
+    pub listen: std::net::SocketAddr,
 }
 
 #[cfg(test)]
@@ -279,29 +349,96 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sockbench").chain(args.iter().copied()))
+    }
+
     #[test]
-    fn value_parsers() {
-        assert_eq!(parse_rate("1.5k"), Ok(1500.0));
-        assert_eq!(parse_rate("0"), Ok(0.0));
-        assert!(parse_rate("-1").is_err());
-        assert!(parse_rate("fast").is_err());
-        assert_eq!(parse_count("1M"), Ok(1_000_000));
-        assert!(parse_count("0").is_err());
-        assert!(parse_count("1.5").is_err());
-        assert_eq!(parse_size("1k"), Ok(1024));
-        assert_eq!(parse_size_spec("64"), Ok(SizeSpec::Fixed(64)));
-        assert_eq!(parse_size_spec("1..1400"), Ok(SizeSpec::Range(1, 1400)));
+    fn negative_values_reach_the_grammar() {
+        for (args, says) in [
+            (&["compare", "--loss", "-5%"][..], "must not be negative"),
+            (&["compare", "--delay", "-10ms"], "must not be negative"),
+            (&["compare", "--seed", "-1"], "must not be negative"),
+            (
+                &["udp", "send", "h", "--rate", "-1"],
+                "must not be negative",
+            ),
+            (
+                &["udp", "send", "h", "--count", "-5"],
+                "must not be negative",
+            ),
+            (&["backlog", "--clients", "-3"], "must not be negative"),
+            (&["link", "--link-rate", "-1mbit"], "must not be negative"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+            assert!(e.to_string().contains(says), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_subcommand_parses() {
+        let c = parse(&["backlog", "--backlog", "3", "--hold", "1500ms"]).unwrap();
+        let Command::Backlog(b) = c.command else {
+            panic!("backlog")
+        };
+        assert_eq!((b.backlog, b.clients), (3, 20));
+        assert_eq!(b.hold, Duration::from_millis(1500));
+        assert_eq!(b.connect_timeout, Duration::from_secs(10));
+        assert!(parse(&["backlog", "--clients", "0"]).is_err());
+        let Command::Ports(p) = parse(&["ports", "--listen", "5999"]).unwrap().command else {
+            panic!("ports")
+        };
+        assert_eq!(p.listen, "0.0.0.0:5999".parse().unwrap());
+        let Command::Link(l) = parse(&["link", "--loss", "5%", "--a-addr", "198.18.0.5/30"])
+            .unwrap()
+            .command
+        else {
+            panic!("link")
+        };
+        assert_eq!(l.impair.loss, Some(0.05));
+        assert_eq!(l.a_addr.to_string(), "198.18.0.5/30");
+        let Command::Compare(c) = parse(&[
+            "compare",
+            "--loss-correlation",
+            "25",
+            "--reorder-gap",
+            "3",
+            "--queue",
+            "100",
+            "--link-rate",
+            "10mbit",
+            "--seed",
+            "7",
+            "--jitter-dist",
+            "normal",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("compare")
+        };
+        let i = &c.impair;
         assert_eq!(
-            parse_size_spec("64,512,1400"),
-            Ok(SizeSpec::List(vec![64, 512, 1400]))
+            (
+                i.loss_correlation,
+                i.reorder_gap,
+                i.queue,
+                i.link_rate,
+                i.seed
+            ),
+            (Some(0.25), Some(3), Some(100), Some(10_000_000), Some(7))
         );
-        assert!(parse_size_spec("1400..64").is_err());
-        assert!(parse_size_spec("64,,9").is_err());
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("-5").is_err());
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("-2s").is_err());
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(i.jitter_dist, Some(JitterDist::Normal));
+        assert!(i.any_given());
+        assert!(!ImpairArgs {
+            seed: Some(1),
+            ..Default::default()
+        }
+        .any_given());
     }
 }

@@ -7,50 +7,25 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::cancel::{self, Cancel};
-use crate::cli::CompareArgs;
-use crate::config::{Output, RecvConfig, SendConfig};
+use crate::config::{CompareConfig, PathRequest, RecvConfig, SendConfig};
 use crate::driver::receiver::Receiver;
 use crate::driver::sender::{self, SessionOutput};
-use crate::error::Outcome;
+use crate::error::{self, Outcome};
 use crate::lab::{Host, Lab, LabConfig};
 use crate::link::{Impairment, LinkCounters};
 use crate::report::out::{OutDir, Outputs, RunInfo};
 use crate::report::table;
 use crate::traffic::{Protocol, Traffic};
 
-/// compare's default message count: a few seconds at the default rate, so the first run is quick.
-pub const COMPARE_COUNT: u64 = 2000;
-
-pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
-    let traffic = Traffic::from_args(&args.traffic, args.output.per_message, None, COMPARE_COUNT)?;
-    let output = Output::from_args(&args.output)?;
+pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
+    let (traffic, output) = (&cfg.traffic, &cfg.output);
+    // The path first: a refused impairment must not leave an empty summary.csv behind.
+    let path = PathPlan::choose(cfg)?;
     let mut outputs = Outputs::open(&output.dir)?;
     cancel::install_ctrl_c();
     let run = RunInfo::new();
-    let path = PathPlan::choose(args)?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "sockbench compare: {} messages × {} at {}, {} schedule{}; path: {}",
-        traffic.count,
-        traffic
-            .mix
-            .as_ref()
-            .map(|m| m.describe())
-            .unwrap_or_else(|| format!("{} B", traffic.size)),
-        if traffic.rate > 0.0 {
-            format!("{} msg/s", traffic.rate)
-        } else {
-            "full speed".into()
-        },
-        traffic.schedule.name(),
-        if traffic.echo {
-            ", echo (latency = round trip)"
-        } else {
-            ""
-        },
-        path.describe()
-    )?;
+    let mut stdout = error::stdout();
+    writeln!(stdout, "{}", header(traffic, &path))?;
     stdout.flush()?;
     let mut sessions: Vec<SessionOutput> = vec![];
     for proto in [Protocol::Tcp, Protocol::Udp] {
@@ -70,6 +45,11 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
             }
         })?;
         sessions.push(out);
+    }
+    // The impairment with its seed goes into every row, so the run can be repeated exactly.
+    let record = path.record();
+    for s in &mut sessions {
+        s.report.impairment = record.clone();
     }
     let ground_truth = path.finish()?;
     let files: Vec<_> = sessions.iter().map(SessionOutput::files).collect();
@@ -115,6 +95,38 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Outcome> {
     )
 }
 
+/// The first line: what is sent, and along which path (with the impairment's seed, so it can be repeated).
+fn header(traffic: &Traffic, path: &PathPlan) -> String {
+    format!(
+        "sockbench compare: {} × {} at {}, {} schedule{}{}; path: {}",
+        match traffic.count {
+            u64::MAX => "unbounded messages".to_string(),
+            n => format!("{n} messages"),
+        },
+        traffic
+            .mix
+            .as_ref()
+            .map(|m| m.describe())
+            .unwrap_or_else(|| format!("{} B", traffic.size)),
+        if traffic.rate > 0.0 {
+            format!("{} msg/s", traffic.rate)
+        } else {
+            "full speed".into()
+        },
+        traffic.schedule.name(),
+        traffic
+            .duration
+            .map(|d| format!(", for at most {}", humantime::format_duration(d)))
+            .unwrap_or_default(),
+        if traffic.echo {
+            ", echo (latency = round trip)"
+        } else {
+            ""
+        },
+        path.describe()
+    )
+}
+
 /// The impairment `compare` applies when the lab is available and no impairment flag was given: small, but
 /// enough that the first run already shows TCP waiting and UDP with holes, duplicates and disorder.
 pub fn default_impairment() -> Impairment {
@@ -137,33 +149,39 @@ enum PathPlan {
     Lab {
         lab: Box<Lab>,
         impairment: Impairment,
+        seed: u64,
         defaulted: bool,
     },
 }
 
 impl PathPlan {
-    fn choose(args: &CompareArgs) -> anyhow::Result<PathPlan> {
-        let asked = args.impair.any_given();
-        // Validate the impairment even where it cannot be applied: a typo must not pass silently.
-        let impairment = if asked {
-            args.impair.to_impairment().map_err(crate::error::usage)?
-        } else {
-            default_impairment()
+    fn choose(cfg: &CompareConfig) -> anyhow::Result<PathPlan> {
+        let (impairment, defaulted) = match &cfg.path {
+            PathRequest::Loopback => return Ok(PathPlan::Loopback { note: None }),
+            PathRequest::Auto => (default_impairment(), true),
+            PathRequest::Impaired(i) => (i.clone(), false),
         };
-        if args.loopback {
-            return Ok(PathPlan::Loopback {
-                note: asked.then(|| "--loopback given: impairment not applied".to_string()),
-            });
-        }
         if let Err(why) = Lab::available() {
-            if asked {
-                eprintln!("sockbench: cannot build the private lab ({why}); running on loopback without the impairment");
+            if !defaulted {
+                // Asked for an impairment it cannot apply: a run without it would record a clean path under
+                // the user's label, so refuse and say what would make it work.
+                let flags = match impairment.to_flags() {
+                    f if f.is_empty() => "the impairment flags".to_string(),
+                    f => format!("the impairment ({f})"),
+                };
+                return Err(error::usage(format!(
+                    "cannot apply {flags}: the private lab cannot be built here ({why}); or pass --loopback \
+                     (without impairment flags) to run on loopback"
+                )));
             }
+            eprintln!(
+                "sockbench: running on loopback without impairment: the private lab cannot be built here ({why})"
+            );
             return Ok(PathPlan::Loopback {
-                note: asked.then(|| "no privilege for the lab: impairment not applied".to_string()),
+                note: Some("no privilege for the lab".into()),
             });
         }
-        let seed = args.impair.seed().unwrap_or_else(rand::random);
+        let seed = cfg.seed.unwrap_or_else(crate::link::fresh_seed);
         let lab = Lab::up(LabConfig {
             a_to_b: impairment.clone(),
             b_to_a: Impairment::default(),
@@ -172,8 +190,20 @@ impl PathPlan {
         Ok(PathPlan::Lab {
             lab: Box::new(lab),
             impairment,
-            defaulted: !asked,
+            seed,
+            defaulted,
         })
+    }
+
+    /// The `impairment` column: the flags that repeat this run's impairment, with its seed; empty when
+    /// nothing was impaired.
+    fn record(&self) -> String {
+        match self {
+            PathPlan::Lab {
+                impairment, seed, ..
+            } if !impairment.is_none() => format!("{} --seed {seed}", impairment.to_flags()),
+            _ => String::new(),
+        }
     }
 
     fn describe(&self) -> String {
@@ -183,9 +213,10 @@ impl PathPlan {
             PathPlan::Lab {
                 lab,
                 impairment,
+                seed,
                 defaulted,
             } => format!(
-                "two-host lab {} → {} through the built-in link emulator, {} sender→receiver{}",
+                "two-host lab {} → {} through the built-in link emulator, {} sender→receiver, seed {seed}{}",
                 lab.addr(Host::A),
                 lab.addr(Host::B),
                 impairment.describe(),

@@ -1,14 +1,137 @@
-//! Validated settings built once from the command line. Rules that span several flags live here and nowhere
-//! else; nothing deeper sees a raw string.
+//! Validated settings, built once from the command line for every subcommand (ripgrep's low-args → high-args
+//! step). Every default the user did not give is filled here from the one place that defines it, and every
+//! rule that spans several flags lives here and nowhere else; nothing deeper sees a raw string. Every mistake
+//! is a [`UsageError`]: one line that names the value and the fix, exit code 2.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{CapArgs, OutputArgs, RecvArgs, SendArgs, SizeSpec, TrafficArgs};
-use crate::error::usage;
-use crate::traffic::{Caps, Protocol, SizeMix, Traffic, DEFAULT_COUNT, DEFAULT_RATE, DEFAULT_SIZE};
+use crate::cli::{
+    self, BacklogArgs, CapArgs, Cli, Command, CompareArgs, ImpairArgs, LinkArgs, OutputArgs,
+    PortsArgs, RecvArgs, Role, SendArgs, TrafficArgs,
+};
+use crate::error::UsageError;
+use crate::grammar::{HostPort, SizeSpec};
+use crate::link::{GilbertElliott, Impairment, JitterDist, LinkSettings};
+use crate::traffic::Schedule;
+use crate::traffic::{Caps, Protocol, SizeMix, Traffic};
 use crate::wire;
+
+pub type Result<T> = std::result::Result<T, UsageError>;
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// compare's default message count: a few seconds at the default rate, so the first run is quick.
+pub const COMPARE_COUNT: u64 = 2000;
+/// Longest `backlog --hold` / `--connect-timeout`: keeps every backlog run bounded in wall-clock time.
+pub const BACKLOG_MAX_WAIT: Duration = Duration::from_secs(600);
+/// Longest emulated delay or jitter: the emulator holds every packet that long.
+pub const MAX_LINK_DELAY: Duration = Duration::from_secs(3600);
+
+/// What `run` executes: one validated settings value per subcommand.
+#[derive(Debug, Clone)]
+pub enum Config {
+    Send(SendConfig),
+    Recv(RecvConfig),
+    Compare(CompareConfig),
+    Link(LinkSettings),
+    Backlog(BacklogConfig),
+    Ports(PortsConfig),
+}
+
+impl Config {
+    pub fn from_cli(cli: &Cli) -> Result<Config> {
+        Ok(match &cli.command {
+            Command::Tcp { role } => Config::role(Protocol::Tcp, role)?,
+            Command::Udp { role } => Config::role(Protocol::Udp, role)?,
+            Command::Compare(a) => Config::Compare(CompareConfig::from_args(a)?),
+            Command::Link(a) => Config::Link(link_settings(a)?),
+            Command::Backlog(a) => Config::Backlog(BacklogConfig::from_args(a)?),
+            Command::Ports(a) => Config::Ports(PortsConfig::from_args(a)),
+        })
+    }
+
+    fn role(protocol: Protocol, role: &Role) -> Result<Config> {
+        Ok(match role {
+            Role::Send(a) => Config::Send(SendConfig::from_args(protocol, a)?),
+            Role::Recv(a) => Config::Recv(RecvConfig::from_args(protocol, a)?),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output directories
+
+/// Check up front that `dir` (given as `flag`) can hold the run's files, WITHOUT creating anything: the
+/// nearest existing ancestor must be a directory this process may create entries in. The same advice for
+/// every subcommand that writes files.
+pub fn check_out_dir(flag: &str, dir: &Path) -> Result<()> {
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(out_dir_error(
+                    flag,
+                    dir,
+                    &format!("{} is not a directory", at.display()),
+                ))
+            }
+            // Missing, or below a file: look further up for what is there.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                at = match at.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => return Err(out_dir_error(flag, dir, &e.to_string())),
+        }
+    }
+    match can_create_in(at) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(out_dir_error(flag, dir, &format!("{}: {e}", at.display()))),
+    }
+}
+
+/// The advice every subcommand gives for an output directory it cannot use.
+pub fn out_dir_error(flag: &str, dir: &Path, why: &str) -> UsageError {
+    usage(format!(
+        "cannot write to {flag} {} ({why}): choose a directory you can write, e.g. {flag} /tmp/sockbench-results",
+        dir.display()
+    ))
+}
+
+/// Whether a file could be created in the existing directory `dir`. An O_TMPFILE file has no name and
+/// vanishes when closed, so the check leaves nothing behind. A filesystem without O_TMPFILE cannot answer;
+/// then the real write will say.
+fn can_create_in(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traffic (send and compare)
 
 fn raise_to_header(n: usize, what: &str) -> usize {
     if n < wire::HEADER_LEN {
@@ -23,81 +146,120 @@ fn raise_to_header(n: usize, what: &str) -> usize {
     }
 }
 
-impl Traffic {
-    /// Validate traffic flags for `protocol`. `default_count` differs between send and compare.
-    pub fn from_args(
-        a: &TrafficArgs,
-        per_message: bool,
-        protocol: Option<Protocol>,
-        default_count: u64,
-    ) -> anyhow::Result<Traffic> {
-        let t = Traffic {
-            count: a.count.unwrap_or(default_count),
-            duration: a.duration,
-            rate: a.rate.unwrap_or(DEFAULT_RATE),
-            size: DEFAULT_SIZE,
-            mix: None,
-            schedule: a.schedule,
-            echo: a.echo,
-            linger: a.linger,
-            per_message,
-        };
-        let mut t = t;
-        match &a.size {
-            None => {}
-            Some(SizeSpec::Fixed(n)) => t.size = *n,
-            Some(SizeSpec::Range(lo, hi)) => {
-                let lo = raise_to_header((*lo).min(*hi), "range");
-                t.size = (*hi).max(lo);
-                t.mix = (lo < t.size).then_some(SizeMix::Range(lo, t.size));
-            }
-            Some(SizeSpec::List(list)) => {
-                let list: Vec<usize> = list.iter().map(|&n| raise_to_header(n, "list")).collect();
-                t.size = list.iter().copied().max().unwrap_or(DEFAULT_SIZE);
-                t.mix = (list.iter().any(|&n| n != t.size)).then_some(SizeMix::List(list));
-            }
-        }
-        if t.echo && t.mix.as_ref().is_some_and(|m| m.min() < wire::MIN_ECHO_LEN) {
-            return Err(usage(format!(
-                "--echo needs every message to be {} bytes or more: raise the smallest --size",
-                wire::MIN_ECHO_LEN
-            )));
-        }
-        if t.size < wire::HEADER_LEN {
-            return Err(usage(format!(
-                "--size {} is smaller than the {}-byte message header: use --size {} or more",
-                t.size,
-                wire::HEADER_LEN,
-                wire::HEADER_LEN
-            )));
-        }
-        let protocols: &[Protocol] = match protocol {
-            Some(p) => &[p][..],
-            None => &[Protocol::Tcp, Protocol::Udp][..],
-        };
-        for p in protocols {
-            if t.size > p.max_size() {
-                return Err(usage(format!(
-                    "--size {} is larger than one {} message can be ({} bytes): use a smaller --size",
-                    t.size,
-                    p,
-                    p.max_size()
-                )));
-            }
-        }
-        if t.echo && t.size < wire::MIN_ECHO_LEN {
-            return Err(usage(format!(
-                "--echo needs --size {} or more (header plus the receiver's two timestamps)",
-                wire::MIN_ECHO_LEN
-            )));
-        }
-        if t.duration == Some(Duration::ZERO) {
-            return Err(usage(
-                "--duration 0 would send nothing: give e.g. --duration 10s",
-            ));
-        }
-        Ok(t)
+/// The most messages `schedule` at `rate` starts within `d`: the count a `--duration`-only session
+/// announces, so the duration, not a default count, ends it. Exact for the periodic schedule (message i is
+/// due at round(i / rate), as `pacing::Pacer` computes it, and is sent while it is due before `d`). For
+/// Poisson, 10 standard deviations above the mean (10 + λd + 10·√(λd)): the session stops there if it gets
+/// that far, which happens with probability below 10^-20. Unpaced: no bound (`u64::MAX`).
+pub fn count_within(rate: f64, schedule: Schedule, d: Duration) -> u64 {
+    if rate <= 0.0 {
+        return u64::MAX;
     }
+    let d_ns = d.as_nanos() as f64;
+    let gap = 1e9 / rate;
+    match schedule {
+        Schedule::Periodic => {
+            let due = |i: u64| (i as f64 * gap).round();
+            let mut n = (d_ns / gap).ceil() as u64;
+            while n > 0 && due(n - 1) >= d_ns {
+                n -= 1;
+            }
+            while due(n) < d_ns {
+                n += 1;
+            }
+            n
+        }
+        Schedule::Poisson => {
+            let mean = d_ns / gap;
+            (10.0 + mean + 10.0 * mean.sqrt()).ceil() as u64
+        }
+    }
+}
+
+/// Validate traffic flags for `protocol` (None: both, as compare sends both). `default_count` is used when
+/// neither --count nor --duration is given.
+pub fn traffic(
+    a: &TrafficArgs,
+    per_message: bool,
+    protocol: Option<Protocol>,
+    default_count: u64,
+) -> Result<Traffic> {
+    let d = Traffic::default();
+    let schedule = match a.schedule {
+        None => d.schedule,
+        Some(cli::Schedule::Periodic) => Schedule::Periodic,
+        Some(cli::Schedule::Poisson) => Schedule::Poisson,
+    };
+    let rate = a.rate.unwrap_or(d.rate);
+    if a.duration == Some(Duration::ZERO) {
+        return Err(usage(
+            "--duration 0 would send nothing: give e.g. --duration 10s",
+        ));
+    }
+    let count = match (a.count, a.duration) {
+        (Some(n), _) => n,
+        (None, Some(dur)) => count_within(rate, schedule, dur),
+        (None, None) => default_count,
+    };
+    let mut t = Traffic {
+        count,
+        duration: a.duration,
+        rate,
+        schedule,
+        echo: a.echo,
+        linger: a.linger,
+        per_message,
+        ..d
+    };
+    match &a.size {
+        None => {}
+        Some(SizeSpec::Fixed(n)) => t.size = *n,
+        Some(SizeSpec::Range(lo, hi)) => {
+            let lo = raise_to_header((*lo).min(*hi), "range");
+            t.size = (*hi).max(lo);
+            t.mix = (lo < t.size).then_some(SizeMix::Range(lo, t.size));
+        }
+        Some(SizeSpec::List(list)) => {
+            let list: Vec<usize> = list.iter().map(|&n| raise_to_header(n, "list")).collect();
+            t.size = list.iter().copied().max().unwrap_or(d.size);
+            t.mix = (list.iter().any(|&n| n != t.size)).then_some(SizeMix::List(list));
+        }
+    }
+    if t.echo && t.mix.as_ref().is_some_and(|m| m.min() < wire::MIN_ECHO_LEN) {
+        return Err(usage(format!(
+            "--echo needs every message to be {} bytes or more: raise the smallest --size",
+            wire::MIN_ECHO_LEN
+        )));
+    }
+    if t.size < wire::HEADER_LEN {
+        return Err(usage(format!(
+            "--size {} is smaller than the {}-byte message header: use --size {} or more",
+            t.size,
+            wire::HEADER_LEN,
+            wire::HEADER_LEN
+        )));
+    }
+    let protocols: &[Protocol] = match protocol {
+        Some(p) => &[p][..],
+        None => &[Protocol::Tcp, Protocol::Udp][..],
+    };
+    for p in protocols {
+        if t.size > p.max_size() {
+            return Err(usage(format!(
+                "--size {} is larger than one {} message can be ({} bytes): use a smaller --size",
+                t.size,
+                p,
+                p.max_size()
+            )));
+        }
+    }
+    if t.echo && t.size < wire::MIN_ECHO_LEN {
+        return Err(usage(format!(
+            "--echo needs --size {} or more (header plus the receiver's two timestamps)",
+            wire::MIN_ECHO_LEN
+        )));
+    }
+    Ok(t)
 }
 
 #[derive(Debug, Clone)]
@@ -108,10 +270,11 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn from_args(a: &OutputArgs) -> anyhow::Result<Output> {
+    pub fn from_args(a: &OutputArgs) -> Result<Output> {
         if a.label.contains(['\n', '\r']) {
             return Err(usage("--label must be one line"));
         }
+        check_out_dir("--out", &a.out)?;
         Ok(Output {
             dir: a.out.clone(),
             label: a.label.clone(),
@@ -119,6 +282,9 @@ impl Output {
         })
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// send and recv
 
 #[derive(Debug, Clone)]
 pub struct SendConfig {
@@ -134,19 +300,19 @@ pub struct SendConfig {
 }
 
 impl SendConfig {
-    pub fn from_args(protocol: Protocol, a: &SendArgs) -> anyhow::Result<SendConfig> {
-        let traffic = Traffic::from_args(
+    pub fn from_args(protocol: Protocol, a: &SendArgs) -> Result<SendConfig> {
+        let traffic = traffic(
             &a.traffic,
             a.output.per_message,
             Some(protocol),
-            DEFAULT_COUNT,
+            Traffic::default().count,
         )?;
         let output = Output::from_args(&a.output)?;
         let alternatives = resolve_all(&a.host, protocol.default_port())?;
         let target = alternatives[0];
         Ok(SendConfig {
             protocol,
-            peer_name: a.host.clone(),
+            peer_name: a.host.to_string(),
             target,
             alternatives,
             traffic,
@@ -155,20 +321,26 @@ impl SendConfig {
     }
 }
 
-impl Caps {
-    pub fn from_args(a: &CapArgs) -> anyhow::Result<Caps> {
-        if a.max_sessions == 0 {
-            return Err(usage(
-                "--max-sessions 0 would refuse every session: give 1 or more",
-            ));
-        }
-        Ok(Caps {
-            max_duration: a.max_duration,
-            max_rate: a.max_rate,
-            max_size: a.max_size,
-            max_sessions: a.max_sessions,
-        })
+/// The receiver's caps: what was given, the rest from `Caps::default()` (the one place for their defaults).
+pub fn caps(a: &CapArgs) -> Result<Caps> {
+    let d = Caps::default();
+    if a.max_rate == Some(0.0) {
+        return Err(usage(
+            "--max-rate 0 would refuse every paced sender and admit unpaced ones: give the highest rate to \
+             accept in messages per second, e.g. --max-rate 1M (unpaced senders are bounded by --max-duration)",
+        ));
     }
+    if a.max_duration == Some(Duration::ZERO) {
+        return Err(usage(
+            "--max-duration 0 would refuse every session: give e.g. --max-duration 1h",
+        ));
+    }
+    Ok(Caps {
+        max_duration: a.max_duration.unwrap_or(d.max_duration),
+        max_rate: a.max_rate.unwrap_or(d.max_rate),
+        max_size: a.max_size.unwrap_or(d.max_size),
+        max_sessions: a.max_sessions.unwrap_or(d.max_sessions),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -183,7 +355,7 @@ pub struct RecvConfig {
 }
 
 impl RecvConfig {
-    pub fn from_args(protocol: Protocol, a: &RecvArgs) -> anyhow::Result<RecvConfig> {
+    pub fn from_args(protocol: Protocol, a: &RecvArgs) -> Result<RecvConfig> {
         if a.reuse_port && protocol == Protocol::Udp {
             return Err(usage(
                 "--reuse-port is for tcp recv: the kernel spreads UDP datagrams by their own addresses, apart from \
@@ -192,14 +364,17 @@ impl RecvConfig {
         }
         let listen = match &a.listen {
             None => SocketAddr::from(([0, 0, 0, 0], protocol.default_port())),
-            Some(s) => resolve(s, protocol.default_port())?,
+            Some(hp) => resolve_all(hp, protocol.default_port())?[0],
         };
+        if let Some(out) = &a.out {
+            check_out_dir("--out", out)?;
+        }
         Ok(RecvConfig {
             protocol,
             listen,
             once: a.once,
             out: a.out.clone(),
-            caps: Caps::from_args(&a.caps)?,
+            caps: caps(&a.caps)?,
             trace: a.trace,
             reuse_port: a.reuse_port,
         })
@@ -219,24 +394,10 @@ impl RecvConfig {
     }
 }
 
-/// Split HOST[:PORT] (IPv6 as [addr]:port or a bare address) and resolve it; the first address wins.
-pub fn resolve(spec: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
-    Ok(resolve_all(spec, default_port)?[0])
-}
-
 /// Every address HOST[:PORT] resolves to, in the resolver's order (never empty).
-pub fn resolve_all(spec: &str, default_port: u16) -> anyhow::Result<Vec<SocketAddr>> {
-    let (host, port) = split_host_port(spec).ok_or_else(|| {
-        usage(format!(
-            "'{spec}' is not HOST[:PORT] (IPv6: [::1]:5301); check the address"
-        ))
-    })?;
-    let port = port.unwrap_or(default_port);
-    if host.is_empty() {
-        return Err(usage(format!(
-            "'{spec}' has no host: give e.g. 127.0.0.1:{port}"
-        )));
-    }
+pub fn resolve_all(hp: &HostPort, default_port: u16) -> Result<Vec<SocketAddr>> {
+    let port = hp.port.unwrap_or(default_port);
+    let host = hp.host.as_str();
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| {
@@ -253,98 +414,580 @@ pub fn resolve_all(spec: &str, default_port: u16) -> anyhow::Result<Vec<SocketAd
     Ok(addrs)
 }
 
-fn split_host_port(spec: &str) -> Option<(&str, Option<u16>)> {
-    let s = spec.trim();
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        return match after {
-            "" => Some((host, None)),
-            p => Some((host, Some(p.strip_prefix(':')?.parse().ok()?))),
-        };
+// ---------------------------------------------------------------------------------------------
+// Impairments (compare and link)
+
+/// Build one direction's impairment from the flags, checking the rules that tie them together.
+pub fn impairment(a: &ImpairArgs) -> Result<Impairment> {
+    if a.loss.is_some() && a.gemodel.is_some() {
+        return Err(usage(
+            "--loss and --gemodel are two loss models: give only one",
+        ));
     }
-    match s.matches(':').count() {
-        0 => Some((s, None)),
-        1 => {
-            let (h, p) = s.split_once(':')?;
-            Some((h, Some(p.parse().ok()?)))
+    let needs = [
+        (
+            a.loss_correlation.is_some() && a.loss.is_none(),
+            "--loss-correlation needs --loss",
+        ),
+        (
+            a.jitter_dist.is_some() && a.jitter.is_none(),
+            "--jitter-dist needs --jitter",
+        ),
+        (
+            a.reorder_gap.is_some() && a.reorder.is_none(),
+            "--reorder-gap needs --reorder",
+        ),
+        (
+            a.corrupt_fix_checksum && a.corrupt.is_none(),
+            "--corrupt-fix-checksum needs --corrupt",
+        ),
+        (
+            a.queue.is_some() && a.link_rate.is_none(),
+            "--queue limits the rate limiter's queue: it needs --link-rate",
+        ),
+    ];
+    if let Some((_, why)) = needs.iter().find(|(bad, _)| *bad) {
+        return Err(usage(*why));
+    }
+    for (flag, d) in [("--delay", a.delay), ("--jitter", a.jitter)] {
+        if let Some(d) = d.filter(|d| *d > MAX_LINK_DELAY) {
+            return Err(usage(format!(
+                "{flag} {} is longer than the emulator holds a packet: give at most 1h",
+                humantime::format_duration(d)
+            )));
         }
-        _ => Some((s, None)), // a bare IPv6 address
+    }
+    Ok(Impairment {
+        loss: a.loss.unwrap_or(0.0),
+        loss_correlation: a.loss_correlation.unwrap_or(0.0),
+        gemodel: a.gemodel.map(|g| GilbertElliott {
+            p: g.p,
+            r: g.r,
+            bad_loss: g.bad_loss,
+            good_loss: g.good_loss,
+        }),
+        delay: a.delay.unwrap_or_default(),
+        jitter: a.jitter.unwrap_or_default(),
+        jitter_dist: match a.jitter_dist {
+            None | Some(cli::JitterDist::Uniform) => JitterDist::Uniform,
+            Some(cli::JitterDist::Normal) => JitterDist::Normal,
+        },
+        reorder: a.reorder.unwrap_or(0.0),
+        reorder_gap: a.reorder_gap.unwrap_or(1),
+        duplicate: a.duplicate.unwrap_or(0.0),
+        corrupt: a.corrupt.unwrap_or(0.0),
+        corrupt_fix_checksum: a.corrupt_fix_checksum,
+        rate_bps: a.link_rate,
+        queue_limit: a.queue.unwrap_or(0),
+    })
+}
+
+/// `sockbench link`'s settings.
+pub fn link_settings(a: &LinkArgs) -> Result<LinkSettings> {
+    let a_to_b = impairment(&a.impair)?;
+    let b_to_a = if a.symmetric {
+        a_to_b.clone()
+    } else {
+        Impairment::default()
+    };
+    if a.a_netns == a.b_netns {
+        return Err(usage(format!(
+            "both sides are in {}: give --a-netns and --b-netns two different namespaces \
+             (create them with `ip netns add`, or use scripts/lab.sh up --emulator)",
+            a.a_netns
+                .as_deref()
+                .map_or("this network namespace".to_string(), |n| format!(
+                    "namespace {n}"
+                ))
+        )));
+    }
+    if a.duration == Some(Duration::ZERO) {
+        return Err(usage(
+            "--duration 0 would stop at once: give e.g. --duration 30s, or leave it out to run until Ctrl-C",
+        ));
+    }
+    if let Some(out) = &a.out {
+        check_out_dir("--out", out)?;
+    }
+    Ok(LinkSettings {
+        a_to_b,
+        b_to_a,
+        seed: a.impair.seed,
+        a_netns: a.a_netns.clone(),
+        a_dev: a.a_dev.clone(),
+        a_addr: a.a_addr,
+        b_netns: a.b_netns.clone(),
+        b_dev: a.b_dev.clone(),
+        b_addr: a.b_addr,
+        out: a.out.clone(),
+        label: a.label.clone(),
+        duration: a.duration,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// compare
+
+/// Where compare was asked to run; whether the lab can be built is decided when it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathRequest {
+    /// `--loopback`.
+    Loopback,
+    /// No impairment flag: the lab with compare's default impairment where it can be built, else loopback.
+    Auto,
+    /// Impairment flags: the lab with this impairment, or a usage error where the lab cannot be built.
+    Impaired(Impairment),
+}
+
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    pub traffic: Traffic,
+    pub output: Output,
+    pub path: PathRequest,
+    /// `--seed`; a fresh one is drawn (and printed) when the lab runs without it.
+    pub seed: Option<u64>,
+}
+
+impl CompareConfig {
+    pub fn from_args(a: &CompareArgs) -> Result<CompareConfig> {
+        let traffic = traffic(&a.traffic, a.output.per_message, None, COMPARE_COUNT)?;
+        // Validate the impairment first: a typo is reported as such, whatever the path.
+        let asked = a.impair.any_given();
+        let impairment = impairment(&a.impair)?;
+        let path = match (a.loopback, asked) {
+            (true, true) => {
+                return Err(usage(
+                    "--loopback runs without the lab, so impairment flags cannot apply: drop --loopback to \
+                     impair the private lab's link (needs root), or drop the impairment flags",
+                ))
+            }
+            (true, false) if a.impair.seed.is_some() => {
+                return Err(usage(
+                    "--seed seeds the lab's impairment and --loopback has none: drop one of them",
+                ))
+            }
+            (true, false) => PathRequest::Loopback,
+            (false, true) => PathRequest::Impaired(impairment),
+            (false, false) => PathRequest::Auto,
+        };
+        Ok(CompareConfig {
+            traffic,
+            output: Output::from_args(&a.output)?,
+            path,
+            seed: a.impair.seed,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Experiments
+
+/// `sockbench backlog`'s settings.
+#[derive(Debug, Clone)]
+pub struct BacklogConfig {
+    pub backlog: u32,
+    pub clients: u32,
+    pub hold: Duration,
+    pub listen: SocketAddr,
+    pub connect_timeout: Duration,
+    pub out: Option<PathBuf>,
+}
+
+impl BacklogConfig {
+    pub fn from_args(a: &BacklogArgs) -> Result<BacklogConfig> {
+        let cfg = BacklogConfig {
+            backlog: a.backlog,
+            clients: a.clients,
+            hold: a.hold,
+            listen: a.listen,
+            connect_timeout: a.connect_timeout,
+            out: a.out.clone(),
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// The bounds that keep every run short; also checked when a test builds the settings by hand.
+    pub fn check(&self) -> Result<()> {
+        let max = humantime::format_duration(BACKLOG_MAX_WAIT);
+        if self.hold > BACKLOG_MAX_WAIT {
+            return Err(usage(format!(
+                "--hold {} is too long: give at most {max}",
+                humantime::format_duration(self.hold)
+            )));
+        }
+        if self.connect_timeout.is_zero() || self.connect_timeout > BACKLOG_MAX_WAIT {
+            return Err(usage(format!(
+                "--connect-timeout {} must be between 1ms and {max}",
+                humantime::format_duration(self.connect_timeout)
+            )));
+        }
+        if let Some(out) = &self.out {
+            check_out_dir("--out", out)?;
+        }
+        Ok(())
+    }
+}
+
+/// `sockbench ports`'s settings.
+#[derive(Debug, Clone)]
+pub struct PortsConfig {
+    pub receivers: u16,
+    pub sessions: u16,
+    pub listen: SocketAddr,
+}
+
+impl PortsConfig {
+    pub fn from_args(a: &PortsArgs) -> PortsConfig {
+        PortsConfig {
+            receivers: a.receivers,
+            sessions: a.sessions,
+            listen: a.listen,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pacing::Pacer;
+    use clap::{CommandFactory, Parser};
 
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(split_host_port("example.org"), Some(("example.org", None)));
-        assert_eq!(split_host_port("10.1.2.3:99"), Some(("10.1.2.3", Some(99))));
-        assert_eq!(split_host_port("[::1]:5301"), Some(("::1", Some(5301))));
-        assert_eq!(split_host_port("::1"), Some(("::1", None)));
-        assert_eq!(split_host_port("h:notaport"), None);
-        assert_eq!(resolve("[::1]:7", 1).unwrap(), "[::1]:7".parse().unwrap());
-        assert_eq!(
-            resolve("127.0.0.1", 5301).unwrap(),
-            "127.0.0.1:5301".parse().unwrap()
-        );
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("sockbench").chain(args.iter().copied())).unwrap()
+    }
+
+    fn config(args: &[&str]) -> Result<Config> {
+        Config::from_cli(&cli(args))
+    }
+
+    fn refused(args: &[&str]) -> String {
+        config(args).expect_err("should be refused").0
+    }
+
+    fn send(args: &[&str]) -> SendConfig {
+        let mut all = vec!["udp", "send", "127.0.0.1", "--out", "/tmp"];
+        all.extend_from_slice(args);
+        match config(&all).unwrap() {
+            Config::Send(s) => s,
+            c => panic!("{c:?}"),
+        }
     }
 
     #[test]
-    fn cross_flag_rules() {
-        let base = TrafficArgs::default();
-        let t = Traffic::from_args(&base, false, Some(Protocol::Udp), DEFAULT_COUNT).unwrap();
+    fn traffic_defaults_and_cross_flag_rules() {
+        let t = send(&[]).traffic;
+        assert_eq!(t, Traffic::default());
         assert_eq!((t.count, t.rate, t.size), (10_000, 1000.0, 64));
-        let small = TrafficArgs {
-            size: Some(SizeSpec::Fixed(20)),
-            ..base.clone()
-        };
-        assert!(Traffic::from_args(&small, false, Some(Protocol::Udp), 1).is_err());
-        let big = TrafficArgs {
-            size: Some(SizeSpec::Fixed(70_000)),
-            ..base.clone()
-        };
-        assert!(Traffic::from_args(&big, false, Some(Protocol::Udp), 1).is_err());
-        assert!(Traffic::from_args(&big, false, Some(Protocol::Tcp), 1).is_ok());
-        let echo = TrafficArgs {
-            size: Some(SizeSpec::Fixed(48)),
-            echo: true,
-            ..base.clone()
-        };
-        assert!(Traffic::from_args(&echo, false, Some(Protocol::Tcp), 1).is_err());
+        assert!(refused(&["udp", "send", "h", "--size", "20"]).contains("--size 48 or more"));
+        assert!(refused(&["udp", "send", "h", "--size", "70000"]).contains("smaller --size"));
+        assert!(refused(&["tcp", "send", "h", "--size", "48", "--echo"]).contains("--size 64"));
+        assert!(refused(&["udp", "send", "h", "--duration", "0"]).contains("--duration 0"));
+        let big = send_tcp(&["--size", "70000"]);
+        assert_eq!(big.traffic.size, 70_000);
+    }
+
+    fn send_tcp(args: &[&str]) -> SendConfig {
+        let mut all = vec!["tcp", "send", "127.0.0.1", "--out", "/tmp"];
+        all.extend_from_slice(args);
+        match config(&all).unwrap() {
+            Config::Send(s) => s,
+            c => panic!("{c:?}"),
+        }
+    }
+
+    /// Issue 12 item 6: --duration alone is not cut short by the default count.
+    #[test]
+    fn duration_alone_is_not_cut_by_the_default_count() {
+        let t = send(&["--duration", "30s", "--rate", "5k"]).traffic;
+        assert_eq!(t.count, 150_000);
+        assert_eq!(t.expected_duration(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            send(&["--duration", "30s", "--rate", "0"]).traffic.count,
+            u64::MAX
+        );
+        assert_eq!(send(&["--duration", "1s", "--count", "5"]).traffic.count, 5);
+        assert_eq!(send(&["--rate", "5k"]).traffic.count, 10_000);
+        let p = send(&["--duration", "10s", "--schedule", "poisson"]).traffic;
+        assert_eq!(p.count, 10 + 10_000 + 1000);
+        match config(&["compare", "--loopback", "--duration", "2s", "--out", "/tmp"]).unwrap() {
+            Config::Compare(c) => assert_eq!(c.traffic.count, 2000),
+            c => panic!("{c:?}"),
+        }
+        match config(&["compare", "--loopback", "--out", "/tmp"]).unwrap() {
+            Config::Compare(c) => assert_eq!(c.traffic.count, COMPARE_COUNT),
+            c => panic!("{c:?}"),
+        }
+    }
+
+    /// The periodic count is exactly what the pacer starts before the duration ends.
+    #[test]
+    fn periodic_count_matches_the_pacer() {
+        for (rate, d) in [
+            (1000.0, Duration::from_secs(1)),
+            (3.0, Duration::from_secs(1)),
+            (7.0, Duration::from_millis(1001)),
+            (1e6 / 3.0, Duration::from_millis(10)),
+            (0.01, Duration::from_secs(150)),
+            (1e9, Duration::from_nanos(1500)),
+        ] {
+            let mut p = Pacer::new(rate, Schedule::Periodic, 1);
+            let mut n = 0u64;
+            while Duration::from_nanos(p.peek()) < d {
+                p.advance();
+                n += 1;
+            }
+            assert_eq!(count_within(rate, Schedule::Periodic, d), n, "{rate} {d:?}");
+        }
     }
 
     #[test]
-    fn mixed_sizes_are_deterministic_and_in_range() {
-        let a = TrafficArgs {
-            size: Some(SizeSpec::Range(1, 1400)),
-            ..TrafficArgs::default()
+    fn caps_come_from_caps_default() {
+        let d = Caps::default();
+        let Config::Recv(r) = config(&["tcp", "recv"]).unwrap() else {
+            panic!()
         };
-        let t = Traffic::from_args(&a, false, Some(Protocol::Tcp), 10).unwrap();
-        assert_eq!((t.size, t.min_size()), (1400, wire::HEADER_LEN));
-        let sizes: Vec<usize> = (0..1000).map(|s| t.size_of(7, s)).collect();
-        assert!(sizes
-            .iter()
-            .all(|&n| (wire::HEADER_LEN..=1400).contains(&n)));
-        assert!(
-            sizes.iter().collect::<std::collections::HashSet<_>>().len() > 500,
-            "spread over the range"
-        );
         assert_eq!(
-            sizes,
-            (0..1000).map(|s| t.size_of(7, s)).collect::<Vec<_>>()
+            (
+                r.caps.max_duration,
+                r.caps.max_rate,
+                r.caps.max_size,
+                r.caps.max_sessions
+            ),
+            (d.max_duration, d.max_rate, d.max_size, d.max_sessions)
         );
-        let l = TrafficArgs {
-            size: Some(SizeSpec::List(vec![64, 512, 1400])),
-            ..TrafficArgs::default()
+        let Config::Recv(r) = config(&["tcp", "recv", "--max-rate", "5k"]).unwrap() else {
+            panic!()
         };
-        let t = Traffic::from_args(&l, false, Some(Protocol::Udp), 10).unwrap();
-        let seen: std::collections::HashSet<usize> = (0..200).map(|s| t.size_of(1, s)).collect();
-        assert_eq!(seen, [64, 512, 1400].into_iter().collect());
-        let same = TrafficArgs {
-            size: Some(SizeSpec::List(vec![100, 100])),
-            ..TrafficArgs::default()
+        assert_eq!(
+            (r.caps.max_rate, r.caps.max_sessions),
+            (5000.0, d.max_sessions)
+        );
+        // The help names the same defaults.
+        let help = Cli::command()
+            .find_subcommand_mut("tcp")
+            .unwrap()
+            .find_subcommand_mut("recv")
+            .unwrap()
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for default in [
+            format!("[default: {}]", humantime::format_duration(d.max_duration)),
+            format!("[default: {}M]", d.max_rate / 1e6),
+            format!("[default: {}]", d.max_size),
+            format!("[default: {}]", d.max_sessions),
+        ] {
+            assert!(help.contains(&default), "help should say {default}: {help}");
+        }
+        let t = Traffic::default();
+        let help = Cli::command()
+            .find_subcommand_mut("udp")
+            .unwrap()
+            .find_subcommand_mut("send")
+            .unwrap()
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for default in [
+            format!("[default: {}; compare: {COMPARE_COUNT};", t.count),
+            format!("[default: {}]", t.rate),
+            format!("[default: {}]", t.size),
+            format!("[default: {}]", t.schedule.name()),
+        ] {
+            assert!(help.contains(&default), "help should say {default}: {help}");
+        }
+    }
+
+    #[test]
+    fn max_rate_zero_is_refused() {
+        let e = refused(&["tcp", "recv", "--max-rate", "0"]);
+        assert!(
+            e.contains("--max-rate 0") && e.contains("e.g. --max-rate 1M"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listen_port_alone_is_every_address() {
+        let Config::Recv(r) = config(&["tcp", "recv", "--listen", "5300"]).unwrap() else {
+            panic!()
         };
-        assert_eq!(Traffic::from_args(&same, false, None, 1).unwrap().mix, None);
+        assert_eq!(r.listen, "0.0.0.0:5300".parse().unwrap());
+        let Config::Recv(r) = config(&["udp", "recv", "--listen", "[::1]:7"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.listen, "[::1]:7".parse().unwrap());
+        let Config::Recv(r) = config(&["udp", "recv", "--listen", "127.0.0.1"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.listen, "127.0.0.1:5301".parse().unwrap());
+    }
+
+    #[test]
+    fn impairment_rules() {
+        let imp = |args: &[&str]| {
+            let mut all = vec!["compare", "--out", "/tmp"];
+            all.extend_from_slice(args);
+            match config(&all) {
+                Ok(Config::Compare(c)) => Ok(c),
+                Ok(c) => panic!("{c:?}"),
+                Err(e) => Err(e.0),
+            }
+        };
+        let c = imp(&[
+            "--loss", "5%", "--delay", "20ms", "--jitter", "5ms", "--seed", "9",
+        ])
+        .unwrap();
+        let PathRequest::Impaired(i) = &c.path else {
+            panic!("{:?}", c.path)
+        };
+        assert_eq!(i.describe(), "loss 5%, delay 20ms ± 5ms");
+        assert_eq!(c.seed, Some(9));
+        assert_eq!(imp(&[]).unwrap().path, PathRequest::Auto);
+        assert_eq!(imp(&["--loopback"]).unwrap().path, PathRequest::Loopback);
+        assert!(imp(&["--loopback", "--loss", "5%"])
+            .unwrap_err()
+            .contains("--loopback"));
+        assert!(imp(&["--loopback", "--seed", "5"])
+            .unwrap_err()
+            .contains("--seed"));
+        assert!(imp(&["--queue", "10"]).unwrap_err().contains("--link-rate"));
+        assert!(imp(&["--loss", "1%", "--gemodel", "1,30"])
+            .unwrap_err()
+            .contains("only one"));
+        assert!(imp(&["--delay", "2h"]).unwrap_err().contains("at most 1h"));
+        assert!(imp(&["--reorder-gap", "3"])
+            .unwrap_err()
+            .contains("--reorder-gap needs --reorder"));
+        let c = imp(&[
+            "--gemodel",
+            "1%,30%",
+            "--jitter",
+            "1ms",
+            "--jitter-dist",
+            "normal",
+        ])
+        .unwrap();
+        let PathRequest::Impaired(i) = &c.path else {
+            panic!()
+        };
+        assert_eq!(i.gemodel.map(|g| (g.p, g.r)), Some((0.01, 0.3)));
+        assert_eq!(i.jitter_dist, JitterDist::Normal);
+    }
+
+    /// The `impairment` column holds flags that, given again, make the same impairment.
+    #[test]
+    fn recorded_flags_repeat_the_impairment() {
+        let impaired = |flags: &[&str]| {
+            let mut all = vec!["compare", "--out", "/tmp"];
+            all.extend_from_slice(flags);
+            match config(&all).unwrap() {
+                Config::Compare(CompareConfig {
+                    path: PathRequest::Impaired(i),
+                    ..
+                }) => i,
+                c => panic!("{c:?}"),
+            }
+        };
+        for flags in [
+            &[
+                "--loss",
+                "7%",
+                "--loss-correlation",
+                "25%",
+                "--delay",
+                "1.5ms",
+                "--jitter",
+                "250us",
+                "--jitter-dist",
+                "normal",
+                "--reorder",
+                "0.1%",
+                "--reorder-gap",
+                "3",
+                "--duplicate",
+                "0.5%",
+                "--corrupt",
+                "0.01%",
+                "--corrupt-fix-checksum",
+                "--link-rate",
+                "10mbit",
+                "--queue",
+                "100",
+            ][..],
+            &[
+                "--gemodel",
+                "1%,30%",
+                "--link-rate",
+                "1500kbit",
+                "--delay",
+                "2s",
+            ],
+            &["--loss", "33.3333%", "--jitter", "7ms"],
+        ] {
+            let first = impaired(flags);
+            let recorded = first.to_flags();
+            let again = impaired(&recorded.split_whitespace().collect::<Vec<_>>());
+            assert_eq!(again, first, "{recorded}");
+        }
+    }
+
+    #[test]
+    fn link_settings_rules() {
+        let e = refused(&["link", "--loss", "5%"]);
+        assert!(e.contains("--a-netns and --b-netns"), "{e}");
+        let Config::Link(l) = config(&[
+            "link",
+            "--a-netns",
+            "a",
+            "--b-netns",
+            "b",
+            "--loss",
+            "5%",
+            "--symmetric",
+            "--seed",
+            "3",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (l.a_to_b.loss, l.b_to_a.loss, l.seed),
+            (0.05, 0.05, Some(3))
+        );
+        assert!(refused(&["link", "--a-netns", "a", "--duration", "0"]).contains("--duration 0"));
+    }
+
+    #[test]
+    fn backlog_bounds_are_usage_errors() {
+        assert!(refused(&["backlog", "--hold", "20m"]).contains("--hold 20m is too long"));
+        assert!(refused(&["backlog", "--connect-timeout", "0"]).contains("between 1ms"));
+        let Config::Backlog(b) = config(&["backlog", "--listen", "5999"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.listen, "0.0.0.0:5999".parse().unwrap());
+    }
+
+    #[test]
+    fn out_dir_is_checked_without_creating_anything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("a/b/c");
+        check_out_dir("--out", &deep).unwrap();
+        assert!(!tmp.path().join("a").exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let e = check_out_dir("--out", &file.join("sub")).unwrap_err().0;
+        assert!(
+            e.contains("is not a directory") && e.contains("choose a directory you can write"),
+            "{e}"
+        );
+        let e = check_out_dir("--out", &file).unwrap_err().0;
+        assert!(e.starts_with("cannot write to --out"), "{e}");
     }
 }

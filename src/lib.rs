@@ -12,6 +12,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod experiments;
+pub mod grammar;
 pub mod lab;
 pub mod link;
 pub mod pacing;
@@ -29,8 +30,8 @@ use std::io::Write;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, Role};
-use crate::config::{RecvConfig, SendConfig};
+use crate::cli::Cli;
+use crate::config::{Config, RecvConfig, SendConfig};
 use crate::driver::{receiver, sender};
 use crate::error::{Outcome, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
 use crate::traffic::Protocol;
@@ -71,13 +72,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
                     EXIT_USAGE
                 }
                 _ => {
-                    let text = e.to_string();
-                    let first = text
-                        .lines()
-                        .next()
-                        .unwrap_or("bad arguments")
-                        .trim_start_matches("error: ");
-                    eprintln!("sockbench: {first} (see --help)");
+                    eprintln!("sockbench: {} (see --help)", clap_one_line(&e));
                     EXIT_USAGE
                 }
             };
@@ -86,6 +81,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     match run(cli) {
         Ok(Outcome::Done) => EXIT_OK,
         Ok(Outcome::Interrupted) => EXIT_INTERRUPTED,
+        Err(e) if error::is_stdout_closed(&e) => EXIT_OK,
         Err(e) => {
             eprintln!("sockbench: {}", error::one_line(&e));
             error::exit_code(&e)
@@ -93,83 +89,111 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
 }
 
-/// Run a parsed command line.
+/// clap's message on one line, keeping what makes its point: the missing argument's name on the line after
+/// the heading, a "tip: a similar subcommand exists", the usage. Only the pointer to --help is dropped (we
+/// add our own).
+fn clap_one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        let lowered;
+        let line = match line.strip_prefix("Usage: ") {
+            Some(u) => {
+                lowered = format!("usage: {u}");
+                lowered.as_str()
+            }
+            None => line,
+        };
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    if out.is_empty() {
+        "bad arguments".into()
+    } else {
+        out
+    }
+}
+
+/// Run a parsed command line: settings first (every usage error before anything starts), then the run.
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {
-        Command::Tcp { role } => run_role(Protocol::Tcp, role),
-        Command::Udp { role } => run_role(Protocol::Udp, role),
-        Command::Compare(a) => compare::run(&a),
-        Command::Link(a) => {
+    match Config::from_cli(&cli)? {
+        Config::Send(cfg) => run_send(&cfg),
+        Config::Recv(cfg) => run_recv(cfg),
+        Config::Compare(cfg) => compare::run(&cfg),
+        Config::Link(settings) => {
             cancel::install_ctrl_c();
-            link::run_cli(&a, cancel::process())?;
+            let counts = link::run(&settings, cancel::process())?;
+            write!(error::stdout(), "{}", counts.table())?;
             Ok(if cancel::interrupted() {
                 Outcome::Interrupted
             } else {
                 Outcome::Done
             })
         }
-        Command::Ports(a) => {
-            let report = experiments::share::run(&a)?;
-            report.print(&mut std::io::stdout().lock())?;
+        Config::Ports(cfg) => {
+            let report = experiments::share::run(&cfg)?;
+            report.print(&mut error::stdout())?;
             Ok(Outcome::Done)
         }
-        Command::Backlog(a) => {
-            experiments::backlog::execute(&a, &mut std::io::stdout().lock())?;
+        Config::Backlog(cfg) => {
+            experiments::backlog::execute(&cfg, &mut error::stdout())?;
             Ok(Outcome::Done)
         }
     }
 }
 
-fn run_role(proto: Protocol, role: Role) -> anyhow::Result<Outcome> {
-    match role {
-        Role::Send(a) => {
-            let cfg = SendConfig::from_args(proto, &a)?;
-            let mut outputs = report::out::Outputs::open(&cfg.output.dir)?;
-            cancel::install_ctrl_c();
-            let run = report::out::RunInfo::new();
-            let out = sender::run_session(&cfg, &run, outputs.dir(), &cancel::process().child())?;
-            outputs.write(&[out.files()])?;
-            let mut stdout = std::io::stdout().lock();
-            writeln!(
-                stdout,
-                "sockbench {proto} send to {} (run {})",
-                cfg.peer_name, run.run_id
-            )?;
-            report::table::print(&mut stdout, &[&out.report], None)?;
-            if let Some(n) = &out.note {
-                writeln!(stdout, "incomplete: {n}")?;
-            }
-            writeln!(stdout, "CSV: {}", outputs.summary_path().display())?;
-            Ok(if out.interrupted {
-                Outcome::Interrupted
-            } else {
-                Outcome::Done
-            })
-        }
-        Role::Recv(a) => {
-            let cfg = RecvConfig::from_args(proto, &a)?;
-            cancel::install_ctrl_c();
-            let receiver = receiver::Receiver::bind(cfg.clone(), cancel::process().child(), false)?;
-            eprintln!(
-                "sockbench {proto} recv: listening on {} ({}){}",
-                receiver.local_addr(),
-                match proto {
-                    Protocol::Tcp => "TCP: control and data",
-                    Protocol::Udp => "UDP data, TCP control on the same port number",
-                },
-                if cfg.once {
-                    "; exits after one session"
-                } else {
-                    "; Ctrl-C to stop"
-                }
-            );
-            let s = receiver.serve()?;
-            let _ = s;
-            Ok(if cancel::interrupted() {
-                Outcome::Interrupted
-            } else {
-                Outcome::Done
-            })
-        }
+fn run_send(cfg: &SendConfig) -> anyhow::Result<Outcome> {
+    let proto = cfg.protocol;
+    let mut outputs = report::out::Outputs::open(&cfg.output.dir)?;
+    cancel::install_ctrl_c();
+    let run = report::out::RunInfo::new();
+    let out = sender::run_session(cfg, &run, outputs.dir(), &cancel::process().child())?;
+    outputs.write(&[out.files()])?;
+    let mut stdout = error::stdout();
+    writeln!(
+        stdout,
+        "sockbench {proto} send to {} (run {})",
+        cfg.peer_name, run.run_id
+    )?;
+    report::table::print(&mut stdout, &[&out.report], None)?;
+    if let Some(n) = &out.note {
+        writeln!(stdout, "incomplete: {n}")?;
     }
+    writeln!(stdout, "CSV: {}", outputs.summary_path().display())?;
+    Ok(if out.interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Done
+    })
+}
+
+fn run_recv(cfg: RecvConfig) -> anyhow::Result<Outcome> {
+    let proto = cfg.protocol;
+    cancel::install_ctrl_c();
+    let receiver = receiver::Receiver::bind(cfg.clone(), cancel::process().child(), false)?;
+    eprintln!(
+        "sockbench {proto} recv: listening on {} ({}){}",
+        receiver.local_addr(),
+        match proto {
+            Protocol::Tcp => "TCP: control and data",
+            Protocol::Udp => "UDP data, TCP control on the same port number",
+        },
+        if cfg.once {
+            "; exits after one session"
+        } else {
+            "; Ctrl-C to stop"
+        }
+    );
+    receiver.serve()?;
+    Ok(if cancel::interrupted() {
+        Outcome::Interrupted
+    } else {
+        Outcome::Done
+    })
 }

@@ -49,9 +49,12 @@ fn bind_error(
     e: io::Error,
     proto: crate::experiments::ports::Proto,
     addr: SocketAddr,
+    reuse_port: bool,
 ) -> anyhow::Error {
     if e.kind() == io::ErrorKind::AddrInUse {
-        usage(crate::experiments::ports::addr_in_use_message(proto, addr))
+        usage(crate::experiments::ports::addr_in_use_message(
+            proto, addr, reuse_port,
+        ))
     } else if e.kind() == io::ErrorKind::AddrNotAvailable {
         usage(format!("cannot listen on {addr}: no interface of this host has that address; use --listen 0.0.0.0:{}", addr.port()))
     } else if e.kind() == io::ErrorKind::PermissionDenied {
@@ -149,7 +152,7 @@ pub fn tcp_listener(
         || s.bind(&addr.into()),
         |_| format!("0 (bound {})", local(&s)),
     )
-    .map_err(|e| bind_error(e, proto, addr))?;
+    .map_err(|e| bind_error(e, proto, addr, reuse_port))?;
     tr.call(
         "listen",
         fd,
@@ -157,7 +160,7 @@ pub fn tcp_listener(
         || s.listen(backlog),
         |_| "0".into(),
     )
-    .map_err(|e| bind_error(e, proto, addr))?;
+    .map_err(|e| bind_error(e, proto, addr, reuse_port))?;
     Ok(s.into())
 }
 
@@ -177,7 +180,7 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
         || s.bind(&addr.into()),
         |_| format!("0 (bound {})", local(&s)),
     )
-    .map_err(|e| bind_error(e, crate::experiments::ports::Proto::Udp, addr))?;
+    .map_err(|e| bind_error(e, crate::experiments::ports::Proto::Udp, addr, false))?;
     // As root, SO_RCVBUFFORCE passes net.core.rmem_max; otherwise the kernel clamps SO_RCVBUF, and we say so.
     if traced_opt(tr, fd, "SO_RCVBUFFORCE", SO_RCVBUFFORCE, UDP_RCVBUF as i32).is_err() {
         traced_opt(tr, fd, "SO_RCVBUF", libc::SO_RCVBUF, UDP_RCVBUF as i32)?;

@@ -28,51 +28,26 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::ports;
+use crate::config::{self, BacklogConfig};
 
 /// Name of the CSV file written into `--out`.
 pub const CSV_FILE: &str = "backlog.csv";
 /// Version of the CSV columns below; bump when a column changes meaning or is removed.
 pub const CSV_SCHEMA_VERSION: u32 = 1;
 
-/// Longest accepted `--hold` / `--connect-timeout`: keeps every run bounded in wall-clock time.
-const MAX_WAIT: Duration = Duration::from_secs(600);
 /// Extra time the server keeps accepting after the last client deadline, for connections whose final ACK
 /// was dropped and that only arrive with a retransmitted SYN-ACK.
 const GRACE: Duration = Duration::from_secs(2);
 /// The RTO a SYN starts with (RFC 6298 §2.1, Linux TCP_TIMEOUT_INIT). Used only as a fallback when TCP_INFO
 /// is unavailable: a connect slower than 90% of it must have waited for a retransmission.
 const INITIAL_RTO: Duration = Duration::from_secs(1);
-
-/// Fill a listen queue and watch what the kernel does with the connections that do not fit.
-#[derive(clap::Args, Debug, Clone)]
-pub struct BacklogArgs {
-    /// Backlog passed to listen(2). Linux clamps it to net.core.somaxconn and queues backlog+1 connections.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=65535))]
-    pub backlog: u32,
-    /// Number of clients that call connect(2) at the same moment.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub clients: u32,
-    /// How long the server waits after listen(2) before its first accept(2), e.g. 2s, 1500ms.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub hold: Duration,
-    /// Address the server binds; port 0 lets the OS pick a free port. Clients connect to it (0.0.0.0 and ::
-    /// are reached through loopback).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
-    /// A client still not connected after this long gives up and is reported as failed.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
-    /// Directory for `backlog.csv` (one row per client). Created if missing.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
 
 /// What the kernel did with one client's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,13 +405,14 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 /// Run the experiment, print the table to `out`, and write `backlog.csv` into `--out` if given.
 /// The CSV file is created before the run so a bad path fails early.
-pub fn execute(args: &BacklogArgs, out: &mut dyn Write) -> anyhow::Result<BacklogReport> {
+pub fn execute(args: &BacklogConfig, out: &mut dyn Write) -> anyhow::Result<BacklogReport> {
     let csv_file = match &args.out {
         Some(dir) => {
-            fs::create_dir_all(dir).with_context(|| format!("creating --out {}", dir.display()))?;
             let path = dir.join(CSV_FILE);
-            let f =
-                fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            // The same advice as config's up-front check, for what it could not foresee (a race, a quota).
+            let advise = |e: io::Error| config::out_dir_error("--out", dir, &e.to_string());
+            fs::create_dir_all(dir).map_err(advise)?;
+            let f = fs::File::create(&path).map_err(advise)?;
             Some((path, f))
         }
         None => None,
@@ -469,21 +445,9 @@ impl Client {
 }
 
 /// Run the experiment. Ends within `hold + connect_timeout + 2 s` whatever the kernel does.
-pub fn run(args: &BacklogArgs) -> anyhow::Result<BacklogReport> {
-    if args.hold > MAX_WAIT {
-        bail!(
-            "--hold {} is too long; use at most {}",
-            humantime::format_duration(args.hold),
-            humantime::format_duration(MAX_WAIT)
-        );
-    }
-    if args.connect_timeout.is_zero() || args.connect_timeout > MAX_WAIT {
-        bail!(
-            "--connect-timeout {} must be between 1ms and {}",
-            humantime::format_duration(args.connect_timeout),
-            humantime::format_duration(MAX_WAIT)
-        );
-    }
+pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
+    // Settings built by hand (tests) get the same bounds as the command line.
+    args.check()?;
     let sys = Sysctls::read()?;
     let backlog = args.backlog;
     let effective_backlog = backlog.min(sys.somaxconn);
@@ -497,7 +461,11 @@ pub fn run(args: &BacklogArgs) -> anyhow::Result<BacklogReport> {
     .context("socket() for the server")?;
     if let Err(e) = listener.bind(&args.listen.into()) {
         if e.kind() == io::ErrorKind::AddrInUse {
-            bail!(ports::addr_in_use_message(ports::Proto::Tcp, args.listen));
+            return Err(crate::error::usage(ports::addr_in_use_message(
+                ports::Proto::Tcp,
+                args.listen,
+                false,
+            )));
         }
         return Err(e).with_context(|| format!("bind({})", args.listen));
     }
@@ -842,8 +810,8 @@ fn parse_netstat(text: &str, group: &str, name: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn args(backlog: u32, clients: u32, hold: Duration) -> BacklogArgs {
-        BacklogArgs {
+    fn args(backlog: u32, clients: u32, hold: Duration) -> BacklogConfig {
+        BacklogConfig {
             backlog,
             clients,
             hold,
@@ -957,7 +925,8 @@ mod tests {
     #[test]
     fn rejects_unbounded_waits() {
         let mut a = args(1, 1, Duration::from_secs(3600));
-        assert!(run(&a).is_err());
+        let e = run(&a).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USAGE, "{e}");
         a.hold = Duration::ZERO;
         a.connect_timeout = Duration::ZERO;
         assert!(run(&a).is_err());
@@ -968,24 +937,13 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut a = args(1, 1, Duration::ZERO);
         a.listen = l.local_addr().unwrap();
-        let err = run(&a).unwrap_err().to_string();
+        let err = run(&a).unwrap_err();
+        assert_eq!(
+            crate::error::exit_code(&err),
+            crate::error::EXIT_USAGE,
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(err.contains(&std::process::id().to_string()), "{err}");
-    }
-
-    #[test]
-    fn cli_args_parse() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            a: BacklogArgs,
-        }
-        let c = Cli::try_parse_from(["x", "--backlog", "3", "--hold", "1500ms"]).unwrap();
-        assert_eq!(c.a.backlog, 3);
-        assert_eq!(c.a.clients, 20);
-        assert_eq!(c.a.hold, Duration::from_millis(1500));
-        assert_eq!(c.a.connect_timeout, Duration::from_secs(10));
-        assert!(Cli::try_parse_from(["x", "--clients", "0"]).is_err());
-        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

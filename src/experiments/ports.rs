@@ -162,8 +162,9 @@ fn holder_for(pid: u32) -> Holder {
 }
 
 /// One line a user reads when bind fails with EADDRINUSE: names the port, the holder if found, and what to do
-/// (stop it, pick another port with --listen, or use --reuse-port to share).
-pub fn addr_in_use_message(proto: Proto, addr: SocketAddr) -> String {
+/// (stop it, pick another port with --listen, or use --reuse-port to share; when `reuse_port` was already
+/// given, why it did not help).
+pub fn addr_in_use_message(proto: Proto, addr: SocketAddr, reuse_port: bool) -> String {
     let p = proto.as_str();
     let port = addr.port();
     let ip = addr.ip();
@@ -181,9 +182,16 @@ pub fn addr_in_use_message(proto: Proto, addr: SocketAddr) -> String {
             )
         }
     };
+    let share = if reuse_port {
+        // SO_REUSEPORT shares a port only among sockets that all set it, owned by the same user.
+        "; --reuse-port was given, but the holder did not set SO_REUSEPORT or belongs to another user \
+         (every socket sharing a port must set it)"
+    } else {
+        ", or pass --reuse-port to share it"
+    };
     format!(
         "cannot bind {p} {addr}: port {port}/{p} is already in use, {who}; stop that process, \
-         pick another port with --listen {ip}:0 (the OS picks a free one), or pass --reuse-port to share it"
+         pick another port with --listen {ip}:0 (the OS picks a free one){share}"
     )
 }
 
@@ -247,11 +255,18 @@ mod tests {
         let h = who_holds(Proto::Tcp, addr.port()).expect("our listener is visible in /proc");
         assert_eq!(h.pid, std::process::id());
         assert!(!h.name.is_empty());
-        let msg = addr_in_use_message(Proto::Tcp, addr);
+        let msg = addr_in_use_message(Proto::Tcp, addr, false);
         assert!(msg.contains(&addr.port().to_string()), "{msg}");
         assert!(msg.contains(&std::process::id().to_string()), "{msg}");
         assert!(
-            msg.contains("--listen") && msg.contains("--reuse-port"),
+            msg.contains("--listen") && msg.contains("pass --reuse-port to share it"),
+            "{msg}"
+        );
+        // Already given: say why it did not help instead of advising it again.
+        let msg = addr_in_use_message(Proto::Tcp, addr, true);
+        assert!(!msg.contains("pass --reuse-port"), "{msg}");
+        assert!(
+            msg.contains("--reuse-port was given, but the holder did not set SO_REUSEPORT"),
             "{msg}"
         );
         // Our own fd maps to the same inode the table shows.
@@ -280,7 +295,7 @@ mod tests {
             .unwrap()
             .port();
         assert_eq!(who_holds(Proto::Tcp, port), None);
-        let msg = addr_in_use_message(Proto::Tcp, SocketAddr::from(([127, 0, 0, 1], port)));
+        let msg = addr_in_use_message(Proto::Tcp, SocketAddr::from(([127, 0, 0, 1], port)), false);
         assert!(msg.contains("cannot see"), "{msg}");
     }
 

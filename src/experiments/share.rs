@@ -10,26 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cancel::Cancel;
-use crate::config::{Output, RecvConfig, SendConfig};
+use crate::config::{Output, PortsConfig, RecvConfig, SendConfig};
 use crate::driver::receiver::{Receiver, ServeSummary};
 use crate::driver::sender;
 use crate::report::out::{OutDir, RunInfo};
 use crate::traffic::Schedule;
 use crate::traffic::{Protocol, Traffic, DEFAULT_SIZE};
-
-/// Flags of `sockbench ports`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct PortsArgs {
-    /// Receivers sharing one port with SO_REUSEPORT.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=16))]
-    pub receivers: u16,
-    /// TCP sessions to run against the shared port (each: a control and a data connection).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=500))]
-    pub sessions: u16,
-    /// Address to share (port 0: one the OS picks).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
-}
 
 /// What the experiment saw.
 pub struct PortsReport {
@@ -52,7 +38,7 @@ fn shared_cfg(addr: SocketAddr) -> RecvConfig {
     }
 }
 
-pub fn run(args: &PortsArgs) -> anyhow::Result<PortsReport> {
+pub fn run(args: &PortsConfig) -> anyhow::Result<PortsReport> {
     let stop = Cancel::new();
     // Independent receivers, as separate processes would be: nothing is shared but the port.
     let first = Receiver::bind(shared_cfg(args.listen), stop.clone(), true)?;

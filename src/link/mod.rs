@@ -12,19 +12,19 @@ mod pipeline;
 pub mod tun;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::cancel::Cancel;
-use anyhow::{bail, Context};
+use anyhow::Context;
 
+use crate::cancel::Cancel;
+
+pub use crate::grammar::Cidr;
 pub use counters::{Counts, LinkCounters};
-pub use impair::{GilbertElliott, ImpairArgs, Impairment, JitterDist};
+pub use impair::{GilbertElliott, Impairment, JitterDist};
 pub use tun::TunDevice;
 
 use counters::SharedCounters;
@@ -230,72 +230,24 @@ fn forward(
     pipe.finish();
 }
 
-/// An interface address with prefix length, e.g. `198.18.0.1/30`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("'{s}' needs a prefix length, e.g. 198.18.0.1/30"))?;
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("'{a}' is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = p
-            .parse()
-            .ok()
-            .filter(|&n| n <= max)
-            .ok_or_else(|| format!("'{p}' is not a prefix length (0..{max})"))?;
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// `sockbench link`: join two network namespaces with the emulator.
-#[derive(clap::Args, Debug, Clone)]
-pub struct LinkArgs {
-    #[command(flatten)]
-    pub impair: ImpairArgs,
-    /// Network namespace for side A (from `ip netns list`; default: this one)
-    #[arg(long, value_name = "NAME")]
+/// What `sockbench link` runs: built and checked by `config` from the flags.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub a_to_b: Impairment,
+    pub b_to_a: Impairment,
+    /// None: a fresh seed, printed.
+    pub seed: Option<u64>,
+    /// Network namespace of side A (None: this one); never the same as side B's.
     pub a_netns: Option<String>,
-    /// TUN device name on side A
-    #[arg(long, value_name = "DEV", default_value = "sbtun0")]
     pub a_dev: String,
-    /// Address of side A's TUN device
-    #[arg(long, value_name = "ADDR/LEN", default_value = "198.18.0.1/30")]
     pub a_addr: Cidr,
-    /// Network namespace for side B (default: this one; must differ from side A's)
-    #[arg(long, value_name = "NAME")]
     pub b_netns: Option<String>,
-    /// TUN device name on side B
-    #[arg(long, value_name = "DEV", default_value = "sbtun1")]
     pub b_dev: String,
-    /// Address of side B's TUN device
-    #[arg(long, value_name = "ADDR/LEN", default_value = "198.18.0.2/30")]
     pub b_addr: Cidr,
-    /// Impair both directions (default: A→B only, like netem on A's interface)
-    #[arg(long)]
-    pub symmetric: bool,
-    /// Write the counts to DIR/link.csv (rewritten every second and on exit)
-    #[arg(long, value_name = "DIR")]
+    /// Directory for link.csv (rewritten every second and on exit).
     pub out: Option<PathBuf>,
-    /// Label written into link.csv
-    #[arg(long, default_value = "link")]
     pub label: String,
-    /// Stop by itself after this long, e.g. 30s (default: run until interrupted)
-    #[arg(long, value_name = "TIME", value_parser = impair::parse_duration)]
+    /// Stop by itself after this long (None: when `stop` is set).
     pub duration: Option<Duration>,
 }
 
@@ -308,26 +260,11 @@ pub fn fresh_seed() -> u64 {
     crate::traffic::splitmix64(&mut x)
 }
 
-/// Run `sockbench link` until `stop` is set or `--duration` passes.
-pub fn run_cli(args: &LinkArgs, stop: &Cancel) -> anyhow::Result<()> {
-    let a_to_b = args.impair.to_impairment().map_err(anyhow::Error::msg)?;
-    let b_to_a = if args.symmetric {
-        a_to_b.clone()
-    } else {
-        Impairment::default()
-    };
-    if args.a_netns == args.b_netns {
-        bail!(
-            "both sides are in {}: give --a-netns and --b-netns two different namespaces \
-             (create them with `ip netns add`, or use scripts/lab.sh up --emulator)",
-            args.a_netns
-                .as_deref()
-                .map_or("this network namespace".to_string(), |n| format!(
-                    "namespace {n}"
-                ))
-        );
-    }
-    tun::check_privileges().map_err(anyhow::Error::msg)?;
+/// Run `sockbench link` until `stop` is set or the duration passes; returns the final counts.
+pub fn run(args: &LinkSettings, stop: &Cancel) -> anyhow::Result<LinkCounters> {
+    let (a_to_b, b_to_a) = (args.a_to_b.clone(), args.b_to_a.clone());
+    // Missing privilege is for the user to fix (run as root), like a bad flag: exit 2.
+    tun::check_privileges().map_err(crate::error::usage)?;
     // Open the output first, so a bad path fails before anything is built.
     let csv_path = match &args.out {
         Some(dir) => {
@@ -339,7 +276,7 @@ pub fn run_cli(args: &LinkArgs, stop: &Cancel) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let seed = args.impair.seed().unwrap_or_else(fresh_seed);
+    let seed = args.seed.unwrap_or_else(fresh_seed);
     let run_id = format!(
         "{}-{}",
         std::time::SystemTime::now()
@@ -391,30 +328,5 @@ pub fn run_cli(args: &LinkArgs, stop: &Cancel) -> anyhow::Result<()> {
         counts.write_csv(p, &run_id, &args.label)?;
         eprintln!("sockbench link: counts written to {}", p.display());
     }
-    print!("{}", counts.table());
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidr_parses() {
-        let c: Cidr = "198.18.0.1/30".parse().unwrap();
-        assert_eq!(c.to_string(), "198.18.0.1/30");
-        assert!("198.18.0.1".parse::<Cidr>().is_err());
-        assert!("198.18.0.1/33".parse::<Cidr>().is_err());
-    }
-
-    #[test]
-    fn link_args_help_is_consistent() {
-        use clap::CommandFactory;
-        #[derive(clap::Parser)]
-        struct T {
-            #[command(flatten)]
-            link: LinkArgs,
-        }
-        T::command().debug_assert();
-    }
+    Ok(counts)
 }

@@ -297,7 +297,7 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use super::super::impair::parse_gemodel;
+    use super::super::impair::GilbertElliott;
     use super::super::packet::tests::ipv4_udp;
     use super::super::packet::udp_checksum_ok;
     use super::*;
@@ -525,7 +525,12 @@ mod tests {
     #[test]
     fn ge_losses_counted_as_dropped() {
         let cfg = Impairment {
-            gemodel: Some(parse_gemodel("2%,25%").unwrap()),
+            gemodel: Some(GilbertElliott {
+                p: 0.02,
+                r: 0.25,
+                bad_loss: 1.0,
+                good_loss: 0.0,
+            }),
             ..Default::default()
         };
         let (c, out) = simulate(&cfg, 8, 10_000, Duration::from_micros(10));

@@ -97,6 +97,9 @@ pub struct SessionReport {
     /// whole message, and those that returned part of one. With `coalesced_reads` they add up to `recv_calls`.
     pub reads_one_message: u64,
     pub reads_partial_message: u64,
+    /// Appended: the impairment the run went through, as the flags that repeat it with its seed
+    /// (`--loss 5% --delay 10ms --seed 7`); empty when none (loopback, a receiver's own copy, a plain send).
+    pub impairment: String,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -210,6 +213,7 @@ impl SessionReport {
             complete,
             reads_one_message: m.reads_one_message,
             reads_partial_message: m.reads_partial,
+            impairment: String::new(),
         }
     }
 }
@@ -353,11 +357,12 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 52);
+        assert_eq!(cols.len(), 53);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
-            cols.last().map(String::as_str),
-            Some("reads_partial_message")
+            cols.iter().position(|c| c == "reads_partial_message"),
+            Some(51)
         );
+        assert_eq!(cols.last().map(String::as_str), Some("impairment"));
     }
 }

@@ -20,6 +20,7 @@ pub mod sender;
 pub mod signal;
 pub mod socket;
 pub mod stats;
+pub mod sys;
 pub mod tcp;
 pub mod trace;
 pub mod traffic;

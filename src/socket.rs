@@ -47,11 +47,11 @@ fn setsockopt_int(
 /// Turn "address in use" into a usage error that says what to do; other bind errors keep their cause.
 fn bind_error(
     e: io::Error,
-    proto: crate::experiments::ports::Proto,
+    proto: crate::sys::port_holder::Proto,
     addr: SocketAddr,
 ) -> anyhow::Error {
     if e.kind() == io::ErrorKind::AddrInUse {
-        usage(crate::experiments::ports::addr_in_use_message(proto, addr))
+        usage(crate::sys::port_holder::addr_in_use_message(proto, addr))
     } else if e.kind() == io::ErrorKind::AddrNotAvailable {
         usage(format!("cannot listen on {addr}: no interface of this host has that address; use --listen 0.0.0.0:{}", addr.port()))
     } else if e.kind() == io::ErrorKind::PermissionDenied {
@@ -141,7 +141,7 @@ pub fn tcp_listener(
         // Let [::] receivers take IPv4 senders too.
         let _ = s.set_only_v6(false);
     }
-    let proto = crate::experiments::ports::Proto::Tcp;
+    let proto = crate::sys::port_holder::Proto::Tcp;
     tr.call(
         "bind",
         fd,
@@ -177,7 +177,7 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
         || s.bind(&addr.into()),
         |_| format!("0 (bound {})", local(&s)),
     )
-    .map_err(|e| bind_error(e, crate::experiments::ports::Proto::Udp, addr))?;
+    .map_err(|e| bind_error(e, crate::sys::port_holder::Proto::Udp, addr))?;
     // As root, SO_RCVBUFFORCE passes net.core.rmem_max; otherwise the kernel clamps SO_RCVBUF, and we say so.
     if traced_opt(tr, fd, "SO_RCVBUFFORCE", SO_RCVBUFFORCE, UDP_RCVBUF as i32).is_err() {
         traced_opt(tr, fd, "SO_RCVBUF", libc::SO_RCVBUF, UDP_RCVBUF as i32)?;

@@ -19,7 +19,8 @@ pub fn poll(fds: &mut [PollFd], timeout: Duration) -> io::Result<usize> {
     }
 }
 
-/// Wait until `fd` is readable (or a listener has a connection), at most `timeout`.
+/// Wait until `fd` is readable (or a listener has a connection), at most `timeout`. An error or hang-up on the
+/// descriptor also ends the wait, so that the caller's read reports it instead of polling it again and again.
 pub fn wait_readable(fd: impl AsFd, timeout: Duration) -> bool {
     let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     poll(&mut p, timeout).is_ok_and(|n| n > 0) && p[0].revents().is_some_and(|r| !r.is_empty())

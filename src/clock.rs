@@ -12,16 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Wall-clock time in ns since the Unix epoch (CLOCK_REALTIME).
 #[inline]
 pub fn now_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_REALTIME always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    // time_t and c_long are 32-bit on some targets, hence the casts.
-    #[allow(clippy::unnecessary_cast)]
-    let ns = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
-    ns
+    crate::sys::time::realtime_ns()
 }
 
 /// One reading of both clocks: the monotonic one for intervals and deadlines, the wall clock (ns since the

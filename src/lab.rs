@@ -218,22 +218,8 @@ mod tests {
 
     /// SO_RCVBUFFORCE (root): a receive buffer above rmem_max, so a starved receiver thread
     /// on a busy machine does not lose datagrams after the link.
-    fn force_rcvbuf(s: &UdpSocket, bytes: libc::c_int) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: setsockopt with a valid fd and a c_int option value.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &bytes as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+    fn force_rcvbuf(s: &UdpSocket, bytes: usize) -> std::io::Result<()> {
+        crate::sys::socket::SockOpt::RcvBufForce(bytes).set(s)
     }
 
     /// The `Udp:` lines of this thread's namespace's /proc/net/snmp (InDatagrams, RcvbufErrors...).

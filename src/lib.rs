@@ -21,6 +21,7 @@ pub mod report;
 pub mod session;
 pub mod socket;
 pub mod stats;
+pub mod sys;
 pub mod trace;
 pub mod traffic;
 pub mod wire;

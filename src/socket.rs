@@ -1,60 +1,30 @@
-//! Socket set-up (socket2): buffers read back and clamping reported, kernel timestamps, drop counters,
-//! TCP_INFO, and batched datagram I/O (recvmmsg/sendmmsg) with buffers allocated once.
+//! Socket set-up (socket2), traced: buffers read back and clamping reported, kernel timestamps, drop
+//! counters, and the errors users read when bind or connect fails. The system calls beyond socket2 live in
+//! `crate::sys`; the batch I/O and connection probes the data path uses are re-exported from there.
 
 use std::io;
-use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol as SockProto, Socket, Type};
 
 use crate::error::usage;
+use crate::sys;
+use crate::sys::port_holder::{addr_in_use_message, Proto};
+use crate::sys::socket::SockOpt;
 use crate::trace::Tracer;
 
-// asm-generic socket option numbers (x86_64, aarch64, riscv): the libc crate does not export all of them at
-// its root for every target.
-const SO_RCVBUFFORCE: libc::c_int = 33;
-const SO_TIMESTAMPNS: libc::c_int = 35;
-const SO_RXQ_OVFL: libc::c_int = 40;
+pub use crate::sys::socket::peer_closed;
+pub use crate::sys::{wait_readable, Datagram, RecvBatch, SendBatch};
 
 /// Receive buffer we ask for on UDP receivers: room for bursts at high rates.
 pub const UDP_RCVBUF: usize = 8 << 20;
 
-fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: we pass a pointer to an int we own and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            &value as *const _ as *const libc::c_void,
-            size_of::<libc::c_int>() as u32,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// Turn "address in use" into a usage error that says what to do; other bind errors keep their cause.
-fn bind_error(
-    e: io::Error,
-    proto: crate::experiments::ports::Proto,
-    addr: SocketAddr,
-    reuse_port: bool,
-) -> anyhow::Error {
+fn bind_error(e: io::Error, proto: Proto, addr: SocketAddr, reuse_port: bool) -> anyhow::Error {
     if e.kind() == io::ErrorKind::AddrInUse {
-        usage(crate::experiments::ports::addr_in_use_message(
-            proto, addr, reuse_port,
-        ))
+        usage(addr_in_use_message(proto, addr, reuse_port))
     } else if e.kind() == io::ErrorKind::AddrNotAvailable {
         usage(format!("cannot listen on {addr}: no interface of this host has that address; use --listen 0.0.0.0:{}", addr.port()))
     } else if e.kind() == io::ErrorKind::PermissionDenied {
@@ -96,20 +66,13 @@ fn traced_socket(tr: &Tracer, addr: SocketAddr, ty: Type) -> io::Result<Socket> 
     )
 }
 
-/// One traced setsockopt of an int option.
-/// One traced SOL_SOCKET setsockopt of an int option.
-fn traced_opt(
-    tr: &Tracer,
-    fd: RawFd,
-    name: &str,
-    opt: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
+/// One traced SOL_SOCKET setsockopt.
+fn traced_opt(tr: &Tracer, s: &Socket, opt: SockOpt) -> io::Result<()> {
     tr.call(
         "setsockopt",
-        fd,
-        || format!("{name}={v}"),
-        || setsockopt_int(fd, libc::SOL_SOCKET, opt, v),
+        s.as_raw_fd(),
+        || opt.to_string(),
+        || opt.set(s),
         |_| "0".into(),
     )
 }
@@ -144,7 +107,7 @@ pub fn tcp_listener(
         // Let [::] receivers take IPv4 senders too.
         let _ = s.set_only_v6(false);
     }
-    let proto = crate::experiments::ports::Proto::Tcp;
+    let proto = Proto::Tcp;
     tr.call(
         "bind",
         fd,
@@ -180,14 +143,14 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
         || s.bind(&addr.into()),
         |_| format!("0 (bound {})", local(&s)),
     )
-    .map_err(|e| bind_error(e, crate::experiments::ports::Proto::Udp, addr, false))?;
+    .map_err(|e| bind_error(e, Proto::Udp, addr, false))?;
     // As root, SO_RCVBUFFORCE passes net.core.rmem_max; otherwise the kernel clamps SO_RCVBUF, and we say so.
-    if traced_opt(tr, fd, "SO_RCVBUFFORCE", SO_RCVBUFFORCE, UDP_RCVBUF as i32).is_err() {
-        traced_opt(tr, fd, "SO_RCVBUF", libc::SO_RCVBUF, UDP_RCVBUF as i32)?;
+    if traced_opt(tr, &s, SockOpt::RcvBufForce(UDP_RCVBUF)).is_err() {
+        traced_opt(tr, &s, SockOpt::RcvBuf(UDP_RCVBUF))?;
     }
     let granted = s.recv_buffer_size()?;
-    traced_opt(tr, fd, "SO_TIMESTAMPNS", SO_TIMESTAMPNS, 1)?;
-    traced_opt(tr, fd, "SO_RXQ_OVFL", SO_RXQ_OVFL, 1)?;
+    traced_opt(tr, &s, SockOpt::TimestampNs(true))?;
+    traced_opt(tr, &s, SockOpt::RxqOvfl(true))?;
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok((s.into(), granted))
 }
@@ -198,9 +161,9 @@ pub fn udp_sender(target: SocketAddr, tr: &Tracer) -> anyhow::Result<UdpSocket> 
     let s = traced_socket(tr, target, Type::DGRAM)?;
     let fd = s.as_raw_fd();
     // Room for bursts; best effort (the kernel may clamp them), so failures are traced, not fatal.
-    let _ = traced_opt(tr, fd, "SO_SNDBUF", libc::SO_SNDBUF, 4 << 20);
-    let _ = traced_opt(tr, fd, "SO_RCVBUF", libc::SO_RCVBUF, UDP_RCVBUF as i32);
-    traced_opt(tr, fd, "SO_TIMESTAMPNS", SO_TIMESTAMPNS, 1)?;
+    let _ = traced_opt(tr, &s, SockOpt::SndBuf(4 << 20));
+    let _ = traced_opt(tr, &s, SockOpt::RcvBuf(UDP_RCVBUF));
+    traced_opt(tr, &s, SockOpt::TimestampNs(true))?;
     let any: SocketAddr = if target.is_ipv6() {
         "[::]:0".parse()?
     } else {
@@ -265,264 +228,7 @@ pub fn connect_error(e: io::Error, target: SocketAddr) -> anyhow::Error {
 
 /// Retransmitted segments of a TCP connection so far (TCP_INFO tcpi_total_retrans).
 pub fn tcp_retransmits(s: &TcpStream) -> Option<u64> {
-    // SAFETY: getsockopt writes at most `len` bytes into the tcp_info we own.
-    unsafe {
-        let mut info: libc::tcp_info = zeroed();
-        let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut _ as *mut libc::c_void,
-            &mut len,
-        );
-        (rc == 0).then_some(info.tcpi_total_retrans as u64)
-    }
-}
-
-/// Has the peer closed (or reset) this connection? Non-blocking: looks at what is queued without taking it.
-pub fn peer_closed(s: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: recv into a one-byte buffer we own; MSG_PEEK|MSG_DONTWAIT neither consumes nor blocks.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            b.as_mut_ptr() as *mut libc::c_void,
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0
-        || (n < 0
-            && !matches!(
-                io::Error::last_os_error().kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ))
-}
-
-/// Wait until `fd` is readable (or a listener has a connection), at most `timeout`.
-pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one pollfd we own.
-    unsafe { libc::poll(&mut p, 1, timeout.as_millis().min(i32::MAX as u128) as i32) > 0 }
-}
-
-/// Make this thread's sleeps wake within ~1 µs of the deadline instead of the default 50 µs slack.
-pub fn tight_timer_slack() {
-    // SAFETY: prctl with PR_SET_TIMERSLACK takes a plain integer.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
-    }
-}
-
-const CMSG_SPACE: usize = 128;
-
-/// One received datagram out of a batch.
-pub struct Datagram<'a> {
-    pub data: &'a mut [u8],
-    pub from: Option<SocketAddr>,
-    /// Kernel receive time, CLOCK_REALTIME ns (SO_TIMESTAMPNS).
-    pub kernel_ns: Option<i64>,
-    /// The socket's cumulative drop counter when this datagram was queued (SO_RXQ_OVFL).
-    pub drops: Option<u32>,
-    /// The datagram was longer than the buffer.
-    pub truncated: bool,
-}
-
-/// recvmmsg with all buffers allocated once; the kernel fills up to `n` datagrams per call.
-pub struct RecvBatch {
-    bufs: Vec<u8>,
-    slot: usize,
-    iov: Vec<libc::iovec>,
-    names: Vec<libc::sockaddr_storage>,
-    ctrl: Vec<[u8; CMSG_SPACE]>,
-    hdrs: Vec<libc::mmsghdr>,
-}
-
-// SAFETY: the raw pointers inside point into the struct's own heap buffers, which move with it.
-unsafe impl Send for RecvBatch {}
-
-impl RecvBatch {
-    pub fn new(n: usize, slot: usize) -> RecvBatch {
-        let mut b = RecvBatch {
-            bufs: vec![0; n * slot],
-            slot,
-            iov: Vec::with_capacity(n),
-            // SAFETY: all-zero is a valid sockaddr_storage and mmsghdr.
-            names: vec![unsafe { zeroed() }; n],
-            ctrl: vec![[0; CMSG_SPACE]; n],
-            hdrs: Vec::with_capacity(n),
-        };
-        for i in 0..n {
-            b.iov.push(libc::iovec {
-                iov_base: b.bufs[i * slot..].as_mut_ptr() as *mut libc::c_void,
-                iov_len: slot,
-            });
-        }
-        for i in 0..n {
-            // SAFETY: zeroed mmsghdr, then pointers into our own buffers.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_iov = &mut b.iov[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_name = &mut b.names[i] as *mut _ as *mut libc::c_void;
-            h.msg_hdr.msg_control = b.ctrl[i].as_mut_ptr() as *mut libc::c_void;
-            b.hdrs.push(h);
-        }
-        b
-    }
-
-    /// Receive up to n datagrams: blocks for the first (bounded by the socket's read timeout), then takes what
-    /// is queued. Ok(0) on timeout.
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for (i, h) in self.hdrs.iter_mut().enumerate() {
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-            h.msg_hdr.msg_controllen = CMSG_SPACE as _;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
-            let _ = i;
-        }
-        // SAFETY: every header points into buffers owned by self, sized as declared.
-        let rc = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                self.hdrs.len() as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        Ok(rc as usize)
-    }
-
-    /// Datagram i of the last `recv`.
-    pub fn get(&mut self, i: usize) -> Datagram<'_> {
-        let h = &self.hdrs[i];
-        let len = (h.msg_len as usize).min(self.slot);
-        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        let mut kernel_ns = None;
-        let mut drops = None;
-        // SAFETY: the kernel wrote msg_controllen bytes of well-formed cmsgs into our control buffer.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
-            while !c.is_null() {
-                let data = libc::CMSG_DATA(c);
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_TIMESTAMPNS {
-                    let ts = std::ptr::read_unaligned(data as *const libc::timespec);
-                    kernel_ns = Some(ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64);
-                } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_RXQ_OVFL {
-                    drops = Some(std::ptr::read_unaligned(data as *const u32));
-                }
-                c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
-            }
-        }
-        let namelen = h.msg_hdr.msg_namelen;
-        let from = if namelen > 0 {
-            // SAFETY: the kernel wrote a sockaddr of namelen bytes into names[i].
-            unsafe { SockAddr::new(self.names[i], namelen) }.as_socket()
-        } else {
-            None
-        };
-        let data = &mut self.bufs[i * self.slot..i * self.slot + len];
-        Datagram {
-            data,
-            from,
-            kernel_ns,
-            drops,
-            truncated,
-        }
-    }
-}
-
-/// sendmmsg on a connected socket, with all buffers allocated once.
-pub struct SendBatch {
-    bufs: Vec<u8>,
-    slot: usize,
-    lens: Vec<usize>,
-    iov: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-}
-
-// SAFETY: as for RecvBatch.
-unsafe impl Send for SendBatch {}
-
-impl SendBatch {
-    /// `n` slots, each a copy of `template`.
-    pub fn new(n: usize, template: &[u8]) -> SendBatch {
-        let slot = template.len();
-        let mut bufs = Vec::with_capacity(n * slot);
-        for _ in 0..n {
-            bufs.extend_from_slice(template);
-        }
-        let mut b = SendBatch {
-            bufs,
-            slot,
-            lens: vec![slot; n],
-            iov: Vec::with_capacity(n),
-            hdrs: Vec::with_capacity(n),
-        };
-        for i in 0..n {
-            b.iov.push(libc::iovec {
-                iov_base: b.bufs[i * slot..].as_mut_ptr() as *mut libc::c_void,
-                iov_len: slot,
-            });
-        }
-        for i in 0..n {
-            // SAFETY: zeroed mmsghdr, then a pointer to our own iovec.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_iov = &mut b.iov[i];
-            h.msg_hdr.msg_iovlen = 1;
-            b.hdrs.push(h);
-        }
-        b
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.hdrs.len()
-    }
-
-    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
-        &mut self.bufs[i * self.slot..(i + 1) * self.slot]
-    }
-
-    /// Make slot i send only its first `len` bytes (mixed sizes); returns that prefix.
-    pub fn set_len(&mut self, i: usize, len: usize) -> &mut [u8] {
-        let len = len.min(self.slot);
-        self.lens[i] = len;
-        &mut self.bufs[i * self.slot..i * self.slot + len]
-    }
-
-    /// Send slots [from, to). Returns how many the kernel took (at least one) or the error of the first.
-    pub fn send(&mut self, fd: RawFd, from: usize, to: usize) -> io::Result<usize> {
-        for i in from..to {
-            self.iov[i].iov_len = self.lens[i];
-        }
-        loop {
-            // SAFETY: headers from..to point into our own buffers.
-            let rc = unsafe {
-                libc::sendmmsg(fd, self.hdrs[from..].as_mut_ptr(), (to - from) as u32, 0)
-            };
-            if rc >= 0 {
-                return Ok(rc as usize);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
+    sys::tcp_info(s).map(|i| u64::from(i.total_retrans))
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ impl Receiver {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Wake as soon as a connection arrives (a data connection waiting here would add its wait
                     // to the first messages' latency), and every 50 ms to notice a stop.
-                    socket::wait_readable(self.listener.as_raw_fd(), Duration::from_millis(50));
+                    socket::wait_readable(&self.listener, Duration::from_millis(50));
                 }
                 Err(e) => {
                     sh.log(format_args!("accept failed: {e}"));

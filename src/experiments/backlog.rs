@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::ports;
 use crate::config::{self, BacklogConfig};
+use crate::sys;
+use crate::sys::poll::{poll, PollFd, PollFlags};
 
 /// Name of the CSV file written into `--out`.
 pub const CSV_FILE: &str = "backlog.csv";
@@ -561,20 +563,12 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
             break;
         }
 
-        let mut fds: Vec<libc::pollfd> = pending
+        let mut fds: Vec<PollFd> = pending
             .iter()
-            .map(|&i| libc::pollfd {
-                fd: clients[i].socket.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            })
+            .map(|&i| PollFd::new(clients[i].socket.as_fd(), PollFlags::POLLOUT))
             .collect();
         if accepting {
-            fds.push(libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
         }
         let mut wake = hard_deadline;
         if !accepting {
@@ -583,27 +577,26 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
         if !pending.is_empty() {
             wake = wake.min(client_deadline);
         }
-        // +1 ms so we never spin on a timeout that rounds down to 0 just before a deadline.
-        let timeout_ms = wake.saturating_duration_since(now).as_millis().min(1000) as i32 + 1;
-        // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs for the call.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e).context("poll()");
-        }
+        // +1 ms so we never spin on a timeout that ends just before a deadline.
+        let timeout = wake
+            .saturating_duration_since(now)
+            .min(Duration::from_secs(1))
+            + Duration::from_millis(1);
+        // An interrupted wait returns 0 with no events: the loop looks again.
+        poll(&mut fds, timeout).context("poll()")?;
+        // The events as plain flags, so the clients can be changed below (unknown event bits count as ready).
+        let ready: Vec<bool> = fds.iter().map(|p| p.any().unwrap_or(true)).collect();
+        drop(fds);
         let t_us = start.elapsed().as_micros() as u64;
         for (k, &i) in pending.iter().enumerate() {
-            if fds[k].revents == 0 {
+            if !ready[k] {
                 continue;
             }
             let c = &mut clients[i];
             match c.socket.take_error() {
                 Ok(None) => {
                     c.connect_us = Some(t_us);
-                    c.syn_retransmits = tcp_total_retrans(c.socket.as_raw_fd());
+                    c.syn_retransmits = tcp_total_retrans(&c.socket);
                     // The client's request. Besides being realistic it matters: a SYN-cookie connection whose
                     // final ACK met a full accept queue exists only on the client, and this segment (carrying
                     // the cookie in its ACK field) is what lets the server rebuild it.
@@ -614,7 +607,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
                 Ok(Some(e)) | Err(e) => c.error = Some(format!("connect: {e}")),
             }
         }
-        if accepting && fds.last().is_some_and(|p| p.revents != 0) {
+        if accepting && ready.last() == Some(&true) {
             // Drain everything that is ready; bounded because each accept removes one queued connection
             // and at most `n` clients exist (plus strays, capped below).
             for _ in 0..(2 * n + 16) {
@@ -622,7 +615,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
                     Ok((s, peer)) => {
                         let t = start.elapsed().as_micros() as u64;
                         if let Some(p) = peer.as_socket() {
-                            let retx = tcp_total_retrans(s.as_raw_fd());
+                            let retx = tcp_total_retrans(&s);
                             accepted.entry(p.port()).or_insert((t, retx));
                         }
                         // Keep the server end open until the end so no FIN/RST disturbs clients still connecting.
@@ -637,7 +630,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
     }
     let elapsed = start.elapsed();
     for c in clients.iter_mut().filter(|c| c.connect_us.is_some()) {
-        c.total_retrans_end = tcp_total_retrans(c.socket.as_raw_fd());
+        c.total_retrans_end = tcp_total_retrans(&c.socket);
     }
     let overflows_after = netstat_counter("TcpExt", "ListenOverflows");
     let drops_after = netstat_counter("TcpExt", "ListenDrops");
@@ -764,32 +757,10 @@ fn connectable(bound: SocketAddr) -> SocketAddr {
     }
 }
 
-/// `tcpi_total_retrans` of a TCP socket. For a client right after connect it counts SYN retransmissions;
-/// for a freshly accepted socket the kernel copied in the SYN-ACK retransmissions of its request
-/// (tcp_create_openreq_child: `newtp->total_retrans = req->num_retrans`).
-#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-fn tcp_total_retrans(fd: RawFd) -> Option<u32> {
-    // SAFETY: tcp_info is plain old data, so all-zero is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` and `len` are valid for writes; the kernel writes at most `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    // An old kernel may return a shorter struct that stops before the field.
-    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_total_retrans) + 4;
-    (rc == 0 && len as usize >= needed).then_some(info.tcpi_total_retrans)
-}
-
-#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
-fn tcp_total_retrans(_fd: RawFd) -> Option<u32> {
-    None
+/// `tcpi_total_retrans` of a TCP socket: SYN retransmissions for a client right after connect, SYN-ACK
+/// retransmissions for a freshly accepted socket (see [`sys::TcpInfo`]).
+fn tcp_total_retrans(s: &Socket) -> Option<u32> {
+    sys::tcp_info(s).map(|i| i.total_retrans)
 }
 
 /// A counter from /proc/net/netstat, which pairs a header line (`TcpExt: A B ...`) with a value line.

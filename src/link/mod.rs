@@ -12,7 +12,6 @@ mod pipeline;
 pub mod tun;
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,6 +28,8 @@ pub use tun::TunDevice;
 
 use counters::SharedCounters;
 use pipeline::{Pipeline, BUF_SIZE};
+
+use crate::sys::wait_readable;
 
 /// Direction through the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,22 +161,6 @@ impl Drop for Link {
     }
 }
 
-/// Wait until `fd` is readable or `timeout` passes (nanosecond resolution).
-fn poll_readable(fd: i32, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-    rc > 0 && pfd.revents & libc::POLLIN != 0
-}
-
 /// The forwarding loop of one direction.
 fn forward(
     dir: Direction,
@@ -189,13 +174,12 @@ fn forward(
     let mut out = dst.file();
     let mut write = |b: &[u8]| out.write(b).map(|_| ());
     let mut inp = src.file();
-    let fd = src.as_raw_fd();
     'outer: while !stop.is_cancelled() {
         pipe.release_due(t0.elapsed(), &mut write);
         let wait = pipe
             .next_deadline()
             .map_or(MAX_WAIT, |d| d.saturating_sub(t0.elapsed()).min(MAX_WAIT));
-        if !poll_readable(fd, wait) {
+        if !wait_readable(src.file(), wait) {
             continue;
         }
         for _ in 0..READ_BATCH {

@@ -7,13 +7,14 @@
 //! namespace inherit that namespace (clone(2) without CLONE_NEWNET shares the caller's
 //! namespaces; tested in `lab.rs`).
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::Command;
 
 use anyhow::{bail, Context};
+
+use crate::sys;
 
 /// Where `ip netns add` puts namespace handles.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -25,49 +26,12 @@ pub struct TunDevice {
     name: String,
 }
 
-#[repr(C)]
-struct IfReqFlags {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
 impl TunDevice {
     /// Create (or attach to) TUN device `name` in the calling thread's network namespace.
     /// The fd is non-blocking; use `poll` before reading.
     pub fn open(name: &str) -> io::Result<TunDevice> {
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad interface name '{name}' (1..15 characters, no '/')"),
-            ));
-        }
-        let path = CString::new("/dev/net/tun").expect("no NUL");
-        // SAFETY: plain open(2) with a valid C string.
-        let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a freshly opened descriptor we own.
-        let file = unsafe { File::from_raw_fd(fd) };
-        let mut req = IfReqFlags {
-            name: [0; libc::IFNAMSIZ],
-            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
-            _pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReqFlags lays out (40 bytes).
-        let rc = unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut req as *mut IfReqFlags) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(TunDevice {
-            file,
+            file: sys::tun::open_tun(name)?,
             name: name.to_string(),
         })
     }
@@ -128,10 +92,7 @@ pub fn enter_netns(name: &str) -> anyhow::Result<()> {
     let f = File::open(&path).with_context(|| {
         format!("cannot open network namespace {path} (does it exist? `ip netns list`)")
     })?;
-    // SAFETY: setns(2) on an fd we hold open; CLONE_NEWNET affects only the calling thread.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = sys::netns::enter_netns(&f) {
         bail!("cannot enter network namespace {name}: {e} (needs CAP_SYS_ADMIN; run as root)");
     }
     Ok(())
@@ -197,8 +158,7 @@ pub fn check_privileges() -> Result<(), String> {
 /// CAP_NET_ADMIN (bit 12) in the effective set, from /proc/self/status.
 pub fn has_cap_net_admin() -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        // SAFETY: geteuid has no preconditions.
-        return unsafe { libc::geteuid() } == 0;
+        return sys::is_root();
     };
     status
         .lines()

@@ -4,38 +4,19 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::{columns, SessionReport};
 use crate::error::usage;
+use crate::sys::FileLock;
 
 pub const FILE_NAME: &str = "summary.csv";
 
 pub struct SummaryCsv {
     path: PathBuf,
     file: File,
-}
-
-struct Lock<'a>(&'a File);
-
-impl<'a> Lock<'a> {
-    fn exclusive(f: &'a File) -> std::io::Result<Lock<'a>> {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Lock(f))
-    }
-}
-
-impl Drop for Lock<'_> {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 impl SummaryCsv {
@@ -73,7 +54,7 @@ impl SummaryCsv {
     }
 
     fn check_header(&self) -> anyhow::Result<()> {
-        let _lock = Lock::exclusive(&self.file)?;
+        let _lock = FileLock::exclusive(&self.file)?;
         let mut f = &self.file;
         f.seek(SeekFrom::Start(0))?;
         let mut first = String::new();
@@ -92,7 +73,7 @@ impl SummaryCsv {
 
     /// Append rows (and the header, if the file is empty) in one write under the lock.
     pub fn append(&mut self, rows: &[&SessionReport]) -> anyhow::Result<()> {
-        let _lock = Lock::exclusive(&self.file)?;
+        let _lock = FileLock::exclusive(&self.file)?;
         let empty = self.file.metadata()?.len() == 0;
         let mut w = csv::WriterBuilder::new()
             .has_headers(empty)

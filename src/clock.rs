@@ -59,6 +59,17 @@ pub fn mono() -> Instant {
     Instant::now()
 }
 
+/// Time since `t` on the monotonic clock.
+#[inline]
+pub fn since(t: Instant) -> Duration {
+    t.elapsed()
+}
+
+/// The wall clock as a `SystemTime` (run ids, file stamps).
+pub fn system() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}
+
 /// Sleep, then spin the last stretch, until `target` or until `stop()` says so (checked at least every 50 ms):
 /// the kernel's sleep overshoots by tens of µs, and spinning 100 µs per message is cheap at the rates where
 /// that matters.

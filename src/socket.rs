@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol as SockProto, Socket, Type};
 
@@ -197,7 +197,7 @@ pub fn tcp_connect(
 ) -> anyhow::Result<(TcpStream, Duration)> {
     let s = traced_socket(tr, target, Type::STREAM)?;
     let fd = s.as_raw_fd();
-    let t0 = Instant::now();
+    let t0 = crate::clock::mono();
     match tr.call(
         "connect",
         fd,
@@ -205,7 +205,7 @@ pub fn tcp_connect(
         || s.connect_timeout(&target.into(), timeout),
         |_| format!("0 (from {}, port picked by the OS)", local(&s)),
     ) {
-        Ok(()) => Ok((s.into(), t0.elapsed())),
+        Ok(()) => Ok((s.into(), crate::clock::since(t0))),
         Err(e) => Err(connect_error(e, target)),
     }
 }
@@ -234,6 +234,7 @@ pub fn tcp_retransmits(s: &TcpStream) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn batches_move_datagrams_with_timestamps() {

@@ -136,9 +136,9 @@ impl Tracer {
             return f();
         }
         let t_ns = now_ns();
-        let t0 = Instant::now();
+        let t0 = crate::clock::mono();
         let r = f();
-        let duration_ns = t0.elapsed().as_nanos() as u64;
+        let duration_ns = crate::clock::since(t0).as_nanos() as u64;
         let result = match &r {
             Ok(v) => ok(v),
             Err(e) => errno_text(e),
@@ -243,7 +243,7 @@ impl Default for CallStats {
 
 impl CallStats {
     pub fn record(&mut self, start: Instant, ok: bool) {
-        self.record_duration(start.elapsed().as_nanos() as u64, ok);
+        self.record_duration(crate::clock::since(start).as_nanos() as u64, ok);
     }
 
     pub fn record_duration(&mut self, d: u64, ok: bool) {
@@ -269,7 +269,7 @@ impl Timer {
     }
     #[inline]
     pub fn start(&self) -> Option<Instant> {
-        self.0.as_ref().map(|_| Instant::now())
+        self.0.as_ref().map(|_| crate::clock::mono())
     }
     #[inline]
     pub fn done(&mut self, start: Option<Instant>, ok: bool) {

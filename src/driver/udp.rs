@@ -162,7 +162,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
         let t0 = clock::mono();
         // The socket's read timeout (50 ms) bounds how late a closing session or a cancel is noticed.
         let n = batch.recv(fd).unwrap_or(0);
-        demux.begin_batch(t0.elapsed());
+        demux.begin_batch(crate::clock::since(t0));
         // Commands are read after the wait, not before: a session registered while recvmmsg was blocked must
         // own the datagram that woke it.
         loop {
@@ -209,7 +209,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
             if let Some(e) = demux.on_datagram(datagram, now_wall) {
                 let timed = demux.tracing(e.session).then(clock::mono);
                 let ok = sock.send_to(batch.get(i).data, e.to).is_ok();
-                demux.echoed(e.session, ok, timed.map(|t| t.elapsed()));
+                demux.echoed(e.session, ok, timed.map(|t| crate::clock::since(t)));
             }
         }
         let now = clock::mono();

@@ -29,7 +29,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -505,7 +505,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
         });
     }
     let target_sa: SockAddr = target.into();
-    let start = Instant::now();
+    let start = crate::clock::mono();
     for c in clients.iter_mut() {
         match c.socket.connect(&target_sa) {
             // Non-blocking connect normally returns EINPROGRESS even on loopback; completion is seen by poll.
@@ -534,7 +534,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
     // One poll loop drives both ends: bounded by hard_deadline, and each pass either handles an event or
     // sleeps in poll until the next deadline.
     loop {
-        let now = Instant::now();
+        let now = crate::clock::mono();
         if now >= hard_deadline {
             break;
         }
@@ -587,7 +587,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
         // The events as plain flags, so the clients can be changed below (unknown event bits count as ready).
         let ready: Vec<bool> = fds.iter().map(|p| p.any().unwrap_or(true)).collect();
         drop(fds);
-        let t_us = start.elapsed().as_micros() as u64;
+        let t_us = crate::clock::since(start).as_micros() as u64;
         for (k, &i) in pending.iter().enumerate() {
             if !ready[k] {
                 continue;
@@ -613,7 +613,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
             for _ in 0..(2 * n + 16) {
                 match listener.accept() {
                     Ok((s, peer)) => {
-                        let t = start.elapsed().as_micros() as u64;
+                        let t = crate::clock::since(start).as_micros() as u64;
                         if let Some(p) = peer.as_socket() {
                             let retx = tcp_total_retrans(&s);
                             accepted.entry(p.port()).or_insert((t, retx));
@@ -628,7 +628,7 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
             }
         }
     }
-    let elapsed = start.elapsed();
+    let elapsed = crate::clock::since(start);
     for c in clients.iter_mut().filter(|c| c.connect_us.is_some()) {
         c.total_retrans_end = tcp_total_retrans(&c.socket);
     }
@@ -780,6 +780,7 @@ fn parse_netstat(text: &str, group: &str, name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn args(backlog: u32, clients: u32, hold: Duration) -> BacklogConfig {
         BacklogConfig {

@@ -14,8 +14,7 @@ use crate::config::{Output, PortsConfig, RecvConfig, SendConfig};
 use crate::driver::receiver::{Receiver, ServeSummary};
 use crate::driver::sender;
 use crate::report::out::{OutDir, RunInfo};
-use crate::traffic::Schedule;
-use crate::traffic::{Protocol, Traffic, DEFAULT_SIZE};
+use crate::traffic::{Protocol, Traffic};
 
 /// What the experiment saw.
 pub struct PortsReport {
@@ -68,14 +67,9 @@ pub fn run(args: &PortsConfig) -> anyhow::Result<PortsReport> {
         alternatives: vec![addr],
         traffic: Traffic {
             count: 50,
-            duration: None,
             rate: 0.0,
-            size: DEFAULT_SIZE,
-            mix: None,
-            schedule: Schedule::Periodic,
-            echo: false,
             linger: Some(Duration::from_millis(100)),
-            per_message: false,
+            ..Traffic::default()
         },
         output: Output {
             dir: tmp.clone(),

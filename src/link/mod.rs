@@ -99,7 +99,7 @@ impl Link {
         let b = Arc::new(b);
         let stop = Cancel::new();
         let counters = Arc::new(SharedCounters::default());
-        let t0 = Instant::now();
+        let t0 = crate::clock::mono();
         let mut threads = Vec::new();
         let mut s = seed;
         let seeds = [
@@ -175,10 +175,10 @@ fn forward(
     let mut write = |b: &[u8]| out.write(b).map(|_| ());
     let mut inp = src.file();
     'outer: while !stop.is_cancelled() {
-        pipe.release_due(t0.elapsed(), &mut write);
-        let wait = pipe
-            .next_deadline()
-            .map_or(MAX_WAIT, |d| d.saturating_sub(t0.elapsed()).min(MAX_WAIT));
+        pipe.release_due(crate::clock::since(t0), &mut write);
+        let wait = pipe.next_deadline().map_or(MAX_WAIT, |d| {
+            d.saturating_sub(crate::clock::since(t0)).min(MAX_WAIT)
+        });
         if !wait_readable(src.file(), wait) {
             continue;
         }
@@ -190,7 +190,7 @@ fn forward(
             };
             match inp.read(buf) {
                 Ok(n) => match slot {
-                    Some(s) => pipe.admit(t0.elapsed(), s, n),
+                    Some(s) => pipe.admit(crate::clock::since(t0), s, n),
                     None => pipe.overflow(&scratch[..n]),
                 },
                 Err(e) => {
@@ -237,7 +237,7 @@ pub struct LinkSettings {
 
 /// A seed from the clock and pid, for runs that did not ask for one (printed, so repeatable).
 pub fn fresh_seed() -> u64 {
-    let t = std::time::SystemTime::now()
+    let t = crate::clock::system()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mut x = t ^ (u64::from(std::process::id()) << 32);
@@ -263,7 +263,7 @@ pub fn run(args: &LinkSettings, stop: &Cancel) -> anyhow::Result<LinkCounters> {
     let seed = args.seed.unwrap_or_else(fresh_seed);
     let run_id = format!(
         "{}-{}",
-        std::time::SystemTime::now()
+        crate::clock::system()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         std::process::id()
@@ -293,17 +293,20 @@ pub fn run(args: &LinkSettings, stop: &Cancel) -> anyhow::Result<LinkCounters> {
     eprintln!("  a->b: {}", a_to_b.describe());
     eprintln!("  b->a: {}", b_to_a.describe());
     let link = Link::start(a, b, a_to_b, b_to_a, seed)?;
-    let started = Instant::now();
-    let mut last_write = Instant::now();
+    let started = crate::clock::mono();
+    let mut last_write = crate::clock::mono();
     while !stop.is_cancelled() {
-        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+        if args
+            .duration
+            .is_some_and(|d| crate::clock::since(started) >= d)
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
         if let Some(p) = &csv_path {
-            if last_write.elapsed() >= Duration::from_secs(1) {
+            if crate::clock::since(last_write) >= Duration::from_secs(1) {
                 link.counters().write_csv(p, &run_id, &args.label)?;
-                last_write = Instant::now();
+                last_write = crate::clock::mono();
             }
         }
     }

@@ -2,7 +2,6 @@
 //! opened before any traffic (so a bad `--out` fails first).
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 
@@ -18,7 +17,7 @@ pub struct RunInfo {
 
 impl RunInfo {
     pub fn new() -> RunInfo {
-        let t = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let t = humantime::format_rfc3339_seconds(crate::clock::system()).to_string();
         let compact: String = t.chars().filter(|c| *c != '-' && *c != ':').collect();
         RunInfo {
             run_id: format!("{compact}-{:04x}", rand::random::<u16>()),

@@ -209,7 +209,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
             if let Some(e) = demux.on_datagram(datagram, now_wall) {
                 let timed = demux.tracing(e.session).then(clock::mono);
                 let ok = sock.send_to(batch.get(i).data, e.to).is_ok();
-                demux.echoed(e.session, ok, timed.map(|t| crate::clock::since(t)));
+                demux.echoed(e.session, ok, timed.map(clock::since));
             }
         }
         let now = clock::mono();

@@ -150,7 +150,7 @@ impl Receiver {
                         format!("on {}", self.local),
                         format!("fd {} (from {peer})", stream.as_raw_fd()),
                         t_ns,
-                        crate::clock::since(t0).as_nanos() as u64,
+                        clock::since(t0).as_nanos() as u64,
                     );
                     threads.retain(|t| !t.is_finished());
                     // Every connection gets a thread until it has said hello (10 s at most): bound them, so a

@@ -126,7 +126,7 @@ pub fn receive(
         };
         let n = match read {
             Ok(0) => {
-                let d = t.map_or(0, |t| crate::clock::since(t).as_nanos() as u64);
+                let d = t.map_or(0, |t| clock::since(t).as_nanos() as u64);
                 let why = "0 (EOF: the sender shut down its side)".to_string();
                 acct.trace
                     .record("recv", fd, "the last read".into(), why, t_ns, d);

@@ -162,7 +162,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
         let t0 = clock::mono();
         // The socket's read timeout (50 ms) bounds how late a closing session or a cancel is noticed.
         let n = batch.recv(fd).unwrap_or(0);
-        demux.begin_batch(crate::clock::since(t0));
+        demux.begin_batch(clock::since(t0));
         // Commands are read after the wait, not before: a session registered while recvmmsg was blocked must
         // own the datagram that woke it.
         loop {

@@ -6,11 +6,9 @@
 //! The control connection is not traced: it is sockbench's own bookkeeping, not the transport under test.
 
 use std::io::{self, Write};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -349,43 +347,6 @@ pub fn print(out: &mut dyn Write, title: &str, events: &[Event]) -> io::Result<(
             )?;
         }
     }
-    Ok(())
-}
-
-/// `<run_id>_<protocol>_trace.csv`: one row per event; aggregate rows have count > 0.
-pub fn write_csv(path: &Path, events: &[Event]) -> anyhow::Result<()> {
-    let t0 = events.iter().map(|e| e.t_ns).min().unwrap_or(0);
-    let mut w =
-        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
-    w.write_record([
-        "t_us",
-        "side",
-        "call",
-        "fd",
-        "detail",
-        "result",
-        "duration_us",
-        "count",
-        "total_us",
-        "p50_us",
-        "p99_us",
-    ])?;
-    for e in events {
-        w.write_record([
-            format!("{:.3}", (e.t_ns - t0) as f64 / 1000.0),
-            e.side.clone(),
-            e.call.clone(),
-            e.fd.to_string(),
-            e.detail.clone(),
-            e.result.clone(),
-            format!("{:.3}", e.duration_ns as f64 / 1000.0),
-            e.count.to_string(),
-            format!("{:.3}", e.total_ns as f64 / 1000.0),
-            format!("{:.3}", e.p50_ns as f64 / 1000.0),
-            format!("{:.3}", e.p99_ns as f64 / 1000.0),
-        ])?;
-    }
-    w.flush()?;
     Ok(())
 }
 

@@ -65,6 +65,7 @@ fn check_sender_files(dir: &Path, proto: &str, count: u64, label: &str) -> Row {
     assert_eq!(
         h,
         [
+            "schema_version",
             "seq",
             "sched_ns",
             "send_ns",
@@ -74,17 +75,24 @@ fn check_sender_files(dir: &Path, proto: &str, count: u64, label: &str) -> Row {
         ]
     );
     assert_eq!(msgs.len() as u64, count);
-    let mut seqs: Vec<u64> = msgs.iter().map(|m| m[0].parse().unwrap()).collect();
-    assert!(msgs.iter().all(|m| m[5] == "ok"), "a status is not ok");
+    assert!(
+        msgs.iter().all(|m| m[0] == "1"),
+        "every row carries schema_version 1"
+    );
+    let mut seqs: Vec<u64> = msgs.iter().map(|m| m[1].parse().unwrap()).collect();
+    assert!(msgs.iter().all(|m| m[6] == "ok"), "a status is not ok");
     seqs.sort_unstable();
     assert_eq!(seqs, (0..count).collect::<Vec<_>>());
 
     // Latency distribution: ends at percentile 100 with every received message counted.
     let (h, lat) = read_csv(&dir.join(format!("{run_id}_{proto}_latency.csv")));
-    assert_eq!(h, ["value_us", "percentile", "total_count"]);
+    assert_eq!(
+        h,
+        ["schema_version", "value_us", "percentile", "total_count"]
+    );
     let last = lat.last().expect("latency rows");
-    assert_eq!(last[1].parse::<f64>().unwrap(), 100.0);
-    assert_eq!(last[2].parse::<u64>().unwrap(), count);
+    assert_eq!(last[2].parse::<f64>().unwrap(), 100.0);
+    assert_eq!(last[3].parse::<u64>().unwrap(), count);
     r
 }
 
@@ -238,7 +246,7 @@ fn ctrl_c_on_the_sender(proto: &'static str) {
             .join(format!("{}_{proto}_messages.csv", r["run_id"])),
     );
     assert_eq!(msgs.len() as u64, sent);
-    assert!(msgs.iter().all(|m| m[5] == "ok"));
+    assert!(msgs.iter().all(|m| m[6] == "ok"));
     // The receiver logged the session as incomplete and serves the next one.
     recv.wait_log("incomplete", 1, Duration::from_secs(5));
     exact_session(proto, &recv.target(), 200, &["--rate", "0"]);

@@ -20,6 +20,7 @@ use crate::config::RecvConfig;
 use crate::driver::ctl::{CtlStream, Got};
 use crate::driver::tcp;
 use crate::driver::udp::{Cmd, UdpServer};
+use crate::report::export;
 use crate::report::out::OutDir;
 use crate::report::{summary::SummaryCsv, SessionMeta, SessionReport};
 use crate::session::receiver::{Action, Admission, ConnConfig, ReceiverConn, Report};
@@ -590,7 +591,8 @@ impl Conn<'_> {
             let _ = trace::print(&mut std::io::stderr().lock(), &title, &m.trace);
             if let Some(dir) = &sh.cfg.out {
                 let path = OutDir::new(dir).file(&a.run_id, proto, "trace");
-                if let Err(e) = trace::write_csv(&path, &m.trace) {
+                if let Err(e) = export::write_file(&path, &crate::report::trace::TraceCsv(&m.trace))
+                {
                     sh.log(format_args!("cannot write the trace: {e:#}"));
                 }
             }

@@ -22,6 +22,7 @@ use crate::driver::{tcp, udp};
 use crate::error::usage;
 use crate::pacing::SendPlan;
 use crate::proto;
+use crate::report::export;
 use crate::report::messages::MessagesCsv;
 use crate::report::out::{OutDir, RunInfo};
 use crate::report::{self, SenderSide, SessionMeta, SessionReport};
@@ -410,7 +411,6 @@ impl Driver<'_> {
         };
         if let Some(mut m) = self.msgs.take() {
             m.lost(&results.lost_runs)?;
-            m.finish()?;
         }
         if self.tr.enabled() {
             self.tr.record(
@@ -425,7 +425,10 @@ impl Driver<'_> {
             let events = self.tr.events();
             let title = format!("{} session to {}", cfg.protocol, cfg.peer_name);
             trace::print(&mut std::io::stderr().lock(), &title, &events)?;
-            trace::write_csv(&out.file(&run.run_id, cfg.protocol, "trace"), &events)?;
+            export::write_file(
+                &out.file(&run.run_id, cfg.protocol, "trace"),
+                &report::trace::TraceCsv(&events),
+            )?;
         }
         let interrupted = o.send.cut_short.as_deref() == Some("interrupted");
         let complete = results.complete && o.send.cut_short.is_none() && o.note.is_none();

@@ -22,7 +22,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::{Direction, Proto};
@@ -112,6 +111,51 @@ pub struct LinkCounters {
     cells: [[Counts; 4]; 2],
 }
 
+/// `link.csv`: one row per direction and protocol (`tcp`, `udp`, `icmp`, `other`) plus `all`. Columns:
+/// schema_version, run_id, label, direction, proto, entered, forwarded, dropped, duplicated, reordered,
+/// corrupted, queue_drops, unsent_at_stop, write_errors (all packet counts).
+pub struct LinkCsv<'a> {
+    counts: &'a LinkCounters,
+    run_id: &'a str,
+    label: &'a str,
+}
+
+impl crate::report::export::Export for LinkCsv<'_> {
+    fn header(&self) -> Vec<&'static str> {
+        CSV_COLUMNS.to_vec()
+    }
+
+    fn write_rows(&self, w: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        let mut c = crate::report::export::csv_writer(w);
+        for dir in Direction::ALL {
+            let rows = Proto::ALL
+                .iter()
+                .map(|&p| (p.name(), self.counts.get(dir, p)))
+                .chain(std::iter::once(("all", self.counts.total(dir))));
+            for (proto, counts) in rows {
+                c.serialize((
+                    CSV_SCHEMA_VERSION,
+                    self.run_id,
+                    self.label,
+                    dir.name(),
+                    proto,
+                    counts.entered,
+                    counts.forwarded,
+                    counts.dropped,
+                    counts.duplicated,
+                    counts.reordered,
+                    counts.corrupted,
+                    counts.queue_drops,
+                    counts.unsent_at_stop,
+                    counts.write_errors,
+                ))?;
+            }
+        }
+        c.flush()?;
+        Ok(())
+    }
+}
+
 /// The `link.csv` columns, in order. This is the schema; see [`CSV_SCHEMA_VERSION`].
 pub const CSV_COLUMNS: [&str; 14] = [
     "schema_version",
@@ -145,43 +189,18 @@ impl LinkCounters {
         t
     }
 
-    /// Write `link.csv`: one row per direction and protocol (`tcp`, `udp`, `icmp`,
-    /// `other`) plus `all`. Columns: schema_version, run_id, label, direction, proto,
-    /// entered, forwarded, dropped, duplicated, reordered, corrupted, queue_drops,
-    /// unsent_at_stop, write_errors (all packet counts).
-    pub fn write_csv(&self, path: &Path, run_id: &str, label: &str) -> anyhow::Result<()> {
-        let mut w = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_path(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        w.write_record(CSV_COLUMNS)?;
-        for dir in Direction::ALL {
-            let rows = Proto::ALL
-                .iter()
-                .map(|&p| (p.name(), self.get(dir, p)))
-                .chain(std::iter::once(("all", self.total(dir))));
-            for (proto, counts) in rows {
-                w.serialize((
-                    CSV_SCHEMA_VERSION,
-                    run_id,
-                    label,
-                    dir.name(),
-                    proto,
-                    counts.entered,
-                    counts.forwarded,
-                    counts.dropped,
-                    counts.duplicated,
-                    counts.reordered,
-                    counts.corrupted,
-                    counts.queue_drops,
-                    counts.unsent_at_stop,
-                    counts.write_errors,
-                ))?;
-            }
+    /// `link.csv`'s content for this snapshot, written through the report's exporter.
+    pub fn csv<'a>(&'a self, run_id: &'a str, label: &'a str) -> LinkCsv<'a> {
+        LinkCsv {
+            counts: self,
+            run_id,
+            label,
         }
-        w.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+    }
+
+    /// Write `link.csv` whole (replacing the previous snapshot atomically).
+    pub fn write_csv(&self, path: &Path, run_id: &str, label: &str) -> anyhow::Result<()> {
+        crate::report::export::write_file(path, &self.csv(run_id, label))
     }
 
     /// A human-readable table (one line per direction and protocol that saw traffic).

@@ -1,71 +1,105 @@
 //! `<run_id>_<protocol>_messages.csv` (--per-message): one row per arrival in arrival order, then one row per
-//! sequence number that never arrived. Rows are streamed to disk as the receiver sends them.
+//! sequence number that never arrived. Rows are appended as the receiver sends them, whole rows per write.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
-
+use super::export::{csv_writer, Appender, Export};
 use crate::accounting::{Row, Status};
 
-pub struct MessagesCsv {
-    w: csv::Writer<BufWriter<File>>,
-}
+/// Bumped when a column changes meaning or position.
+pub const SCHEMA_VERSION: u32 = 1;
+pub const COLUMNS: [&str; 7] = [
+    "schema_version",
+    "seq",
+    "sched_ns",
+    "send_ns",
+    "recv_ns",
+    "latency_us",
+    "status",
+];
 
-impl MessagesCsv {
-    pub fn create(path: &Path) -> anyhow::Result<MessagesCsv> {
-        let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-        let mut w = csv::Writer::from_writer(BufWriter::new(f));
-        w.write_record([
-            "seq",
-            "sched_ns",
-            "send_ns",
-            "recv_ns",
-            "latency_us",
-            "status",
-        ])?;
-        Ok(MessagesCsv { w })
+/// Arrivals as rows.
+pub struct Arrivals<'a>(pub &'a [Row]);
+
+impl Export for Arrivals<'_> {
+    fn header(&self) -> Vec<&'static str> {
+        COLUMNS.to_vec()
     }
 
-    pub fn rows(&mut self, rows: &[Row]) -> anyhow::Result<()> {
-        for r in rows {
-            let (seq, sched, send, recv, status) =
-                (r.seq, r.sched_ns, r.send_ns, r.recv_ns, r.status);
+    fn write_rows(&self, w: &mut dyn Write) -> anyhow::Result<()> {
+        let mut c = csv_writer(w);
+        for r in self.0 {
             // A corrupt message's header is not trusted, so its latency is not computed.
-            let latency = if status == Status::Corrupt {
+            let latency = if r.status == Status::Corrupt {
                 String::new()
             } else {
                 format!(
                     "{:.3}",
-                    (i128::from(recv) - i128::from(sched)) as f64 / 1000.0
+                    (i128::from(r.recv_ns) - i128::from(r.sched_ns)) as f64 / 1000.0
                 )
             };
-            self.w.write_record([
-                &seq.to_string(),
-                &sched.to_string(),
-                &send.to_string(),
-                &recv.to_string(),
-                &latency,
-                status.name(),
+            c.write_record([
+                SCHEMA_VERSION.to_string(),
+                r.seq.to_string(),
+                r.sched_ns.to_string(),
+                r.send_ns.to_string(),
+                r.recv_ns.to_string(),
+                latency,
+                r.status.name().to_string(),
             ])?;
         }
+        c.flush()?;
         Ok(())
     }
+}
 
-    /// Rows for lost sequence numbers, given as runs (first, length).
-    pub fn lost(&mut self, runs: &[(u64, u64)]) -> anyhow::Result<()> {
-        for &(first, len) in runs {
-            for seq in first..first + len {
-                self.w
-                    .write_record([seq.to_string().as_str(), "", "", "", "", "lost"])?;
+/// Sequence numbers that never arrived, given as runs (first, length).
+pub struct Lost<'a>(pub &'a [(u64, u64)]);
+
+impl Export for Lost<'_> {
+    fn header(&self) -> Vec<&'static str> {
+        COLUMNS.to_vec()
+    }
+
+    fn write_rows(&self, w: &mut dyn Write) -> anyhow::Result<()> {
+        let mut c = csv_writer(w);
+        let v = SCHEMA_VERSION.to_string();
+        for &(first, len) in self.0 {
+            for seq in first..first.saturating_add(len) {
+                c.write_record([v.as_str(), &seq.to_string(), "", "", "", "", "lost"])?;
             }
         }
+        c.flush()?;
         Ok(())
     }
+}
 
-    pub fn finish(mut self) -> anyhow::Result<()> {
-        self.w.flush()?;
+/// The per-message file of one session, growing as rows come in.
+pub struct MessagesCsv(Appender);
+
+impl MessagesCsv {
+    pub fn create(path: &Path) -> anyhow::Result<MessagesCsv> {
+        Ok(MessagesCsv(Appender::create(path, &COLUMNS)?))
+    }
+
+    pub fn rows(&mut self, rows: &[Row]) -> anyhow::Result<()> {
+        self.0.append(&Arrivals(rows))
+    }
+
+    /// Rows for the lost runs, in writes of at most `LOST_ROWS_PER_WRITE` rows (memory stays small however
+    /// many were lost).
+    pub fn lost(&mut self, runs: &[(u64, u64)]) -> anyhow::Result<()> {
+        const LOST_ROWS_PER_WRITE: u64 = 1 << 16;
+        for &(first, len) in runs {
+            let end = first.saturating_add(len);
+            let mut at = first;
+            while at < end {
+                let n = (end - at).min(LOST_ROWS_PER_WRITE);
+                self.0.append(&Lost(&[(at, n)]))?;
+                at += n;
+            }
+        }
         Ok(())
     }
 }

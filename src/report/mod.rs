@@ -1,11 +1,13 @@
 //! The session report: one row of figures, built once from what both ends measured, then written by one
 //! exporter per format (summary CSV, latency distribution CSV, per-message CSV, the terminal table).
 
+pub mod export;
 pub mod latency;
 pub mod messages;
 pub mod out;
 pub mod summary;
 pub mod table;
+pub mod trace;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;

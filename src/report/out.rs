@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 
-use super::{latency, summary::SummaryCsv, SessionReport};
+use super::{export, latency, summary::SummaryCsv, SessionReport};
 use crate::traffic::Protocol;
 
 /// One run: a run id and start time shared by its sessions (compare runs two).
@@ -77,9 +77,9 @@ impl Outputs {
     /// Append the sessions' rows and write each one's latency distribution.
     pub fn write(&mut self, sessions: &[SessionFiles]) -> anyhow::Result<()> {
         for s in sessions {
-            latency::write(
+            export::write_file(
                 &self.dir.file(&s.report.run_id, s.protocol, "latency"),
-                s.latency,
+                &latency::LatencyCsv(s.latency),
             )?;
         }
         let rows: Vec<&SessionReport> = sessions.iter().map(|s| s.report).collect();

@@ -116,6 +116,12 @@ impl Default for Measured {
 /// Per-message rows kept for --per-message at most; beyond it rows are counted, not kept, so memory stays
 /// bounded whatever the session announced.
 pub const MAX_ROWS: usize = 2_000_000;
+/// An upper bound on one ns histogram's memory (3 significant digits over 1 ns .. 1 hour: 2048 sub-buckets
+/// × 31 buckets of 8 bytes, about 256 KiB).
+const HIST_BYTES: u64 = 300 << 10;
+/// Runs of lost sequence numbers kept for --per-message at most (16 MiB); numbers in runs beyond it are counted
+/// in `rows_not_kept`.
+pub const MAX_LOST_RUNS: usize = 1 << 20;
 
 pub struct Account {
     pub session: u64,
@@ -275,6 +281,34 @@ impl Account {
         }
     }
 
+    /// The most memory an account for `t` can ever hold, whatever arrives: the sequence table (one bit per
+    /// announced message), the reorder-extent runs, the delay statistics, the per-message rows and lost runs
+    /// (with --per-message), and a TCP stream's buffers. A receiver admits sessions against its budget with it.
+    pub fn worst_case_bytes(t: &Traffic) -> u64 {
+        const DELAY_STATS: u64 = 3 * HIST_BYTES + (crate::stats::IPDV_RING as u64) * 32;
+        let rows = if t.per_message {
+            (MAX_ROWS as u64).min(t.count.saturating_mul(2)) * std::mem::size_of::<Row>() as u64 * 2
+                + (MAX_LOST_RUNS as u64).min(t.count) * 16
+        } else {
+            0
+        };
+        let stream = (256u64 << 10).max(2 * t.size as u64) * 2;
+        SeqTracker::max_heap_bytes(t.count)
+            .saturating_add(DELAY_STATS)
+            .saturating_add(rows)
+            .saturating_add(stream)
+            .saturating_add(64 << 10)
+    }
+
+    /// Bytes this account holds now (tables, rows; not the fixed-size parts), for tests and diagnostics.
+    pub fn heap_bytes(&self) -> usize {
+        self.seq.heap_bytes()
+            + self
+                .rows
+                .as_ref()
+                .map_or(0, |r| r.capacity() * std::mem::size_of::<Row>())
+    }
+
     /// The message size the session announced.
     pub fn size(&self) -> usize {
         self.size
@@ -288,6 +322,11 @@ impl Account {
     /// Ctrl-C before Done) the received count is the only honest lower bound and the result is incomplete.
     pub fn measured(&self, sent: Option<u64>, complete: bool, note: Option<String>) -> Measured {
         let sent_n = sent.unwrap_or_else(|| self.seq.received());
+        let (lost_runs, lost_not_kept) = if self.rows.is_some() {
+            self.seq.lost_runs(sent_n, MAX_LOST_RUNS)
+        } else {
+            (Vec::new(), 0)
+        };
         Measured {
             complete: complete && sent.is_some(),
             note,
@@ -309,13 +348,9 @@ impl Account {
             first_send_ns: self.first_send_ns,
             first_recv_ns: self.first_recv_ns,
             last_recv_ns: self.last_recv_ns,
-            lost_runs: if self.rows.is_some() {
-                self.seq.lost_runs(sent_n)
-            } else {
-                Vec::new()
-            },
+            lost_runs,
             echoed: self.echoed,
-            rows_not_kept: self.rows_not_kept,
+            rows_not_kept: self.rows_not_kept.saturating_add(lost_not_kept),
             // On the sender's clock, like every other time the receiver reports.
             trace: self
                 .trace

@@ -15,7 +15,7 @@ use crate::error::UsageError;
 use crate::grammar::{HostPort, SizeSpec};
 use crate::link::{GilbertElliott, Impairment, JitterDist, LinkSettings};
 use crate::traffic::Schedule;
-use crate::traffic::{Caps, Protocol, SizeMix, Traffic};
+use crate::traffic::{Caps, Protocol, SizeMix, Traffic, DEFAULT_MAX_MESSAGES};
 use crate::wire;
 
 pub type Result<T> = std::result::Result<T, UsageError>;
@@ -150,10 +150,11 @@ fn raise_to_header(n: usize, what: &str) -> usize {
 /// announces, so the duration, not a default count, ends it. Exact for the periodic schedule (message i is
 /// due at round(i / rate), as `pacing::Pacer` computes it, and is sent while it is due before `d`). For
 /// Poisson, 10 standard deviations above the mean (10 + λd + 10·√(λd)): the session stops there if it gets
-/// that far, which happens with probability below 10^-20. Unpaced: no bound (`u64::MAX`).
+/// that far, which happens with probability below 10^-20. Unpaced: as many as a receiver tracks by default
+/// (`DEFAULT_MAX_MESSAGES`, 2^28): the session ends at the duration or there, whichever comes first.
 pub fn count_within(rate: f64, schedule: Schedule, d: Duration) -> u64 {
     if rate <= 0.0 {
-        return u64::MAX;
+        return DEFAULT_MAX_MESSAGES;
     }
     let d_ns = d.as_nanos() as f64;
     let gap = 1e9 / rate;
@@ -330,6 +331,11 @@ pub fn caps(a: &CapArgs) -> Result<Caps> {
              accept in messages per second, e.g. --max-rate 1M (unpaced senders are bounded by --max-duration)",
         ));
     }
+    if a.idle_timeout == Some(Duration::ZERO) {
+        return Err(usage(
+            "--idle-timeout 0 would cut every session at once: give e.g. --idle-timeout 30s",
+        ));
+    }
     if a.max_duration == Some(Duration::ZERO) {
         return Err(usage(
             "--max-duration 0 would refuse every session: give e.g. --max-duration 1h",
@@ -340,6 +346,9 @@ pub fn caps(a: &CapArgs) -> Result<Caps> {
         max_rate: a.max_rate.unwrap_or(d.max_rate),
         max_size: a.max_size.unwrap_or(d.max_size),
         max_sessions: a.max_sessions.unwrap_or(d.max_sessions),
+        max_messages: a.max_messages.unwrap_or(d.max_messages),
+        max_memory: a.max_memory.map_or(d.max_memory, |m| m as u64),
+        idle_timeout: a.idle_timeout.unwrap_or(d.idle_timeout),
     })
 }
 
@@ -704,7 +713,7 @@ mod tests {
         assert_eq!(t.expected_duration(), Some(Duration::from_secs(30)));
         assert_eq!(
             send(&["--duration", "30s", "--rate", "0"]).traffic.count,
-            u64::MAX
+            DEFAULT_MAX_MESSAGES
         );
         assert_eq!(send(&["--duration", "1s", "--count", "5"]).traffic.count, 5);
         assert_eq!(send(&["--rate", "5k"]).traffic.count, 10_000);

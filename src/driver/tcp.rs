@@ -96,14 +96,16 @@ pub fn send(
 }
 
 /// Receive one session's stream until EOF or `cancel` (the session's driver cancels at its deadlines).
-/// `leftover`: bytes that came with the connection's preamble. Returns why it ended, if not at EOF. With
-/// `echo`, every valid message goes back on the same stream, never longer than it came.
+/// `leftover`: bytes that came with the connection's preamble. `activity` counts the bytes read, the
+/// session's sign of life. Returns why it ended, if not at EOF. With `echo`, every valid message goes back on
+/// the same stream, never longer than it came.
 pub fn receive(
     stream: &mut TcpStream,
     acct: &mut Account,
     echo: bool,
     cancel: &Cancel,
     leftover: &[u8],
+    activity: &AtomicU64,
 ) -> Option<String> {
     let mut rx = StreamReceiver::new(acct, echo);
     let mut pending = leftover.len();
@@ -141,6 +143,7 @@ pub fn receive(
             Err(e) if is_timeout(&e) => continue,
             Err(e) => break Some(format!("the data connection failed: {e}")),
         };
+        activity.fetch_add(n as u64, Ordering::Relaxed);
         let desync = rx.on_read(n, acct, now_ns(), now_ns());
         if !rx.echo_bytes().is_empty() {
             match stream.write_all(rx.echo_bytes()) {

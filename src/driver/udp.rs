@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -118,6 +118,8 @@ pub enum Cmd {
         echo: bool,
         /// Where the account goes back when the session closes.
         reply: mpsc::Sender<Box<Account>>,
+        /// Datagrams accounted so far, published for the session's idle timeout.
+        activity: Arc<AtomicU64>,
     },
     /// The sender is done (`sent`) or gone: close at `deadline`, or once everything arrived.
     Finish {
@@ -156,7 +158,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new(BATCH, SLOT);
     let mut demux = UdpDemux::new();
-    let mut replies: HashMap<u64, mpsc::Sender<Box<Account>>> = HashMap::new();
+    let mut replies: HashMap<u64, (mpsc::Sender<Box<Account>>, Arc<AtomicU64>)> = HashMap::new();
     let mut disconnected = false;
     loop {
         let t0 = clock::mono();
@@ -173,8 +175,9 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
                     source_port,
                     echo,
                     reply,
+                    activity,
                 }) => {
-                    replies.insert(account.session, reply);
+                    replies.insert(account.session, (reply, activity));
                     demux.add(account, peer, source_port, echo);
                 }
                 Ok(Cmd::Finish {
@@ -212,12 +215,17 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
                 demux.echoed(e.session, ok, timed.map(clock::since));
             }
         }
+        if n > 0 {
+            for (id, (_, activity)) in &replies {
+                activity.store(demux.seen(*id), Ordering::Relaxed);
+            }
+        }
         let now = clock::mono();
         if cancel.is_cancelled() {
             demux.close_all(now);
         }
         for account in demux.take_finished(now, fd) {
-            if let Some(reply) = replies.remove(&account.session) {
+            if let Some((reply, _)) = replies.remove(&account.session) {
                 let _ = reply.send(account);
             }
         }

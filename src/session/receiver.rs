@@ -105,7 +105,7 @@ enum State {
     Admitting,
     Clock,
     AwaitData,
-    Running { max_end: Instant },
+    Running { max_end: Instant, idle: Duration },
     Draining { until: Instant },
     Closed,
 }
@@ -124,6 +124,8 @@ pub struct ReceiverConn {
     note: Option<String>,
     /// The data path's account, when it ended before the sender's Done (TCP reads EOF first).
     early: Option<(Box<Account>, Option<String>)>,
+    /// The last sign of life from the sender: control bytes or data.
+    last_activity: Instant,
     actions: VecDeque<Action>,
 }
 
@@ -141,6 +143,7 @@ impl ReceiverConn {
             done: None,
             note: None,
             early: None,
+            last_activity: now.mono,
             actions: VecDeque::new(),
         }
     }
@@ -163,7 +166,7 @@ impl ReceiverConn {
         match self.state {
             State::Preamble(_) | State::Hello | State::Admitting => Some(self.hello_deadline),
             State::Clock | State::AwaitData => Some(self.setup_deadline),
-            State::Running { max_end } => Some(max_end),
+            State::Running { max_end, idle } => Some(max_end.min(self.last_activity + idle)),
             State::Draining { until } => Some(until),
             State::Closed => None,
         }
@@ -188,8 +191,14 @@ impl ReceiverConn {
         self.close();
     }
 
+    /// The data path saw the sender's traffic (the driver calls this when its count moves).
+    pub fn on_data_activity(&mut self, now: Now) {
+        self.last_activity = self.last_activity.max(now.mono);
+    }
+
     /// Bytes from the peer.
     pub fn on_bytes(&mut self, bytes: &[u8], now: Now) {
+        self.last_activity = self.last_activity.max(now.mono);
         let mut bytes = bytes;
         if let State::Preamble(p) = &mut self.state {
             match p.push(bytes) {
@@ -392,8 +401,23 @@ impl ReceiverConn {
             return;
         }
         self.write(&Ctl::Ready);
+        let gaps = self.admission.as_ref().map_or(Duration::ZERO, |a| {
+            let r = a.traffic.rate;
+            if r > 0.0 {
+                Duration::try_from_secs_f64(4.0 / r).unwrap_or(Duration::MAX)
+            } else {
+                Duration::ZERO
+            }
+        });
+        self.last_activity = now.mono;
         self.state = State::Running {
             max_end: now.mono + self.cfg.caps.max_duration,
+            idle: self
+                .cfg
+                .caps
+                .idle_timeout
+                .max(gaps)
+                .min(self.cfg.caps.max_duration),
         };
     }
 
@@ -521,9 +545,16 @@ impl ReceiverConn {
                 self.write(&Ctl::Abort { reason: why });
                 self.close();
             }
-            State::Running { .. } => {
-                self.note
-                    .get_or_insert("the session reached the receiver's --max-duration".into());
+            State::Running { max_end, idle } => {
+                let why = if now.mono >= max_end {
+                    "the session reached the receiver's --max-duration".to_string()
+                } else {
+                    format!(
+                        "the sender went silent for {} (no data, no control message)",
+                        humantime::format_duration(idle)
+                    )
+                };
+                self.note.get_or_insert(why);
                 self.stop_data(None, Duration::ZERO, now);
             }
             State::Draining { .. } => {

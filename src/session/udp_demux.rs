@@ -120,6 +120,13 @@ impl UdpDemux {
         self.sessions.is_empty()
     }
 
+    /// Datagrams accounted to `session` so far (any kind, valid or not): its sign of life.
+    pub fn seen(&self, session: u64) -> u64 {
+        self.sessions
+            .get(&session)
+            .map_or(0, |e| e.acct.recv_calls + e.acct.invalid + e.acct.corrupt)
+    }
+
     /// Datagrams that belonged to no session and came from no session's peer.
     pub fn stray(&self) -> u64 {
         self.stray

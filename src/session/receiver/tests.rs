@@ -304,9 +304,30 @@ fn no_room_is_a_reject_and_a_stalled_setup_an_abort() {
 #[test]
 fn max_duration_cuts_a_session_and_keeps_what_was_measured() {
     let t0 = Now::fixed();
-    let (mut c, mut account) = running(t0, &Traffic::default());
+    let caps = Caps {
+        max_duration: Duration::from_secs(100),
+        ..Caps::default()
+    };
+    let mut c = ReceiverConn::new(ConnConfig::new(Protocol::Udp, caps), t0);
+    let bytes = [
+        control_preamble().to_vec(),
+        encode(&hello(proto::Transport::Udp, &Traffic::default())),
+    ]
+    .concat();
+    c.on_bytes(&bytes, t0);
+    c.on_admitted(Ok(()), t0);
+    c.on_bytes(&encode(&start_msg(500)), t0);
+    let mut account = drain(&mut c).starts.pop().unwrap().0;
+    c.on_data_ready(t0);
     feed(&mut account, &[0, 1]);
-    let max_end = t0.after(Caps::default().max_duration);
+    // Data keeps coming every 10 s: never idle, cut at the max duration.
+    for s in (10..100).step_by(10) {
+        let t = t0.after(Duration::from_secs(s));
+        c.on_data_activity(t);
+        c.on_timeout(t);
+    }
+    assert!(drain(&mut c).stops.is_empty());
+    let max_end = t0.after(Duration::from_secs(100));
     assert_eq!(c.next_deadline(), Some(max_end.mono));
     c.on_timeout(max_end);
     let s = drain(&mut c);
@@ -322,6 +343,32 @@ fn max_duration_cuts_a_session_and_keeps_what_was_measured() {
         Some("the session reached the receiver's --max-duration")
     );
     assert_eq!(r.seq.received, 2);
+}
+
+/// A sender that vanishes without a FIN (no data, no control message) is dropped at the idle timeout, not
+/// held until --max-duration (an hour by default).
+#[test]
+fn a_silent_sender_is_dropped_at_the_idle_timeout() {
+    let t0 = Now::fixed();
+    let (mut c, account) = running(t0, &Traffic::default());
+    c.on_data_activity(t0.after(Duration::from_secs(5)));
+    assert_eq!(c.next_deadline(), Some(t0.mono + Duration::from_secs(35)));
+    c.on_timeout(t0.after(Duration::from_millis(34_999)));
+    assert!(drain(&mut c).stops.is_empty());
+    c.on_timeout(t0.after(Duration::from_secs(35)));
+    assert_eq!(drain(&mut c).stops, vec![(None, Duration::ZERO)]);
+    c.on_data_finished(account, None);
+    let s = drain(&mut c);
+    assert!(matches!(&s.sent[0], Ctl::Results(r)
+        if r.note.as_deref() == Some("the sender went silent for 30s (no data, no control message)")));
+    // A slow sender (one message per 20 s) gets four gaps of silence, not 30 s.
+    let slow = Traffic {
+        rate: 0.05,
+        count: 10,
+        ..Traffic::default()
+    };
+    let (c, _) = running(t0, &slow);
+    assert_eq!(c.next_deadline(), Some(t0.mono + Duration::from_secs(80)));
 }
 
 #[test]

@@ -28,7 +28,7 @@ const RATE_GAP_NS: i64 = 1_000;
 
 /// `n` stamped messages of `size` bytes, seqs 0..n, and their parsed headers.
 fn messages(size: usize, n: u64) -> (Vec<Vec<u8>>, Vec<Header>) {
-    let tpl = wire::template(SESSION, size);
+    let tpl = wire::template(SESSION, size, false);
     let msgs: Vec<Vec<u8>> = (0..n)
         .map(|seq| {
             let mut m = tpl.clone();
@@ -74,7 +74,7 @@ fn bench_stamp(c: &mut Criterion) {
     let mut g = c.benchmark_group("stamp");
     g.throughput(Throughput::Elements(1));
     for size in [64usize, 1400] {
-        let mut msg = wire::template(SESSION, size);
+        let mut msg = wire::template(SESSION, size, false);
         let mut seq = 0u64;
         g.bench_function(format!("{size}B"), |b| {
             b.iter(|| {

@@ -6,6 +6,7 @@
 
 use hdrhistogram::Histogram;
 
+use crate::auth::{Dir, SessionKeys};
 use crate::stats::{new_ns_histogram, Arrival, DelayStats, SeqSummary, SeqTracker};
 use crate::trace::{Event, Tracer};
 use crate::traffic::Traffic;
@@ -59,6 +60,8 @@ pub struct Measured {
     pub negative_delays: u64,
     pub corrupt: u64,
     pub invalid: u64,
+    /// Messages that failed their MAC (--key-file): forged, never accounted.
+    pub unauthenticated: u64,
     /// Bytes of unique, valid messages.
     pub bytes: u64,
     pub recv_calls: u64,
@@ -95,6 +98,7 @@ impl Default for Measured {
             negative_delays: 0,
             corrupt: 0,
             invalid: 0,
+            unauthenticated: 0,
             bytes: 0,
             recv_calls: 0,
             split_messages: 0,
@@ -149,6 +153,10 @@ pub struct Account {
     pub echoed: u64,
     /// The receiver's socket calls for this session (`--trace`), on the receiver's clock.
     pub trace: Tracer,
+    /// An authenticated session's keys: every message must carry its MAC.
+    keys: Option<SessionKeys>,
+    /// Messages that failed their MAC while their CRC held: forged, never accounted.
+    pub unauthenticated: u64,
 }
 
 impl Account {
@@ -177,6 +185,21 @@ impl Account {
             rows_not_kept: 0,
             echoed: 0,
             trace: Tracer::off(),
+            keys: None,
+            unauthenticated: 0,
+        }
+    }
+
+    /// An authenticated session: messages must carry their MAC, and echo replies get one.
+    pub fn set_keys(&mut self, keys: SessionKeys) {
+        self.keys = Some(keys);
+    }
+
+    /// Turn a message already made into its echo reply (`wire::make_echo_reply`) into a MAC'd one, if the
+    /// session is authenticated.
+    pub fn seal_reply(&self, msg: &mut [u8]) {
+        if let Some(k) = &self.keys {
+            k.seal_message(Dir::ReceiverToSender, msg);
         }
     }
 
@@ -221,7 +244,14 @@ impl Account {
             self.invalid += 1;
             return None;
         }
-        let recv_ns = recv_local_ns - self.offset_ns;
+        let recv_ns = recv_local_ns.saturating_sub(self.offset_ns);
+        if let Some(k) = &self.keys {
+            // Before anything is trusted. Intact but failing its MAC: forged. Damaged: corrupt, as below.
+            if !k.verify_message(Dir::SenderToReceiver, msg) && wire::verify(msg, hdr) {
+                self.unauthenticated += 1;
+                return None;
+            }
+        }
         if !wire::verify(msg, hdr) {
             // The header may be what was corrupted: its seq is shown in the per-message row, never recorded.
             self.corrupt += 1;
@@ -338,6 +368,7 @@ impl Account {
             negative_delays: self.delay.negative_delays(),
             corrupt: self.corrupt,
             invalid: self.invalid,
+            unauthenticated: self.unauthenticated,
             bytes: self.bytes,
             recv_calls: self.recv_calls,
             split_messages: self.split_messages,
@@ -396,8 +427,13 @@ pub struct EchoStats {
     pub seq: SeqTracker,
     pub invalid: u64,
     pub corrupt: u64,
+    /// Replies that failed their MAC (--key-file): forged, not counted as round trips.
+    pub unauthenticated: u64,
     /// --trace: the receive calls that brought replies.
     pub timer: crate::trace::Timer,
+    keys: Option<SessionKeys>,
+    /// Sequence numbers the sender has used so far: a reply above them is not a reply (bounds the table).
+    sent: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl EchoStats {
@@ -409,8 +445,21 @@ impl EchoStats {
             seq: SeqTracker::new(limit),
             invalid: 0,
             corrupt: 0,
+            unauthenticated: 0,
             timer: crate::trace::Timer::new(traced),
+            keys: None,
+            sent: None,
         }
+    }
+
+    /// Replies must carry the receiver's MAC.
+    pub fn set_keys(&mut self, keys: SessionKeys) {
+        self.keys = Some(keys);
+    }
+
+    /// Replies must answer a message already sent: `sent` is the send loop's running count.
+    pub fn bound_by(&mut self, sent: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.sent = Some(sent);
     }
 
     /// One reply received at t4 (sender clock).
@@ -423,8 +472,22 @@ impl EchoStats {
             self.invalid += 1;
             return;
         }
+        if let Some(k) = &self.keys {
+            if !k.verify_message(Dir::ReceiverToSender, msg) && wire::verify(msg, &h) {
+                self.unauthenticated += 1;
+                return;
+            }
+        }
         if !wire::verify(msg, &h) {
             self.corrupt += 1;
+            return;
+        }
+        let sent = self
+            .sent
+            .as_ref()
+            .map_or(u64::MAX, |s| s.load(std::sync::atomic::Ordering::Relaxed));
+        if h.seq >= sent {
+            self.invalid += 1;
             return;
         }
         let Some((t2, t3)) = wire::echo_times(msg) else {
@@ -450,7 +513,7 @@ mod tests {
     use super::*;
 
     fn msg(seq: u64) -> Vec<u8> {
-        let mut m = wire::template(9, 64);
+        let mut m = wire::template(9, 64, false);
         wire::stamp(&mut m, seq, 1_000, 2_000);
         m
     }
@@ -520,7 +583,7 @@ mod tests {
     #[test]
     fn echo_rtt_removes_holding_time() {
         let mut e = EchoStats::new(5, 10, false);
-        let mut m = wire::template(5, 64);
+        let mut m = wire::template(5, 64, false);
         wire::stamp(&mut m, 0, 1_000, 1_000);
         // Receiver got it at 50_000 and replied at 80_000 (its clock); back at the sender at 101_000.
         wire::make_echo_reply(&mut m, 50_000, 80_000);

@@ -70,6 +70,20 @@ pub struct SendArgs {
     pub traffic: TrafficArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Authentication, for both ends.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AuthArgs {
+    /// A file holding a secret shared by sender and receiver (16 bytes or more, e.g. from
+    /// `head -c 32 /dev/urandom | base64`): both ends prove they know it, and every control frame, message
+    /// and echo reply carries a MAC, so nobody without it can start a session, inject or alter a message, or
+    /// take over a data connection. Messages grow a 16-byte MAC inside --size (64 bytes at least; 80 with
+    /// --echo).
+    #[arg(long, env = "SOCKBENCH_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Send times.
@@ -150,6 +164,8 @@ pub struct RecvArgs {
     #[arg(long)]
     pub reuse_port: bool,
     #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
     pub caps: CapArgs,
 }
 
@@ -195,6 +211,8 @@ pub struct CompareArgs {
     /// Run on loopback even when the private lab could be built (no impairment flags then).
     #[arg(long)]
     pub loopback: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Shape of the delay jitter around --delay.

@@ -7,9 +7,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::Secret;
 use crate::cli::{
-    self, BacklogArgs, CapArgs, Cli, Command, CompareArgs, ImpairArgs, LinkArgs, OutputArgs,
-    PortsArgs, RecvArgs, Role, SendArgs, TrafficArgs,
+    self, AuthArgs, BacklogArgs, CapArgs, Cli, Command, CompareArgs, ImpairArgs, LinkArgs,
+    OutputArgs, PortsArgs, RecvArgs, Role, SendArgs, TrafficArgs,
 };
 use crate::error::UsageError;
 use crate::grammar::{HostPort, SizeSpec};
@@ -298,6 +299,41 @@ pub struct SendConfig {
     pub alternatives: Vec<SocketAddr>,
     pub traffic: Traffic,
     pub output: Output,
+    /// --key-file: authenticate the session.
+    pub secret: Option<Secret>,
+}
+
+/// The key of `--key-file` (or SOCKBENCH_KEY_FILE), read and checked now: a missing or short file is a usage
+/// error before anything starts.
+pub fn secret(a: &AuthArgs) -> Result<Option<Secret>> {
+    a.key_file
+        .as_deref()
+        .map(|p| Secret::read(p).map_err(|e| usage(format!("--key-file: {e}"))))
+        .transpose()
+}
+
+/// With a key every message carries a 16-byte MAC inside its size: the sizes must leave room for it.
+fn check_room_for_mac(t: &Traffic, secret: &Option<Secret>) -> Result<()> {
+    if secret.is_none() {
+        return Ok(());
+    }
+    let need = if t.echo {
+        wire::MIN_ECHO_LEN + wire::MAC_TRAILER_LEN
+    } else {
+        wire::HEADER_LEN + wire::MAC_TRAILER_LEN
+    };
+    if t.min_size() < need {
+        return Err(usage(format!(
+            "with --key-file every message carries a {}-byte MAC: use --size {need} or more{}",
+            wire::MAC_TRAILER_LEN,
+            if t.echo {
+                " (--echo also needs room for the receiver's times)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
 }
 
 impl SendConfig {
@@ -309,6 +345,8 @@ impl SendConfig {
             Traffic::default().count,
         )?;
         let output = Output::from_args(&a.output)?;
+        let secret = secret(&a.auth)?;
+        check_room_for_mac(&traffic, &secret)?;
         let alternatives = resolve_all(&a.host, protocol.default_port())?;
         let target = alternatives[0];
         Ok(SendConfig {
@@ -318,6 +356,7 @@ impl SendConfig {
             alternatives,
             traffic,
             output,
+            secret,
         })
     }
 }
@@ -361,6 +400,8 @@ pub struct RecvConfig {
     pub caps: Caps,
     pub trace: bool,
     pub reuse_port: bool,
+    /// --key-file: senders must authenticate.
+    pub secret: Option<Secret>,
 }
 
 impl RecvConfig {
@@ -386,6 +427,7 @@ impl RecvConfig {
             caps: caps(&a.caps)?,
             trace: a.trace,
             reuse_port: a.reuse_port,
+            secret: secret(&a.auth)?,
         })
     }
 
@@ -399,6 +441,7 @@ impl RecvConfig {
             caps: Caps::default(),
             trace: false,
             reuse_port: false,
+            secret: None,
         }
     }
 }
@@ -555,6 +598,8 @@ pub struct CompareConfig {
     pub path: PathRequest,
     /// `--seed`; a fresh one is drawn (and printed) when the lab runs without it.
     pub seed: Option<u64>,
+    /// --key-file: both sessions authenticated (sender and receiver share it).
+    pub secret: Option<Secret>,
 }
 
 impl CompareConfig {
@@ -579,11 +624,14 @@ impl CompareConfig {
             (false, true) => PathRequest::Impaired(impairment),
             (false, false) => PathRequest::Auto,
         };
+        let secret = secret(&a.auth)?;
+        check_room_for_mac(&traffic, &secret)?;
         Ok(CompareConfig {
             traffic,
             output: Output::from_args(&a.output)?,
             path,
             seed: a.impair.seed,
+            secret,
         })
     }
 }

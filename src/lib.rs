@@ -4,6 +4,7 @@
 //! `run` is the whole program; `main.rs` only calls it, so tests run the tool in-process.
 
 pub mod accounting;
+pub mod auth;
 pub mod cancel;
 pub mod cli;
 pub mod clock;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::accounting::Account;
+use crate::auth::{self, SessionKeys, MAC_LEN};
 use crate::cancel::Cancel;
 use crate::clock::{self, boot_id, now_ns};
 use crate::config::RecvConfig;
@@ -37,9 +38,9 @@ const TICK: Duration = Duration::from_millis(20);
 /// TCP: after the sender's Done, the stream gets at least this long to drain to EOF.
 const TCP_DRAIN_MIN: Duration = Duration::from_secs(2);
 
-/// A TCP data connection handed to its session: the stream, the trace event of its accept(), and bytes that
-/// followed its preamble.
-type DataConn = (TcpStream, Event, Vec<u8>);
+/// A TCP data connection handed to its session: the stream, the trace event of its accept(), bytes that
+/// followed its preamble, and the preamble's MAC (authenticated sessions).
+type DataConn = (TcpStream, Event, Vec<u8>, Option<[u8; MAC_LEN]>);
 
 struct TcpSlot {
     peer: IpAddr,
@@ -136,6 +137,7 @@ impl Receiver {
         let udp = udp_sock.map(|s| UdpServer::spawn(s, cancel.clone()));
         let mut conn = ConnConfig::new(cfg.protocol, cfg.caps.clone());
         conn.boot_id = boot_id();
+        conn.secret = cfg.secret.clone();
         let shared = Arc::new(Shared {
             udp_tx: udp.as_ref().map(|u| Mutex::new(u.tx.clone())),
             cfg,
@@ -410,10 +412,14 @@ fn serve_conn(
                         c.on_closed(&why, clock::now());
                     }
                 }
-                Action::DataConnection { session, leftover } => {
+                Action::DataConnection {
+                    session,
+                    leftover,
+                    mac,
+                } => {
                     pending.release();
                     let ev = accepted.take().unwrap_or_else(|| accept_event(peer));
-                    return conn.hand_over(ctl.into_stream(), session, ev, leftover);
+                    return conn.hand_over(ctl.into_stream(), session, (ev, leftover, mac));
                 }
                 Action::Admit(a) => {
                     pending.release();
@@ -446,7 +452,7 @@ fn serve_conn(
             c.on_data_finished(account, note);
             continue;
         }
-        if conn.data_arrived() {
+        if conn.data_arrived(c.keys()) {
             c.on_data_ready(clock::now());
             continue;
         }
@@ -487,26 +493,27 @@ fn accept_event(peer: SocketAddr) -> Event {
 }
 
 impl Conn<'_> {
-    /// This connection is a TCP data connection: give it to the session waiting for it.
-    fn hand_over(&self, stream: TcpStream, session: u64, ev: Event, leftover: Vec<u8>) {
+    /// This connection is a TCP data connection: give it to the session waiting for it (which keeps its slot
+    /// until a connection passes its checks: one that fails cannot push the real one out).
+    fn hand_over(
+        &self,
+        stream: TcpStream,
+        session: u64,
+        rest: (Event, Vec<u8>, Option<[u8; MAC_LEN]>),
+    ) {
         let sh = self.sh;
-        let slot = sh
-            .tcp_slots
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&session));
-        match slot {
-            Some(s) if s.peer.to_canonical() == self.peer.ip().to_canonical() => {
+        let (ev, leftover, mac) = rest;
+        let tx = sh.tcp_slots.lock().ok().and_then(|s| {
+            s.get(&session)
+                .filter(|slot| slot.peer.to_canonical() == self.peer.ip().to_canonical())
+                .map(|slot| slot.tx.clone())
+        });
+        match tx {
+            Some(tx) => {
                 sh.data_accepts.fetch_add(1, Ordering::SeqCst);
-                let _ = s.tx.send((stream, ev, leftover));
+                let _ = tx.send((stream, ev, leftover, mac));
             }
-            other => {
-                // A slot of another peer goes back: this connection does not take it.
-                if let Some(s) = other {
-                    if let Ok(mut slots) = sh.tcp_slots.lock() {
-                        slots.insert(session, s);
-                    }
-                }
+            None => {
                 // Closing tells the sender to try a new connection (a new hash, with --reuse-port).
                 sh.data_refused.fetch_add(1, Ordering::SeqCst);
                 if !sh.cfg.reuse_port {
@@ -610,14 +617,33 @@ impl Conn<'_> {
         }
     }
 
-    /// TCP: has the data connection come? Then its reading thread starts.
-    fn data_arrived(&mut self) -> bool {
-        let DataPath::TcpWaiting { rx, .. } = &self.data else {
+    /// TCP: has the data connection come (and, authenticated, with the preamble MAC of this session's keys)?
+    /// Then its reading thread starts.
+    fn data_arrived(&mut self, keys: Option<&SessionKeys>) -> bool {
+        let DataPath::TcpWaiting { rx, account, .. } = &self.data else {
             return false;
         };
-        let Ok((mut stream, ev, leftover)) = rx.try_recv() else {
+        let Ok((mut stream, ev, leftover, mac)) = rx.try_recv() else {
             return false;
         };
+        if let Some(k) = keys {
+            let want = k.preamble_mac(account.session);
+            if !mac.is_some_and(|m| auth::same(&m, &want)) {
+                self.sh.data_refused.fetch_add(1, Ordering::SeqCst);
+                self.sh.log(format_args!(
+                    "closed a data connection for session {:016x} from {}: its preamble's MAC failed (another key, \
+                     or an attempt to take the session over)",
+                    account.session, self.peer
+                ));
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return false;
+            }
+        }
+        if let Some(id) = self.slot.take() {
+            if let Ok(mut slots) = self.sh.tcp_slots.lock() {
+                slots.remove(&id);
+            }
+        }
         let DataPath::TcpWaiting {
             mut account, echo, ..
         } = std::mem::replace(&mut self.data, DataPath::None)
@@ -625,6 +651,16 @@ impl Conn<'_> {
             return false;
         };
         account.trace.extend([ev]);
+        // Echo replies leave when written: Nagle would hold them for the next one and add its delay to the
+        // round trip (the connection has it from accept already; set here again so the trace shows it).
+        let fd = stream.as_raw_fd();
+        let _ = account.trace.call(
+            "setsockopt",
+            fd,
+            || "TCP_NODELAY=1".into(),
+            || stream.set_nodelay(true),
+            |_| "0".into(),
+        );
         let cancel = self.sh.cancel.child();
         let c2 = cancel.clone();
         let activity = self.activity.clone();

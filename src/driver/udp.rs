@@ -12,10 +12,10 @@ use std::time::Instant;
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns};
-use crate::pacing::{Due, SendPlan};
+use crate::driver::SendJob;
+use crate::pacing::Due;
 use crate::session::udp_demux::{Datagram, UdpDemux};
 use crate::socket::{RecvBatch, SendBatch};
-use crate::trace::Timer;
 use crate::wire;
 
 /// Datagrams per sendmmsg/recvmmsg call.
@@ -23,32 +23,30 @@ pub const BATCH: usize = 64;
 const SLOT: usize = 65_536;
 
 /// Send the session's datagrams on a connected socket, batching whatever is due at once, until the plan is
-/// over or `cancel`. `timer` times each sendmmsg when tracing.
-pub fn send(
-    sock: &UdpSocket,
-    template: &[u8],
-    plan: &mut SendPlan,
-    cancel: &Cancel,
-    timer: &mut Timer,
-    progress: &AtomicU64,
-) -> SendStats {
+/// over or the job is cancelled.
+pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
     let fd = sock.as_raw_fd();
-    let mut batch = SendBatch::new(BATCH, template);
+    let mut batch = SendBatch::new(BATCH, &job.template);
     let mut st = SendStats::default();
-    plan.begin(clock::now());
+    job.plan.begin(clock::now());
     'run: loop {
         let mut k = 0;
+        let mut next_seq = 0;
         while k < batch.capacity() {
-            match plan.next(clock::now()) {
+            match job.plan.next(clock::now()) {
                 Due::Now { seq, sched_ns } => {
                     let send_ns = now_ns();
-                    wire::stamp(batch.set_len(k, plan.size_of(seq)), seq, sched_ns, send_ns);
+                    let msg = batch.set_len(k, job.plan.size_of(seq));
+                    wire::stamp(msg, seq, sched_ns, send_ns);
+                    job.seal(msg);
                     st.stamp(send_ns);
+                    next_seq = seq + 1;
                     k += 1;
                 }
                 Due::At(t) if k == 0 => {
+                    let cancel = &job.cancel;
                     clock::sleep_until(t, &|| cancel.is_cancelled());
-                    if cancel.is_cancelled() {
+                    if job.cancel.is_cancelled() {
                         break 'run;
                     }
                 }
@@ -57,30 +55,31 @@ pub fn send(
                 Due::Over => break,
             }
         }
+        job.issue(next_seq);
         let mut done = 0;
         while done < k {
-            let t = timer.start();
+            let t = job.timer.start();
             let sent = batch.send(fd, done, k);
-            timer.done(t, sent.is_ok());
+            job.timer.done(t, sent.is_ok());
             match sent {
                 Ok(m) => done += m,
                 Err(_) => {
                     // The kernel refused the rest (ENOBUFS, EAGAIN, or ECONNREFUSED from an ICMP error):
                     // those messages never left, so their numbers are handed out again.
                     let refused = (k - done) as u64;
-                    plan.give_back(refused);
+                    job.plan.give_back(refused);
                     st.send_errors += refused;
                     break;
                 }
             }
         }
         st.sent += done as u64;
-        progress.store(st.sent, Ordering::Relaxed);
-        if cancel.is_cancelled() {
+        job.sent.store(st.sent, Ordering::Relaxed);
+        if job.cancel.is_cancelled() {
             break;
         }
     }
-    if cancel.is_cancelled() {
+    if job.cancel.is_cancelled() {
         st.cut_short = Some("interrupted".into());
     }
     st

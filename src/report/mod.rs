@@ -102,6 +102,8 @@ pub struct SessionReport {
     /// Appended: the impairment the run went through, as the flags that repeat it with its seed
     /// (`--loss 5% --delay 10ms --seed 7`); empty when none (loopback, a receiver's own copy, a plain send).
     pub impairment: String,
+    /// Messages of the session that failed their MAC at the receiver (--key-file): forged, never counted.
+    pub unauthenticated: u64,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -216,6 +218,7 @@ impl SessionReport {
             reads_one_message: m.reads_one_message,
             reads_partial_message: m.reads_partial,
             impairment: String::new(),
+            unauthenticated: m.unauthenticated,
         }
     }
 }
@@ -359,12 +362,13 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 53);
+        assert_eq!(cols.len(), 54);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
             cols.iter().position(|c| c == "reads_partial_message"),
             Some(51)
         );
-        assert_eq!(cols.last().map(String::as_str), Some("impairment"));
+        assert_eq!(cols[52], "impairment");
+        assert_eq!(cols.last().map(String::as_str), Some("unauthenticated"));
     }
 }

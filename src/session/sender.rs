@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::accounting::{Measured, Row, SendStats};
+use crate::auth::{self, Dir, Secret, SessionKeys, MAC_LEN, NONCE_LEN};
 use crate::clock::{estimate_offset, Now, OffsetEstimate, Sample};
-use crate::proto::{self, Ctl, FrameDecoder};
+use crate::proto::{self, Ctl, FrameDecoder, FrameEncoder};
 use crate::session::translate;
 use crate::traffic::{Protocol, Traffic};
 
@@ -37,6 +38,8 @@ pub struct SenderConfig {
     pub setup_timeout: Duration,
     /// How long the results may take beyond the linger (the receiver drains, then answers).
     pub results_grace: Duration,
+    /// With --key-file: the receiver must prove it knows it, and every frame and message is MAC'd.
+    pub secret: Option<Secret>,
 }
 
 impl SenderConfig {
@@ -54,6 +57,7 @@ impl SenderConfig {
             accept_timeout: Duration::from_secs(10),
             setup_timeout: Duration::from_secs(25),
             results_grace: Duration::from_secs(30),
+            secret: None,
         }
     }
 }
@@ -65,6 +69,8 @@ pub enum SetupError {
     Refused(String),
     /// What answered is not a sockbench receiver of this version (a usage error: wrong port or host).
     NotAReceiver(String),
+    /// It did not prove it knows the key (--key-file): another key, or an impostor (a usage error).
+    WrongKey(String),
     /// It started to answer, then stopped or broke off.
     Failed(String),
 }
@@ -120,6 +126,11 @@ pub struct SenderSession {
     cfg: SenderConfig,
     state: State,
     decoder: FrameDecoder,
+    encoder: FrameEncoder,
+    /// Authentication: the hello's hash, this side's nonce, and the session keys once both proofs held.
+    hello_hash: [u8; 32],
+    nonce: [u8; NONCE_LEN],
+    keys: Option<SessionKeys>,
     accept_deadline: Instant,
     setup_deadline: Instant,
     samples: Vec<Sample>,
@@ -137,6 +148,7 @@ pub struct SenderSession {
 impl SenderSession {
     /// A control connection just opened at `now`: the preamble and hello go out at once.
     pub fn new(cfg: SenderConfig, now: Now) -> SenderSession {
+        let nonce = auth::nonce();
         let hello = Ctl::Hello(proto::Hello {
             version: proto::VERSION,
             transport: translate::transport(cfg.protocol),
@@ -148,15 +160,23 @@ impl SenderSession {
             boot_id: cfg.boot_id.clone(),
             software: cfg.software.clone(),
             trace: cfg.trace,
+            nonce: cfg.secret.as_ref().map(|_| auth::to_hex(&nonce)),
         });
         let mut first = proto::control_preamble().to_vec();
-        first.extend(proto::encode(&hello));
+        let frame = proto::encode(&hello);
+        // The receiver's proof covers the hello's JSON body, exactly as it went out.
+        let hello_hash = auth::hello_hash(&frame[4..]);
+        first.extend(frame);
         SenderSession {
             accept_deadline: now.mono + cfg.accept_timeout,
             setup_deadline: now.mono + cfg.setup_timeout,
             cfg,
             state: State::AwaitAccept,
             decoder: FrameDecoder::new(proto::MAX_FRAME),
+            encoder: FrameEncoder::default(),
+            hello_hash,
+            nonce,
+            keys: None,
             samples: Vec::with_capacity(CLOCK_EXCHANGES),
             same_host: false,
             clock: OffsetEstimate::default(),
@@ -194,7 +214,50 @@ impl SenderSession {
     }
 
     fn write(&mut self, m: &Ctl) {
-        self.actions.push_back(Action::Write(proto::encode(m)));
+        let bytes = self.encoder.encode(m);
+        self.actions.push_back(Action::Write(bytes));
+    }
+
+    /// The session's keys, once both proofs held: data messages, echo replies and the data connection's
+    /// preamble carry MACs made with them.
+    pub fn keys(&self) -> Option<&SessionKeys> {
+        self.keys.as_ref()
+    }
+
+    /// The receiver proved it knows the key; prove it back, then MAC every frame.
+    fn authenticate(&mut self, a: &proto::Accept) -> Result<(), SetupError> {
+        let Some(secret) = self.cfg.secret.clone() else {
+            return Ok(());
+        };
+        let proven = match (
+            a.nonce.as_deref().and_then(auth::from_hex::<NONCE_LEN>),
+            a.proof.as_deref().and_then(auth::from_hex::<MAC_LEN>),
+        ) {
+            (Some(nr), Some(p)) => auth::same(
+                &p,
+                &secret.receiver_proof(&self.hello_hash, &self.nonce, &nr),
+            )
+            .then_some(nr),
+            _ => None,
+        };
+        let Some(nr) = proven else {
+            return Err(SetupError::WrongKey(
+                "the two ends have different --key-file keys, or something on the path answered in the \
+                 receiver's place"
+                    .into(),
+            ));
+        };
+        let proof = secret.sender_proof(&self.hello_hash, &self.nonce, &nr);
+        self.write(&Ctl::Proof {
+            proof: auth::to_hex(&proof),
+        });
+        let keys = secret.session_keys(self.cfg.session, &self.nonce, &nr);
+        self.encoder
+            .authenticate(keys.clone(), Dir::SenderToReceiver);
+        self.decoder
+            .authenticate(keys.clone(), Dir::ReceiverToSender);
+        self.keys = Some(keys);
+        Ok(())
     }
 
     fn fail(&mut self, e: SetupError) {
@@ -252,6 +315,9 @@ impl SenderSession {
                     )));
                 }
                 self.same_host = !self.cfg.boot_id.is_empty() && a.boot_id == self.cfg.boot_id;
+                if let Err(e) = self.authenticate(&a) {
+                    return self.fail(e);
+                }
                 self.time_req(now);
             }
             (State::AwaitAccept, other) => self.fail(SetupError::NotAReceiver(format!(

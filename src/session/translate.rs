@@ -70,14 +70,16 @@ pub fn traffic_spec(t: &Traffic) -> proto::TrafficSpec {
 }
 
 /// A hello's traffic, checked as a whole against itself and against `protocol`'s limits (the receiver's own
-/// caps are checked apart, by `Caps::refuse`). Err says what is wrong, for the Reject.
-pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, String> {
+/// caps are checked apart, by `Caps::refuse`); `mac`: the messages carry a MAC trailer (--key-file). Err says
+/// what is wrong, for the Reject.
+pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<Traffic, String> {
     let size =
         usize::try_from(s.size).map_err(|_| format!("message size {} is not a size", s.size))?;
-    if size < wire::HEADER_LEN || size > protocol.max_size() {
+    let trailer = if mac { wire::MAC_TRAILER_LEN } else { 0 };
+    let least = wire::HEADER_LEN + trailer;
+    if size < least || size > protocol.max_size() {
         return Err(format!(
-            "message size {size} is outside {}..{} bytes for {protocol}",
-            wire::HEADER_LEN,
+            "message size {size} is outside {least}..{} bytes for {protocol}",
             protocol.max_size()
         ));
     }
@@ -94,14 +96,13 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, St
             s.rate
         ));
     }
-    let in_range = |n: u64| n >= wire::HEADER_LEN as u64 && n <= s.size;
+    let in_range = |n: u64| n >= least as u64 && n <= s.size;
     let mix = match &s.sizes {
         None => None,
         Some(proto::Sizes::Range { min, max }) => {
             if !(in_range(*min) && *max == s.size && min <= max) {
                 return Err(format!(
-                    "size range {min}..{max} must run upwards from {} bytes to the message size {}",
-                    wire::HEADER_LEN,
+                    "size range {min}..{max} must run upwards from {least} bytes to the message size {}",
                     s.size
                 ));
             }
@@ -116,8 +117,7 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, St
             }
             if !sizes.iter().all(|&n| in_range(n)) || sizes.iter().max() != Some(&s.size) {
                 return Err(format!(
-                    "every listed size must be {}..{} bytes, the largest equal to the message size",
-                    wire::HEADER_LEN,
+                    "every listed size must be {least}..{} bytes, the largest equal to the message size",
                     s.size
                 ));
             }
@@ -125,10 +125,10 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, St
         }
     };
     let min_size = mix.as_ref().map_or(size, |m| m.min());
-    if s.echo && min_size < wire::MIN_ECHO_LEN {
+    if s.echo && min_size < wire::MIN_ECHO_LEN + trailer {
         return Err(format!(
             "echo needs messages of {} bytes or more",
-            wire::MIN_ECHO_LEN
+            wire::MIN_ECHO_LEN + trailer
         ));
     }
     if s.duration_ns == Some(0) {
@@ -284,6 +284,7 @@ pub fn results(m: &Measured) -> proto::Results {
         negative_delays: m.negative_delays,
         corrupt: m.corrupt,
         invalid: m.invalid,
+        unauthenticated: m.unauthenticated,
         bytes: m.bytes,
         recv_calls: m.recv_calls,
         split_messages: m.split_messages,
@@ -320,6 +321,7 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
         negative_delays: r.negative_delays,
         corrupt: r.corrupt,
         invalid: r.invalid,
+        unauthenticated: r.unauthenticated,
         bytes: r.bytes,
         recv_calls: r.recv_calls,
         split_messages: r.split_messages,
@@ -356,7 +358,7 @@ mod tests {
             duration: Some(Duration::from_secs(3)),
             ..Traffic::default()
         };
-        assert_eq!(traffic(&traffic_spec(&t), Protocol::Udp).unwrap(), t);
+        assert_eq!(traffic(&traffic_spec(&t), Protocol::Udp, false).unwrap(), t);
     }
 
     /// Every way a hello's traffic can be impossible is refused with a reason, never a panic later.
@@ -365,7 +367,7 @@ mod tests {
         let bad = |f: &dyn Fn(&mut proto::TrafficSpec)| {
             let mut s = spec();
             f(&mut s);
-            traffic(&s, Protocol::Udp).unwrap_err()
+            traffic(&s, Protocol::Udp, false).unwrap_err()
         };
         assert!(bad(&|s| s.size = 10).contains("outside"));
         assert!(bad(&|s| s.size = 70_000).contains("outside"));
@@ -401,7 +403,7 @@ mod tests {
     #[test]
     fn results_round_trip_and_hostile_ones_are_refused() {
         let mut a = crate::accounting::Account::new(9, 4, 64, true);
-        let mut m = wire::template(9, 64);
+        let mut m = wire::template(9, 64, false);
         wire::stamp(&mut m, 0, 1_000, 2_000);
         let h = wire::Header::parse(&m).unwrap();
         a.on_message(&m, &h, 10_000);

@@ -188,6 +188,7 @@ impl UdpDemux {
         match (echo, d.from) {
             (true, Some(to)) => {
                 wire::make_echo_reply(d.data, recv_ns, now_ns);
+                e.acct.seal_reply(d.data);
                 Some(Echo {
                     session: hdr.session,
                     to,
@@ -270,7 +271,7 @@ mod tests {
     use crate::clock::Now;
 
     fn msg(session: u64, seq: u64, size: usize) -> Vec<u8> {
-        let mut m = wire::template(session, size);
+        let mut m = wire::template(session, size, false);
         wire::stamp(&mut m, seq, 1_000, 1_000);
         m
     }

@@ -495,6 +495,7 @@ pub fn hello(protocol: Protocol, session: u64, t: proto::TrafficSpec) -> Ctl {
         boot_id: String::new(),
         software: "integration test".into(),
         trace: false,
+        nonce: None,
     })
 }
 
@@ -540,7 +541,7 @@ impl RawSession {
         .unwrap();
         let tcp = (protocol == Protocol::Tcp).then(|| {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(&proto::data_preamble(session)).unwrap();
+            s.write_all(&proto::data_preamble(session, None)).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
             s
@@ -553,7 +554,7 @@ impl RawSession {
             conn,
             session,
             size,
-            template: wire::template(session, size),
+            template: wire::template(session, size, false),
             udp,
             tcp,
         }

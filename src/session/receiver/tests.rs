@@ -21,6 +21,7 @@ fn hello(transport: proto::Transport, traffic: &Traffic) -> Ctl {
         boot_id: "b".into(),
         software: "test".into(),
         trace: false,
+        nonce: None,
     })
 }
 
@@ -55,7 +56,9 @@ fn drain(c: &mut ReceiverConn) -> Seen {
             } => s.starts.push((account, udp_source_port)),
             Action::StopData { sent, linger } => s.stops.push((sent, linger)),
             Action::Report(r) => s.reports.push(*r),
-            Action::DataConnection { session, leftover } => s.data.push((session, leftover)),
+            Action::DataConnection {
+                session, leftover, ..
+            } => s.data.push((session, leftover)),
             Action::Log(l) => s.logs.push(l),
             Action::Close => s.closed = true,
         }
@@ -110,7 +113,7 @@ fn running(t0: Now, traffic: &Traffic) -> (ReceiverConn, Box<Account>) {
 
 fn feed(account: &mut Account, seqs: &[u64]) {
     for &seq in seqs {
-        let mut m = wire::template(42, 64);
+        let mut m = wire::template(42, 64, false);
         wire::stamp(&mut m, seq, 1_000, 1_000);
         let h = wire::Header::parse(&m).unwrap();
         account.on_message(&m, &h, 2_000);
@@ -263,7 +266,7 @@ fn another_version_is_refused_naming_both() {
 fn data_and_garbage_connections() {
     let t0 = Now::fixed();
     let mut c = ReceiverConn::new(cfg(Protocol::Tcp), t0);
-    c.on_bytes(&[data_preamble(9).to_vec(), b"xy".to_vec()].concat(), t0);
+    c.on_bytes(&[data_preamble(9, None), b"xy".to_vec()].concat(), t0);
     let s = drain(&mut c);
     assert_eq!(s.data, vec![(9, b"xy".to_vec())]);
     assert!(c.is_closed() && c.next_deadline().is_none());

@@ -66,6 +66,8 @@ fn accept() -> Vec<u8> {
         version: proto::VERSION,
         boot_id: "host-b".into(),
         software: "x".into(),
+        nonce: None,
+        proof: None,
     }))
 }
 

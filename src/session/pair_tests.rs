@@ -139,7 +139,7 @@ fn different_keys_or_only_one_key_are_refused_with_the_fix() {
         Some("the receiver's own key"),
         &all_four,
     ) {
-        Err(SetupError::Refused(why)) => {
+        Err(SetupError::WrongKey(why)) => {
             assert!(why.contains("different --key-file keys"), "{why}")
         }
         other => panic!("{other:?}"),

@@ -52,7 +52,7 @@ need_root() {
     command -v ip >/dev/null || die "'ip' is missing: apt-get install iproute2"
 }
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+ns_exists() { ip netns list | awk '{print $1}' | grep -x "$1" >/dev/null; }
 
 # The PID of our background link process, if it is still that process.
 link_pid() {
@@ -60,7 +60,7 @@ link_pid() {
     local pid
     pid=$(cat "$STATE/link.pid")
     [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--a-netns $NS_A" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -- "--a-netns $NS_A" >/dev/null || return 1
     echo "$pid"
 }
 
@@ -210,8 +210,8 @@ cmd_up() {
         # Wait until both devices are up with their addresses, or the process has died.
         local ok=0
         for _ in $(seq 100); do
-            if ip -n $NS_A -br addr show dev sbtun0 2>/dev/null | grep -q "$ADDR_A" &&
-                ip -n $NS_B -br addr show dev sbtun0 2>/dev/null | grep -q "$ADDR_B"; then
+            if ip -n $NS_A -br addr show dev sbtun0 2>/dev/null | grep "$ADDR_A" >/dev/null &&
+                ip -n $NS_B -br addr show dev sbtun0 2>/dev/null | grep "$ADDR_B" >/dev/null; then
                 ok=1
                 break
             fi

@@ -162,7 +162,7 @@ done
 need_root
 tcns=()
 [[ -n $netns ]] && tcns=(-n "$netns")
-if [[ -n $netns ]] && ! ip netns list | awk '{print $1}' | grep -qxF -- "$netns"; then
+if [[ -n $netns ]] && ! ip netns list | awk '{print $1}' | grep -xF -- "$netns" >/dev/null; then
     bad "--netns: no namespace '$netns' (see: ip netns list)"
 fi
 ip "${tcns[@]}" link show dev "$dev" >/dev/null 2>&1 ||
@@ -193,13 +193,13 @@ spare_filters() {
 case "$cmd" in
 show)
     tc "${tcns[@]}" -s qdisc show dev "$dev"
-    if tc "${tcns[@]}" qdisc show dev "$dev" | grep -q "qdisc prio 1: root"; then
+    if tc "${tcns[@]}" qdisc show dev "$dev" | grep "qdisc prio 1: root" >/dev/null; then
         echo "filters (band 1:1 unimpaired, 1:2 netem):"
         tc "${tcns[@]}" filter show dev "$dev" parent 1: | sed 's/^/  /'
     fi
     ;;
 clear)
-    if tc "${tcns[@]}" qdisc show dev "$dev" | grep -q "qdisc netem"; then
+    if tc "${tcns[@]}" qdisc show dev "$dev" | grep "qdisc netem" >/dev/null; then
         # The root is netem itself, or the prio of --spare-tcp-port above it: both go.
         tc "${tcns[@]}" qdisc del dev "$dev" root
         echo "netem removed from $dev"
@@ -235,7 +235,7 @@ apply)
     have_netem || netem_missing "${orig_flags[@]}"
     if [[ ${#spare[@]} -eq 0 ]]; then
         # A prio root left by an earlier --spare-tcp-port would keep its filters: start from scratch.
-        if tc "${tcns[@]}" qdisc show dev "$dev" | grep -q "qdisc prio 1: root"; then
+        if tc "${tcns[@]}" qdisc show dev "$dev" | grep "qdisc prio 1: root" >/dev/null; then
             tc "${tcns[@]}" qdisc del dev "$dev" root
         fi
         tc "${tcns[@]}" qdisc replace dev "$dev" root netem "${args[@]}"

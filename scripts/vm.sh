@@ -78,7 +78,7 @@ apt_get() { # apt-get ARGS..., output to $APT_LOG; waits (bounded) while another
     for try in $(seq 30); do
         rc=0
         timeout 900 apt-get -q -o DPkg::Lock::Timeout=300 "$@" >>"$APT_LOG" 2>&1 </dev/null || rc=$?
-        [[ $rc -ne 0 ]] && tail -3 "$APT_LOG" | grep -qiE 'could not get lock|unable to lock' || return $rc
+        [[ $rc -ne 0 ]] && tail -3 "$APT_LOG" | grep -iE 'could not get lock|unable to lock' >/dev/null || return $rc
         [[ $try -eq 1 ]] && note "apt is busy (another install); waiting for its lock"
         sleep 10
     done
@@ -96,7 +96,7 @@ install_packages() { # PACKAGE...
     # (<< 8.0): a plain install would remove qemu-utils. QEMU then comes from backports too, through a
     # private apt configuration (no file under /etc/apt changes).
     if [[ " $* " == *" qemu-system-x86 "* ]] &&
-        dpkg-query -W -f='${Status} ${Version}\n' qemu-utils 2>/dev/null | grep -q 'installed .*bpo'; then
+        dpkg-query -W -f='${Status} ${Version}\n' qemu-utils 2>/dev/null | grep 'installed .*bpo' >/dev/null; then
         local st=$CACHE/apt codename
         codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
         mkdir -p "$st/lists/partial" "$st/cache/archives/partial"
@@ -339,7 +339,7 @@ cleanup() {
     local qp=""
     [[ -n $RUN && -s $RUN/qemu.pid ]] && qp=$(cat "$RUN/qemu.pid" 2>/dev/null)
     # Only if that PID is still our QEMU (its command line names our run directory).
-    if [[ $qp =~ ^[0-9]+$ ]] && ! tr '\0' ' ' <"/proc/$qp/cmdline" 2>/dev/null | grep -qF "$RUN/"; then qp=""; fi
+    if [[ $qp =~ ^[0-9]+$ ]] && ! tr '\0' ' ' <"/proc/$qp/cmdline" 2>/dev/null | grep -F "$RUN/" >/dev/null; then qp=""; fi
     # timeout(1) passes TERM on to QEMU; QEMU gets 3 s to go, then SIGKILL by its own PID.
     if [[ -n $QPID ]]; then kill -TERM "$QPID" 2>/dev/null; fi
     if [[ -n $qp ]]; then
@@ -418,6 +418,13 @@ cmd_run() {
             -device "virtio-9p-pci,fsdev=fs$n,mount_tag=sh$n")
         echo "sh$n $dir $mode $cache" >>"$RUN/ctl/mounts.unsorted"
     done
+    # The host's /usr/bin/awk and friends are symlinks through /etc/alternatives: share it too (read-only),
+    # else they dangle and busybox's applets answer instead.
+    if [[ -d /etc/alternatives ]]; then
+        fsargs+=(-fsdev "local,id=fsalt,path=/etc/alternatives,security_model=none,readonly=on"
+            -device "virtio-9p-pci,fsdev=fsalt,mount_tag=alternatives")
+        echo "alternatives /etc/alternatives ro loose" >>"$RUN/ctl/mounts.unsorted"
+    fi
     awk '{print length($2), $0}' "$RUN/ctl/mounts.unsorted" | sort -n | cut -d' ' -f2- >"$RUN/ctl/mounts"
     rm -f "$RUN/ctl/mounts.unsorted"
 
@@ -449,7 +456,7 @@ i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests"
     # -M pc, not microvm: under TCG microvm has no usable clocksource but jiffies (4 ms), useless for netem.
     local qemu=(qemu-system-x86_64 -accel "$accel_args" -cpu "$cpu" -M pc -m "$mem" -smp "$smp"
         -nodefaults -no-user-config -display none -nic none -no-reboot
-        -kernel "$kernel" -initrd "$CACHE/initramfs.cpio" -append "${append//$'\n'/ }"
+        -kernel "$kernel" -initrd "$CACHE/initramfs.cpio" -append "${append//$'\n'/ } ${SOCKBENCH_VM_APPEND:-}"
         -pidfile "$RUN/qemu.pid" -serial "file:$RUN/console.log"
         -device virtio-serial-pci -chardev stdio,id=hout,signal=off -device virtconsole,chardev=hout
         -chardev "file,id=herr,path=$RUN/stderr.fifo" -device virtconsole,chardev=herr

@@ -168,24 +168,25 @@ fi
 ip "${tcns[@]}" link show dev "$dev" >/dev/null 2>&1 ||
     bad "no device '$dev'${netns:+ in namespace $netns} (see: ip ${netns:+-n $netns }link)"
 
-# The u32 filters of --spare-tcp-port: TCP on a spared port to band 1 (unimpaired, checked first), the
-# rest of TCP and UDP to band 2 (netem), IPv4 and IPv6 alike (IPv6 without extension headers). What no
-# filter claims (ARP, ICMP, neighbour discovery) takes the priomap's band 1.
-spare_filters() {
-    # tc wants one priority per protocol: 1-2 spare (IPv4, IPv6), 3-4 impair.
-    local p m v
+# The tree of --spare-tcp-port, as tc batch lines: a prio root with two bands, band 1 a plain pfifo, band 2
+# netem; u32 filters send TCP on a spared port to band 1 (checked first), the rest of TCP and UDP to band 2,
+# IPv4 and IPv6 alike (IPv6 without extension headers). What no filter claims (ARP, ICMP, neighbour
+# discovery) takes the priomap's band 1. tc wants one filter priority per protocol: 1-2 spare, 3-4 impair.
+spare_tree() {
+    echo "qdisc add dev $dev root handle 1: prio bands 2 priomap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"
+    # An explicit limit: a pfifo's default is the device's txqueuelen, which may be tiny.
+    echo "qdisc add dev $dev parent 1:1 handle 11: pfifo limit 1000"
+    echo "qdisc add dev $dev parent 1:2 handle 12: netem ${args[*]}"
+    local p v proto m
     for v in 4 6; do
-        local proto=ip m=ip
+        proto=ip m=ip
         [[ $v == 6 ]] && proto=ipv6 m=ip6
         for p in "${spare[@]}"; do
-            tc "${tcns[@]}" filter add dev "$dev" parent 1: protocol $proto prio $((v == 4 ? 1 : 2)) u32 \
-                match $m protocol 6 0xff match $m dport "$p" 0xffff flowid 1:1
-            tc "${tcns[@]}" filter add dev "$dev" parent 1: protocol $proto prio $((v == 4 ? 1 : 2)) u32 \
-                match $m protocol 6 0xff match $m sport "$p" 0xffff flowid 1:1
+            echo "filter add dev $dev parent 1: protocol $proto prio $((v == 4 ? 1 : 2)) u32 match $m protocol 6 0xff match $m dport $p 0xffff flowid 1:1"
+            echo "filter add dev $dev parent 1: protocol $proto prio $((v == 4 ? 1 : 2)) u32 match $m protocol 6 0xff match $m sport $p 0xffff flowid 1:1"
         done
         for p in 6 17; do
-            tc "${tcns[@]}" filter add dev "$dev" parent 1: protocol $proto prio $((v == 4 ? 3 : 4)) u32 \
-                match $m protocol $p 0xff flowid 1:2
+            echo "filter add dev $dev parent 1: protocol $proto prio $((v == 4 ? 3 : 4)) u32 match $m protocol $p 0xff flowid 1:2"
         done
     done
 }
@@ -232,25 +233,28 @@ apply)
     [[ -n $rate ]] && args+=(rate "$rate")
     [[ -n $limit ]] && args+=(limit "$limit")
     [[ ${#args[@]} -gt 0 ]] || bad "apply needs at least one impairment (see --help)"
-    have_netem || netem_missing "${orig_flags[@]}"
-    if [[ ${#spare[@]} -eq 0 ]]; then
-        # A prio root left by an earlier --spare-tcp-port would keep its filters: start from scratch.
-        if tc "${tcns[@]}" qdisc show dev "$dev" | grep "qdisc prio 1: root" >/dev/null; then
-            tc "${tcns[@]}" qdisc del dev "$dev" root
-        fi
-        tc "${tcns[@]}" qdisc replace dev "$dev" root netem "${args[@]}"
-        echo "applied on $dev${netns:+ (namespace $netns)}: netem ${args[*]}"
-    else
-        tc "${tcns[@]}" qdisc del dev "$dev" root 2>/dev/null || true
-        # If anything below fails, leave the device as it was found (no half-built qdisc tree).
-        trap 'tc "${tcns[@]}" qdisc del dev "$dev" root 2>/dev/null || true' ERR
-        tc "${tcns[@]}" qdisc add dev "$dev" root handle 1: prio bands 2 priomap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
-        # Explicit limits: a pfifo's default limit is the device's txqueuelen, which may be tiny.
-        tc "${tcns[@]}" qdisc add dev "$dev" parent 1:1 handle 11: pfifo limit 1000
-        tc "${tcns[@]}" qdisc add dev "$dev" parent 1:2 handle 12: netem "${args[@]}"
-        spare_filters
-        trap - ERR
-        echo "applied on $dev${netns:+ (namespace $netns)}: netem ${args[*]} on TCP and UDP, except TCP port ${spare[*]}"
+    # One tc process for the whole tree (process starts are slow in an emulated VM). Whatever root qdisc
+    # was there goes: an earlier netem, or the prio of an earlier --spare-tcp-port with its filters.
+    batch=()
+    if tc "${tcns[@]}" qdisc show dev "$dev" | grep -E "^qdisc (netem|prio) [0-9a-f]+: root" >/dev/null; then
+        batch+=("qdisc del dev $dev root")
     fi
+    if [[ ${#spare[@]} -eq 0 ]]; then
+        batch+=("qdisc add dev $dev root netem ${args[*]}")
+        what="netem ${args[*]}"
+    else
+        mapfile -t -O ${#batch[@]} batch <<<"$(spare_tree)"
+        what="netem ${args[*]} on TCP and UDP, except TCP port ${spare[*]}"
+    fi
+    if ! err=$(printf '%s\n' "${batch[@]}" | tc "${tcns[@]}" -batch - 2>&1); then
+        # No half-built tree stays behind (a netem or prio root now is ours: the batch replaced any other).
+        if tc "${tcns[@]}" qdisc show dev "$dev" | grep -E "^qdisc (netem|prio) [0-9a-f]+: root" >/dev/null; then
+            tc "${tcns[@]}" qdisc del dev "$dev" root 2>/dev/null || true
+        fi
+        # Only now, as it costs a namespace: is it netem that is missing?
+        have_netem || netem_missing "${orig_flags[@]}"
+        die "tc refused the netem setup on $dev: $err"
+    fi
+    echo "applied on $dev${netns:+ (namespace $netns)}: $what"
     ;;
 esac

@@ -112,6 +112,8 @@ install_packages() { # PACKAGE...
         apt_get "${opts[@]:0:8}" update || die "apt-get update (with $codename-backports) failed; see $APT_LOG"
     fi
     apt_get install -y --no-install-recommends "${opts[@]}" "$@" || die "apt-get install $* failed; see $APT_LOG"
+    # The private lists and the downloaded .debs served this install only (about 40 MB).
+    if [[ ${#opts[@]} -gt 0 ]]; then rm -rf "$CACHE/apt"; fi
     local left
     left=$(missing_packages)
     [[ -z $left ]] || die "still missing after apt-get install: $left"

@@ -220,6 +220,11 @@ apply)
         args+=(delay "${delay:-0ms}")
         [[ -n $jitter ]] && args+=("$jitter")
     fi
+    # "reorder 0%" is no reordering, and tc refuses a gap without a reorder probability: a grid's zero
+    # level (--reorder 0% --reorder-gap 3) means plain netem.
+    if [[ -n $reorder ]] && awk -v v="${reorder%\%}" 'BEGIN{exit !(v == 0)}'; then
+        reorder="" gap=""
+    fi
     if [[ -n $reorder ]]; then
         # netem reorders only delayed traffic: the chosen packets skip the delay.
         [[ -n $delay ]] || echo "$PROG: note: netem reorders only with --delay; packets picked by --reorder skip it" >&2

@@ -70,8 +70,10 @@ Time, default grid (3000 messages at 1000 msg/s), on a 2-core VM:
                    roughly 17 x (2 x count/rate + 3.5 s); lab.sh up (0.3 s) and down
                    (about 2 s: it stops the emulator), and the wait for the emulator's
                    once-a-second counts (up to 1.2 s) come on top of the sessions
-  lab with netem   no sch_netem on that VM; --quick inside scripts/vm.sh's VM (TCG, software
-                   emulation) took about 25 s for the grid (see scripts/README.md)
+  lab with netem   no sch_netem on that VM. Inside scripts/vm.sh's VM (TCG, software
+                   emulation, where every process start is slow): 287 s for the default
+                   grid (14-26 s per condition), --quick 44-85 s (more while the host is
+                   busy); see scripts/README.md
 It scales with --count/--rate. --quick takes about 10 s (compare) or 20 s (lab).
 
 Outputs, in results/NAME/: summary.csv (two rows per condition, TCP and UDP; one shared

@@ -394,7 +394,6 @@ cmd_run() {
     command -v qemu-system-x86_64 >/dev/null 2>&1 || die "qemu-system-x86_64 is missing: run scripts/vm.sh setup" 125
     assets_ready || die "the VM is not set up (or init.sh changed since): run scripts/vm.sh setup" 125
     pick_accel
-    note "$ACCEL_NOTE"
 
     RUN=$(mktemp -d "${TMPDIR:-/tmp}/sockbench-vm.XXXXXX")
     trap cleanup EXIT
@@ -468,6 +467,7 @@ i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests"
         "${fsargs[@]}")
     printf '%q ' "${qemu[@]}" >"$RUN/qemu-cmdline"
 
+    note "$ACCEL_NOTE"
     local t0 t1 qrc=0
     t0=$(date +%s.%N)
     timeout -k 5 "$timeout" "${qemu[@]}" </dev/null &

@@ -261,6 +261,8 @@ step check scripts/netem.sh check
 ip netns add t-a; ip netns add t-b
 ip link add va netns t-a type veth peer name vb netns t-b
 ip -n t-a link set va up; ip -n t-b link set vb up
+# A sweep's zero level: tc refuses "reorder 0% gap 3", netem.sh drops both.
+step zero-reorder scripts/netem.sh apply va --netns t-a --reorder 0% --reorder-gap 3 --delay 10ms
 step apply scripts/netem.sh apply va --netns t-a --loss 10% --delay 5ms --jitter 1ms
 step show scripts/netem.sh show va --netns t-a > "$OUT/show.txt"
 tc -n t-a -s qdisc show dev va > "$OUT/tc.txt"
@@ -287,6 +289,7 @@ ip netns list > "$OUT/netns-after.txt"
     let rc = statuses(out);
     for step in [
         "check",
+        "zero-reorder",
         "apply",
         "show",
         "apply-spare",

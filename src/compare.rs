@@ -93,6 +93,9 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         outputs.summary_path().display(),
         run.run_id
     )?;
+    if let Some(f) = sessions.iter().find_map(|s| s.failure.as_ref()) {
+        anyhow::bail!("{f}");
+    }
     Ok(
         if sessions.iter().any(|s| s.interrupted) || cancel::interrupted() {
             Outcome::Interrupted

@@ -48,6 +48,9 @@ pub struct SessionOutput {
     pub data_connects: u32,
     /// Why the session is incomplete, when it is.
     pub note: Option<String>,
+    /// The run failed although a row was written (the receiver's figures did not hold, or it sent none):
+    /// what to tell the user. The caller writes the files, then exits non-zero with this.
+    pub failure: Option<String>,
 }
 
 impl SessionOutput {
@@ -446,7 +449,17 @@ impl Driver<'_> {
             )?;
         }
         let interrupted = o.send.cut_short.as_deref() == Some("interrupted");
-        let complete = results.complete && o.send.cut_short.is_none() && o.note.is_none();
+        let failure = o.suspect.as_ref().map(|why| {
+            format!(
+                "the receiver's figures failed this sender's checks ({why}); its row is marked incomplete: do not \
+                 trust that receiver"
+            )
+        });
+        let note = match &o.suspect {
+            Some(why) => Some(format!("the receiver's figures do not hold: {why}")),
+            None => o.note,
+        };
+        let complete = results.complete && o.send.cut_short.is_none() && note.is_none();
         let echo_damaged = echo
             .as_ref()
             .map_or((0, 0), |e| (e.invalid + e.unauthenticated, e.corrupt));
@@ -479,8 +492,9 @@ impl Driver<'_> {
             note: if complete {
                 None
             } else {
-                o.note.or(Some("interrupted".into()))
+                note.or(Some("interrupted".into()))
             },
+            failure,
         })
     }
 }

@@ -141,6 +141,9 @@ impl SessionReport {
     ) -> SessionReport {
         let s = &m.seq;
         let udp = meta.protocol == Protocol::Udp;
+        // `sent` is the sender's own count whenever there is a sender; lost follows from it and what arrived.
+        let sent = sender.map_or(s.sent, |x| x.send.sent);
+        let lost = sent.saturating_sub(s.received);
         let lat = HistSummary::of(latency_histogram(sender, m));
         let transit = HistSummary::of(&m.transit);
         let ipdv = HistSummary::of(&m.ipdv);
@@ -166,11 +169,10 @@ impl SessionReport {
             msg_size: meta.traffic.size,
             rate_target: meta.traffic.rate,
             duration_s: span_s.map(r6),
-            sent: s.sent,
+            sent,
             received: s.received,
-            lost: s.lost,
-            loss_pct: (s.sent > 0)
-                .then(|| (s.lost as f64 * 100.0 / s.sent as f64 * 1e4).round() / 1e4),
+            lost,
+            loss_pct: (sent > 0).then(|| (lost as f64 * 100.0 / sent as f64 * 1e4).round() / 1e4),
             duplicates: s.duplicates,
             reordered: s.reordered,
             reorder_extent_max: s.reorder_extent_max,
@@ -207,7 +209,7 @@ impl SessionReport {
                 None
             },
             path_lost: if udp {
-                Some(s.lost.saturating_sub(m.rcvbuf_drops.unwrap_or(0)))
+                Some(lost.saturating_sub(m.rcvbuf_drops.unwrap_or(0)))
             } else {
                 None
             },

@@ -87,6 +87,9 @@ pub struct Outcome {
     pub note: Option<String>,
     /// TCP data connections opened until one reached the receiver holding the session.
     pub data_connects: u32,
+    /// The receiver's figures failed this sender's checks (more received than sent, rows beyond what was
+    /// sent...): why. They are reported marked, and the run fails.
+    pub suspect: Option<String>,
 }
 
 #[derive(Debug)]
@@ -142,6 +145,9 @@ pub struct SenderSession {
     note: Option<String>,
     stop_asked: bool,
     data_connects: u32,
+    /// Per-message rows passed on so far, and why the receiver's figures are not believed, if they are not.
+    rows: u64,
+    suspect: Option<String>,
     actions: VecDeque<Action>,
 }
 
@@ -186,6 +192,8 @@ impl SenderSession {
             note: None,
             stop_asked: false,
             data_connects: 0,
+            rows: 0,
+            suspect: None,
             actions: VecDeque::from([Action::Write(first)]),
         }
     }
@@ -374,8 +382,22 @@ impl SenderSession {
             }
             (State::Sending | State::AwaitResults { .. }, Ctl::Messages { rows }) => {
                 if self.results.is_some() {
-                    self.actions
-                        .push_back(Action::Rows(rows.iter().map(translate::row).collect()));
+                    let bound = translate::max_rows(
+                        self.send
+                            .as_ref()
+                            .map_or(self.cfg.traffic.count, |s| s.sent),
+                    );
+                    let room = bound.saturating_sub(self.rows);
+                    let keep = (rows.len() as u64).min(room) as usize;
+                    if keep < rows.len() {
+                        self.suspect.get_or_insert(format!(
+                            "it sent more per-message rows than {bound}, the most a session of this size can have"
+                        ));
+                    }
+                    self.rows += keep as u64;
+                    self.actions.push_back(Action::Rows(
+                        rows[..keep].iter().map(translate::row).collect(),
+                    ));
                 }
             }
             (State::Sending, Ctl::End) => {}
@@ -505,21 +527,32 @@ impl SenderSession {
             return;
         }
         self.state = State::Over;
-        let results = self.results.take();
+        let send = self.send.take().unwrap_or_default();
+        let mut results = self.results.take();
         if let Some(r) = &results {
             if !r.complete {
                 if let Some(n) = &r.note {
                     self.note.get_or_insert(n.clone());
                 }
             }
+            if let Err(why) = translate::check_results(r, send.sent, self.cfg.traffic.size) {
+                self.suspect.get_or_insert(why);
+            }
+        }
+        if self.suspect.is_some() {
+            // Nothing the receiver said is believed: its lost runs would be written as rows.
+            if let Some(r) = &mut results {
+                r.lost_runs.clear();
+            }
         }
         self.actions.push_back(Action::Finished(Box::new(Outcome {
             clock: self.clock,
             linger: self.linger,
-            send: self.send.take().unwrap_or_default(),
+            send,
             results,
             note: self.note.take(),
             data_connects: self.data_connects,
+            suspect: self.suspect.take(),
         })));
     }
 

@@ -332,27 +332,16 @@ impl SenderSession {
                 "it answered the hello with {}",
                 other.kind()
             ))),
-            (State::Clock { t1 }, Ctl::TimeResp { t1: echo, t2, t3 }) if echo == *t1 => {
-                self.samples.push(Sample {
-                    t1: echo,
-                    t2,
-                    t3,
-                    t4: now.wall_ns,
-                });
-                if self.samples.len() < CLOCK_EXCHANGES {
-                    self.time_req(now);
-                } else {
-                    self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
-                    self.linger = self
-                        .cfg
-                        .traffic
-                        .linger
-                        .unwrap_or_else(|| default_linger(&self.clock))
-                        .min(translate::MAX_LINGER);
-                    self.state = State::OpeningData;
-                    self.actions.push_back(Action::OpenData);
-                }
-            }
+            (State::Clock { t1 }, Ctl::TimeResp { t1: echo, t2, t3 }) if echo == *t1 => self
+                .on_clock_reply(
+                    Sample {
+                        t1: echo,
+                        t2,
+                        t3,
+                        t4: now.wall_ns,
+                    },
+                    now,
+                ),
             (State::AwaitReady { attempt }, Ctl::Ready) => {
                 self.data_connects = if self.cfg.protocol == Protocol::Tcp {
                     *attempt
@@ -362,43 +351,9 @@ impl SenderSession {
                 self.state = State::Sending;
                 self.actions.push_back(Action::BeginSending);
             }
-            (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => {
-                match translate::measured(&r) {
-                    Ok(m) => {
-                        self.results = Some(m);
-                        // Results before Done: the receiver cut the session (its --max-duration, Ctrl-C).
-                        if matches!(self.state, State::Sending) {
-                            let why = self.results.as_ref().and_then(|m| m.note.clone());
-                            self.stop_sending(
-                                why.unwrap_or_else(|| "the receiver ended the session".into()),
-                            );
-                        }
-                    }
-                    Err(why) => {
-                        self.note
-                            .get_or_insert(format!("the receiver's results are not valid ({why})"));
-                    }
-                }
-            }
+            (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => self.on_results(&r),
             (State::Sending | State::AwaitResults { .. }, Ctl::Messages { rows }) => {
-                if self.results.is_some() {
-                    let bound = translate::max_rows(
-                        self.send
-                            .as_ref()
-                            .map_or(self.cfg.traffic.count, |s| s.sent),
-                    );
-                    let room = bound.saturating_sub(self.rows);
-                    let keep = (rows.len() as u64).min(room) as usize;
-                    if keep < rows.len() {
-                        self.suspect.get_or_insert(format!(
-                            "it sent more per-message rows than {bound}, the most a session of this size can have"
-                        ));
-                    }
-                    self.rows += keep as u64;
-                    self.actions.push_back(Action::Rows(
-                        rows[..keep].iter().map(translate::row).collect(),
-                    ));
-                }
+                self.on_rows(&rows)
             }
             (State::Sending, Ctl::End) => {}
             (State::AwaitResults { .. }, Ctl::End) => self.finish(now),
@@ -422,6 +377,64 @@ impl SenderSession {
                 }
             }
         }
+    }
+
+    /// One clock exchange done: the next, or the estimate and on to the data socket.
+    fn on_clock_reply(&mut self, sample: Sample, now: Now) {
+        self.samples.push(sample);
+        if self.samples.len() < CLOCK_EXCHANGES {
+            return self.time_req(now);
+        }
+        self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
+        self.linger = self
+            .cfg
+            .traffic
+            .linger
+            .unwrap_or_else(|| default_linger(&self.clock))
+            .min(translate::MAX_LINGER);
+        self.state = State::OpeningData;
+        self.actions.push_back(Action::OpenData);
+    }
+
+    fn on_results(&mut self, r: &proto::Results) {
+        match translate::measured(r) {
+            Ok(m) => {
+                let note = m.note.clone();
+                self.results = Some(m);
+                // Results before Done: the receiver cut the session (its --max-duration, Ctrl-C).
+                if matches!(self.state, State::Sending) {
+                    self.stop_sending(
+                        note.unwrap_or_else(|| "the receiver ended the session".into()),
+                    );
+                }
+            }
+            Err(why) => {
+                self.note
+                    .get_or_insert(format!("the receiver's results are not valid ({why})"));
+            }
+        }
+    }
+
+    /// Per-message rows, passed on up to the most a session of this size can have.
+    fn on_rows(&mut self, rows: &[proto::MessageRow]) {
+        if self.results.is_none() {
+            return;
+        }
+        let sent = self
+            .send
+            .as_ref()
+            .map_or(self.cfg.traffic.count, |s| s.sent);
+        let bound = translate::max_rows(sent);
+        let keep = (rows.len() as u64).min(bound.saturating_sub(self.rows)) as usize;
+        if keep < rows.len() {
+            self.suspect.get_or_insert(format!(
+                "it sent more per-message rows than {bound}, the most a session of this size can have"
+            ));
+        }
+        self.rows += keep as u64;
+        self.actions.push_back(Action::Rows(
+            rows[..keep].iter().map(translate::row).collect(),
+        ));
     }
 
     fn time_req(&mut self, now: Now) {

@@ -252,7 +252,9 @@ impl PathPlan {
             PathPlan::Loopback { .. } => loopback_session(proto, run, out, secret, make_cfg),
             PathPlan::Lab { lab, .. } => {
                 let listen = SocketAddr::new(lab.addr(Host::B), 0);
-                let rstop = cancel::process().child();
+                // As on loopback: the receiver outlives a Ctrl-C of the sender, so the results of what was sent
+                // still come back.
+                let rstop = Cancel::new();
                 let rs = rstop.clone();
                 let (tx, rx) = std::sync::mpsc::channel();
                 let recv = lab.spawn_in(Host::B, move || -> anyhow::Result<()> {

@@ -449,12 +449,19 @@ impl Driver<'_> {
             )?;
         }
         let interrupted = o.send.cut_short.as_deref() == Some("interrupted");
-        let failure = o.suspect.as_ref().map(|why| {
-            format!(
+        let receiver_cut = (!results.complete && !interrupted)
+            .then(|| results.note.clone())
+            .flatten();
+        let failure = match (&o.suspect, receiver_cut) {
+            (Some(why), _) => Some(format!(
                 "the receiver's figures failed this sender's checks ({why}); its row is marked incomplete: do not \
                  trust that receiver"
-            )
-        });
+            )),
+            (None, Some(why)) => Some(format!(
+                "the receiver cut the session short ({why}); the row written is marked incomplete"
+            )),
+            (None, None) => None,
+        };
         let note = match &o.suspect {
             Some(why) => Some(format!("the receiver's figures do not hold: {why}")),
             None => o.note,
@@ -471,6 +478,7 @@ impl Driver<'_> {
             tcp_connect_us: self.tcp_connect_us,
             tcp_retransmits,
             clock: o.clock,
+            echo_replies: echo.as_ref().map(|e| e.seq.received()),
             rtt: echo.map(|e| e.rtt),
         };
         let meta = SessionMeta {

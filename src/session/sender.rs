@@ -148,6 +148,8 @@ pub struct SenderSession {
     /// Per-message rows passed on so far, and why the receiver's figures are not believed, if they are not.
     rows: u64,
     suspect: Option<String>,
+    /// The receiver sent everything (results, rows, End) before the send loop had finished: it cut the session.
+    ended: bool,
     actions: VecDeque<Action>,
 }
 
@@ -194,6 +196,7 @@ impl SenderSession {
             data_connects: 0,
             rows: 0,
             suspect: None,
+            ended: false,
             actions: VecDeque::from([Action::Write(first)]),
         }
     }
@@ -355,7 +358,7 @@ impl SenderSession {
             (State::Sending | State::AwaitResults { .. }, Ctl::Messages { rows }) => {
                 self.on_rows(&rows)
             }
-            (State::Sending, Ctl::End) => {}
+            (State::Sending, Ctl::End) => self.ended = true,
             (State::AwaitResults { .. }, Ctl::End) => self.finish(now),
             (State::Sending | State::AwaitResults { .. }, Ctl::Abort { reason }) => {
                 self.stop_sending(format!("the receiver aborted: {}", clip(&reason)));
@@ -533,6 +536,9 @@ impl SenderSession {
         self.state = State::AwaitResults {
             until: now.mono + self.linger + self.cfg.results_grace,
         };
+        if self.ended {
+            self.finish(now);
+        }
     }
 
     fn finish(&mut self, _now: Now) {

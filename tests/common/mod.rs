@@ -70,6 +70,30 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "complete",
 ];
 
+/// Can this process build the private lab (root, /dev/net/tun, iproute2)? Where not, a lab test skips with a
+/// line saying why, but fails under CI=true: a skipped proof is not a proof.
+pub fn lab_possible() -> bool {
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not root (the lab needs CAP_NET_ADMIN)")
+    } else if !Path::new("/dev/net/tun").exists() {
+        Some("/dev/net/tun is missing")
+    } else if Command::new("ip").arg("-V").output().is_err() {
+        Some("the `ip` command (iproute2) is missing")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(w) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("lab test cannot run in CI: {w}")
+        }
+        Some(w) => {
+            eprintln!("SKIPPED: lab test cannot run here: {w}");
+            false
+        }
+    }
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sockbench"))
 }

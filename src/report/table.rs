@@ -228,7 +228,9 @@ pub fn print(
     if let Some(e) = extra {
         headings.push(e.heading.clone());
     }
-    let mut rows: Vec<(&str, &str, Vec<Option<V>>, Option<String>)> = vec![];
+    /// A row's values before formatting: (section, label, sessions' cells, the extra column's cell).
+    type Raw<'a> = (&'a str, &'a str, Vec<Option<V>>, Option<String>);
+    let mut rows: Vec<Raw> = vec![];
     for (section, key, label, cell) in ROWS {
         let cells: Vec<Option<V>> = sessions.iter().map(|r| cell(r)).collect();
         let more = extra.and_then(|e| (e.cell)(key));

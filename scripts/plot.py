@@ -100,7 +100,9 @@ def missing_matplotlib():
     venv = os.path.join(os.path.dirname(here), ".venv")
     py, me = os.path.join(venv, "bin", "python3"), short(os.path.join(here, "plot.py"))
     who = f"{sys.executable or 'python3'} has no matplotlib"
-    if os.path.isfile(py) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
+    in_venv = (os.path.realpath(sys.prefix) == os.path.realpath(venv)
+               or os.path.abspath(sys.executable or "").startswith(venv + os.sep))
+    if os.path.isfile(py) and not in_venv:
         return f"{who}: run {short(py)} {me} ... instead (the venv scripts/test.sh made)"
     return (f"{who}: run {short(os.path.join(here, 'test.sh'))} once (it makes .venv/ with it), "
             f"then {short(py)} {me} ...; "

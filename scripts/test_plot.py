@@ -549,6 +549,18 @@ class Tests:
 
         self.case("nothing to plot: exit 2, the last line says why", nothing_plotted)
 
+        def no_matplotlib():
+            # -S: no site-packages, so no matplotlib, as with Debian's bare python3.
+            p = subprocess.run([sys.executable, "-S", PLOT, full], capture_output=True, text=True,
+                               timeout=60)
+            assert p.returncode == 3, f"exit {p.returncode}; stderr {p.stderr.strip()}"
+            lines = p.stderr.strip().splitlines()
+            assert len(lines) == 1 and "matplotlib" in lines[0] and "Traceback" not in p.stderr, \
+                p.stderr
+            assert "test.sh" in lines[0] or ".venv" in lines[0], lines[0]
+
+        self.case("no matplotlib: exit 3, one line saying what to run", no_matplotlib)
+
         def subtitles():
             import plot
 

@@ -265,8 +265,21 @@ impl BacklogReport {
             )?;
         }
         writeln!(out)?;
-        // Outcomes are exclusive; a dropped final ACK is not: a client delayed by SYN retries can meet a full
-        // queue again with its final ACK. Line 1 counts outcomes, line 2 every dropped final ACK by outcome.
+        self.print_outcomes(out)?;
+        writeln!(
+            out,
+            "TcpExt ListenOverflows +{}, ListenDrops +{}, SyncookiesSent +{} during the run (namespace-wide counters: each dropped SYN, ACK or data segment counts once)",
+            opt(self.listen_overflows_delta),
+            opt(self.listen_drops_delta),
+            opt(self.syncookies_sent_delta)
+        )?;
+        writeln!(out, "{}", self.verdict())?;
+        Ok(())
+    }
+
+    /// Outcomes are exclusive; a dropped final ACK is not: a client delayed by SYN retries can meet a full
+    /// queue again with its final ACK. Line 1 counts outcomes, line 2 every dropped final ACK by outcome.
+    fn print_outcomes(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
             "outcomes: {} queued at once, {} delayed by SYN retries, {} connected at once but had their final ACK dropped, {} failed; {} of {} accepted",
@@ -292,14 +305,6 @@ impl BacklogReport {
                 self.ack_dropped_after(|o| matches!(o, Outcome::Failed(_))),
             )?;
         }
-        writeln!(
-            out,
-            "TcpExt ListenOverflows +{}, ListenDrops +{}, SyncookiesSent +{} during the run (namespace-wide counters: each dropped SYN, ACK or data segment counts once)",
-            opt(self.listen_overflows_delta),
-            opt(self.listen_drops_delta),
-            opt(self.syncookies_sent_delta)
-        )?;
-        writeln!(out, "{}", self.verdict())?;
         Ok(())
     }
 

@@ -36,7 +36,10 @@ impl MessagesCsv {
             let latency = if status == Status::Corrupt {
                 String::new()
             } else {
-                format!("{:.3}", (i128::from(recv) - i128::from(sched)) as f64 / 1000.0)
+                format!(
+                    "{:.3}",
+                    (i128::from(recv) - i128::from(sched)) as f64 / 1000.0
+                )
             };
             self.w.write_record([
                 &seq.to_string(),

@@ -84,6 +84,7 @@ else
 fi
 rc=${PIPESTATUS[0]}
 set -e
+# One line per skipping test (each names itself), sorted; a test that retried would print twice: count once.
 skipped=$(grep -o 'SKIPPED.*' "$log" | sed 's/\x1b\[[0-9;]*m//g' | sort -u || true)
 if [[ -n $skipped ]]; then
     say "$(wc -l <<<"$skipped") test(s) passed WITHOUT checking anything, because they could not run here:"

@@ -34,7 +34,9 @@ fn require(what: &str, missing: Option<String>) -> bool {
             panic!("{what} cannot run in CI: {w}")
         }
         Some(w) => {
-            eprintln!("SKIPPED: {what} cannot run here: {w}");
+            // libtest names the test's thread after the test: say which one skipped (scripts/test.sh lists them).
+            let test = std::thread::current().name().unwrap_or("").to_string();
+            eprintln!("SKIPPED {test}: {what} cannot run here: {w}");
             false
         }
     }

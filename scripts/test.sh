@@ -39,7 +39,7 @@ make_venv() {
     fi
     say "installing scripts/requirements.txt into .venv/ (once)"
     if ! "$py" -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt >&2; then
-        echo "pip could not install scripts/requirements.txt into .venv/"
+        echo "pip could not install scripts/requirements.txt into .venv/ (pip said why, above)"
         return 1
     fi
     cp scripts/requirements.txt .venv/requirements.installed
@@ -54,7 +54,7 @@ elif has_matplotlib python3; then
     say "$why; using $(command -v python3), which has matplotlib"
     python=python3
 else
-    say "$why, and $(command -v python3) has no matplotlib: the plot tests cannot run (apt-get install python3-venv, or python3-matplotlib)"
+    say "$why, and $(command -v python3) has no matplotlib: the plot tests cannot run (fix that, or apt-get install python3-matplotlib)"
 fi
 
 cargo fmt --check

@@ -242,21 +242,7 @@ impl BacklogReport {
             )?;
         }
         writeln!(out)?;
-        writeln!(
-            out,
-            "{} waited in the accept queue, {} were delayed by SYN retries, {} had their final ACK dropped, {} failed; {} of {} accepted",
-            self.queued,
-            self.delayed_by_retry,
-            self.ack_dropped,
-            self.failed,
-            self.accepted,
-            self.clients.len()
-        )?;
-        writeln!(
-            out,
-            "{} connected clients lost their final ACK to a full queue and needed a retransmission after connect (SYN-ACK or data)",
-            self.final_ack_dropped
-        )?;
+        self.print_outcomes(out)?;
         writeln!(
             out,
             "TcpExt ListenOverflows +{}, ListenDrops +{}, SyncookiesSent +{} during the run (namespace-wide counters: each dropped SYN, ACK or data segment counts once)",
@@ -266,6 +252,49 @@ impl BacklogReport {
         )?;
         writeln!(out, "{}", self.verdict())?;
         Ok(())
+    }
+
+    /// Outcomes are exclusive; a dropped final ACK is not: a client delayed by SYN retries can meet a full
+    /// queue again with its final ACK. Line 1 counts outcomes, line 2 every dropped final ACK by outcome.
+    fn print_outcomes(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "outcomes: {} queued at once, {} delayed by SYN retries, {} connected at once but had their final ACK dropped, {} failed; {} of {} accepted",
+            self.queued,
+            self.delayed_by_retry,
+            self.ack_dropped,
+            self.failed,
+            self.accepted,
+            self.clients.len()
+        )?;
+        if self.final_ack_dropped == 0 {
+            writeln!(
+                out,
+                "no final ACK was dropped: no connection needed a SYN-ACK or data retransmission after connect"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "final ACK dropped by the full queue: {} clients in all ({} that connected at once, {} delayed by SYN retries, {} failed), each let in only by a retransmission after connect (SYN-ACK or data)",
+                self.final_ack_dropped,
+                self.ack_dropped,
+                self.ack_dropped_after(|o| *o == Outcome::DelayedByRetry),
+                self.ack_dropped_after(|o| matches!(o, Outcome::Failed(_))),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Clients of an outcome whose final ACK the server dropped (they needed a SYN-ACK or data retransmission).
+    fn ack_dropped_after(&self, outcome: fn(&Outcome) -> bool) -> usize {
+        self.clients
+            .iter()
+            .filter(|c| outcome(&c.outcome))
+            .filter(|c| {
+                c.synack_retransmits.is_some_and(|r| r > 0)
+                    || c.data_retransmits.is_some_and(|r| r > 0)
+            })
+            .count()
     }
 
     /// When a client retransmits an unanswered SYN, as configured on this host.
@@ -311,7 +340,7 @@ impl BacklogReport {
                 hi as f64 / 1e3
             );
         }
-        let late = self.final_ack_dropped.saturating_sub(self.ack_dropped);
+        let late = self.ack_dropped_after(|o| *o == Outcome::DelayedByRetry);
         if late > 0 {
             s += &format!(
                 " {late} of the retried connections met a full queue again with their final ACK (retried \
@@ -860,6 +889,66 @@ mod tests {
         let mut buf = Vec::new();
         r.print_table(&mut buf).unwrap();
         String::from_utf8(buf).unwrap()
+    }
+
+    /// Issue 12: "0 had their final ACK dropped" above "8 connected clients lost their final ACK". The two lines
+    /// count the same thing the same way: outcomes first, then every dropped final ACK by outcome.
+    #[test]
+    fn final_ack_lines_agree() {
+        let client = |id, outcome, syn, synack, data| ClientResult {
+            id,
+            local_port: 40000 + id as u16,
+            connect_us: Some(100),
+            accepted_at_us: Some(2_000_000),
+            syn_retransmits: Some(syn),
+            synack_retransmits: Some(synack),
+            data_retransmits: Some(data),
+            outcome,
+        };
+        let clients = vec![
+            client(0, Outcome::Queued, 0, 0, 0),
+            client(1, Outcome::DelayedByRetry, 2, 0, 1),
+            client(2, Outcome::DelayedByRetry, 2, 1, 0),
+            client(3, Outcome::DelayedByRetry, 2, 0, 0),
+            client(4, Outcome::AckDropped, 0, 1, 0),
+        ];
+        let r = BacklogReport {
+            clients,
+            backlog: 0,
+            hold: Duration::from_secs(1),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            somaxconn: 4096,
+            abort_on_overflow: false,
+            syncookies: 1,
+            syn_retries: 6,
+            synack_retries: 5,
+            syn_linear_timeouts: Some(4),
+            effective_backlog: 0,
+            queue_len_before_accept: Some(1),
+            listen_overflows_delta: Some(9),
+            listen_drops_delta: Some(9),
+            syncookies_sent_delta: Some(0),
+            final_ack_dropped: 3,
+            queued: 1,
+            delayed_by_retry: 3,
+            ack_dropped: 1,
+            failed: 0,
+            accepted: 5,
+            elapsed: Duration::from_secs(3),
+        };
+        let text = table(&r);
+        assert!(
+            text.contains("outcomes: 1 queued at once, 3 delayed by SYN retries, 1 connected at once but had their final ACK dropped, 0 failed; 5 of 5 accepted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("final ACK dropped by the full queue: 3 clients in all (1 that connected at once, 2 delayed by SYN retries, 0 failed)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 of the retried connections met a full queue again"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Pure accounting for one measurement session: sequence numbers (loss, duplicates, reordering) and
 //! delays (latency, transit, jitter, IPDV, PDV) into hdrhistograms; fed values, never reads a clock.
 //!
-//! Every figure follows `shared/METRICS.md`, which cites the RFC each one comes from. Nothing here
+//! Every figure follows `docs/METRICS.md`, which cites the RFC each one comes from. Nothing here
 //! does I/O or looks at the time: the caller passes sequence numbers and nanosecond timestamps, so
 //! tests can feed exact sequences and check exact answers.
 //!

@@ -106,8 +106,11 @@ pub struct Measured {
     pub coalesced_reads: u64,
     pub reads_one_message: u64,
     pub reads_partial: u64,
-    /// Datagrams the receiving socket's queue dropped during the session (SO_RXQ_OVFL), UDP only.
+    /// Datagrams the receiving socket's queue dropped during the session (SO_RXQ_OVFL), UDP only; whether that
+    /// count is exactly this session's; datagrams the host dropped for a bad UDP checksum (host-wide).
     pub rcvbuf_drops: Option<u64>,
+    pub rcvbuf_exact: Option<bool>,
+    pub checksum_errors: Option<u64>,
     /// The earliest send time among the unique arrivals (the sender's clock, from the messages themselves).
     pub first_send_ns: Option<i64>,
     /// First and last unique arrival, sender clock.
@@ -143,6 +146,8 @@ impl Default for Measured {
             reads_one_message: 0,
             reads_partial: 0,
             rcvbuf_drops: None,
+            rcvbuf_exact: None,
+            checksum_errors: None,
             first_send_ns: None,
             first_recv_ns: None,
             last_recv_ns: None,
@@ -185,6 +190,11 @@ pub struct Account {
     pub reads_one_message: u64,
     pub reads_partial: u64,
     pub rcvbuf_drops: Option<u64>,
+    /// The drops are exactly this session's (its datagrams came through its own socket, or the shared socket
+    /// dropped nothing while they did).
+    pub rcvbuf_exact: bool,
+    /// UDP datagrams the host's kernel dropped for a bad checksum during the session (InCsumErrors; host-wide).
+    pub checksum_errors: Option<u64>,
     first_send_ns: Option<i64>,
     first_recv_ns: Option<i64>,
     last_recv_ns: Option<i64>,
@@ -220,6 +230,8 @@ impl Account {
             reads_one_message: 0,
             reads_partial: 0,
             rcvbuf_drops: None,
+            rcvbuf_exact: true,
+            checksum_errors: None,
             first_send_ns: None,
             first_recv_ns: None,
             last_recv_ns: None,
@@ -437,6 +449,8 @@ impl Account {
             reads_one_message: self.reads_one_message,
             reads_partial: self.reads_partial,
             rcvbuf_drops: self.rcvbuf_drops,
+            rcvbuf_exact: self.rcvbuf_drops.map(|_| self.rcvbuf_exact),
+            checksum_errors: self.checksum_errors,
             first_send_ns: self.first_send_ns,
             first_recv_ns: self.first_recv_ns,
             last_recv_ns: self.last_recv_ns,

@@ -136,6 +136,17 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
         let _ = s.set_only_v6(false);
     }
     let fd = s.as_raw_fd();
+    // So each session can have a socket of its own on this port, connected to its sender: the kernel gives a
+    // connected socket its 4-tuple's datagrams, and its own queue and drop counter (exact loss attribution).
+    // Another receiver cannot share the port by accident: the TCP control listener of the same number is
+    // bound without SO_REUSEPORT and refuses it.
+    tr.call(
+        "setsockopt",
+        fd,
+        || "SO_REUSEPORT=1".into(),
+        || s.set_reuse_port(true),
+        |_| "0".into(),
+    )?;
     tr.call(
         "bind",
         fd,
@@ -153,6 +164,52 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
     traced_opt(tr, &s, SockOpt::RxqOvfl(true))?;
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok((s.into(), granted))
+}
+
+/// A UDP session's own receiving socket: bound to the receiver's port beside the shared one (SO_REUSEPORT) and
+/// connected to the session's sender, so the kernel queues that sender's datagrams here, and this socket's drop
+/// counter (SO_RXQ_OVFL) is the session's alone. Non-blocking: the receiving thread polls all its sockets.
+pub fn udp_session(local: SocketAddr, peer: SocketAddr, tr: &Tracer) -> io::Result<UdpSocket> {
+    let s = traced_socket(tr, local, Type::DGRAM)?;
+    if local.is_ipv6() {
+        let _ = s.set_only_v6(false);
+    }
+    let fd = s.as_raw_fd();
+    tr.call(
+        "setsockopt",
+        fd,
+        || "SO_REUSEPORT=1".into(),
+        || s.set_reuse_port(true),
+        |_| "0".into(),
+    )?;
+    tr.call(
+        "bind",
+        fd,
+        || local.to_string(),
+        || s.bind(&local.into()),
+        |_| "0".into(),
+    )?;
+    if traced_opt(tr, &s, SockOpt::RcvBufForce(UDP_RCVBUF)).is_err() {
+        traced_opt(tr, &s, SockOpt::RcvBuf(UDP_RCVBUF))?;
+    }
+    traced_opt(tr, &s, SockOpt::TimestampNs(true))?;
+    traced_opt(tr, &s, SockOpt::RxqOvfl(true))?;
+    // An IPv4 sender reaches a [::] socket as an IPv4-mapped address.
+    let peer = match (local, peer) {
+        (SocketAddr::V6(_), SocketAddr::V4(p)) => {
+            SocketAddr::new(p.ip().to_ipv6_mapped().into(), p.port())
+        }
+        _ => peer,
+    };
+    tr.call(
+        "connect",
+        fd,
+        || format!("{peer} (this session's datagrams only)"),
+        || s.connect(&peer.into()),
+        |_| "0".into(),
+    )?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
 }
 
 /// A UDP sending socket connected to `target` (so ICMP errors surface and no address is passed per send).

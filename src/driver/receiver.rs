@@ -20,7 +20,7 @@ use crate::clock::{self, boot_id, now_ns};
 use crate::config::RecvConfig;
 use crate::driver::ctl::{CtlStream, Got};
 use crate::driver::tcp;
-use crate::driver::udp::{Cmd, UdpServer};
+use crate::driver::udp::{self, Cmd, UdpServer};
 use crate::report::export;
 use crate::report::out::OutDir;
 use crate::report::{summary::SummaryCsv, SessionMeta, SessionReport};
@@ -54,7 +54,7 @@ struct Shared {
     finished: AtomicU64,
     /// Sessions waiting for their TCP data connection.
     tcp_slots: Mutex<HashMap<u64, TcpSlot>>,
-    udp_tx: Option<Mutex<mpsc::Sender<Cmd>>>,
+    udp_tx: Option<udp::Handle>,
     /// The data-path socket calls made at start-up (socket, bind, listen...), replayed into each traced
     /// session's timeline.
     startup: Vec<Event>,
@@ -100,8 +100,8 @@ impl Shared {
     }
 
     fn udp(&self, cmd: Cmd) {
-        if let Some(tx) = &self.udp_tx {
-            let _ = tx.lock().map(|t| t.send(cmd));
+        if let Some(h) = &self.udp_tx {
+            h.send(cmd);
         }
     }
 }
@@ -134,12 +134,15 @@ impl Receiver {
         let (listener, udp_sock, startup) = bind_ports(&cfg)?;
         let local = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let udp = udp_sock.map(|s| UdpServer::spawn(s, cancel.clone()));
+        let udp = match udp_sock {
+            Some(s) => Some(UdpServer::spawn(s, local, cancel.clone())?),
+            None => None,
+        };
         let mut conn = ConnConfig::new(cfg.protocol, cfg.caps.clone());
         conn.boot_id = boot_id();
         conn.secret = cfg.secret.clone();
         let shared = Arc::new(Shared {
-            udp_tx: udp.as_ref().map(|u| Mutex::new(u.tx.clone())),
+            udp_tx: udp.as_ref().map(UdpServer::handle),
             cfg,
             conn,
             active: AtomicUsize::new(0),
@@ -606,6 +609,7 @@ impl Conn<'_> {
         match sh.cfg.protocol {
             Protocol::Udp => {
                 let (reply, rx) = mpsc::channel();
+                let (added, is_added) = mpsc::sync_channel(1);
                 let session = account.session;
                 sh.udp(Cmd::Add {
                     account,
@@ -614,7 +618,11 @@ impl Conn<'_> {
                     echo,
                     reply,
                     activity: self.activity.clone(),
+                    added,
                 });
+                // Bounded: a thread that is gone or stuck must not hold the session; its datagrams then
+                // count as they come.
+                let _ = is_added.recv_timeout(Duration::from_secs(1));
                 self.data = DataPath::Udp { session, rx };
                 true
             }

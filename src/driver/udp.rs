@@ -2,8 +2,9 @@
 //! thread, which owns the socket and a [`UdpDemux`] and serves every UDP session of the receiver.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -119,6 +120,9 @@ pub enum Cmd {
         reply: mpsc::Sender<Box<Account>>,
         /// Datagrams accounted so far, published for the session's idle timeout.
         activity: Arc<AtomicU64>,
+        /// Told once the session owns its datagrams: the driver waits for it before it says Ready, so no
+        /// datagram of the session reaches the thread before the session does.
+        added: mpsc::SyncSender<()>,
     },
     /// The sender is done (`sent`) or gone: close at `deadline`, or once everything arrived.
     Finish {
@@ -132,40 +136,155 @@ pub enum Cmd {
 
 /// The receiving thread of a UDP receiver.
 pub struct UdpServer {
-    pub tx: mpsc::Sender<Cmd>,
-    handle: JoinHandle<u64>,
+    handle: Handle,
+    thread: JoinHandle<u64>,
+}
+
+/// How session drivers give the receiving thread orders: the channel, and a socket that wakes its poll at
+/// once (a command otherwise waits out the poll's 50 ms).
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Cmd>,
+    wake: Arc<UnixDatagram>,
+}
+
+impl Handle {
+    pub fn send(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_ok() {
+            // A full wake-up queue already holds a wake-up.
+            let _ = self.wake.send(&[1]);
+        }
+    }
 }
 
 impl UdpServer {
-    pub fn spawn(sock: UdpSocket, cancel: Cancel) -> UdpServer {
+    /// `sock` is the receiver's shared socket, bound to `local` with SO_REUSEPORT.
+    pub fn spawn(sock: UdpSocket, local: SocketAddr, cancel: Cancel) -> std::io::Result<UdpServer> {
         let (tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
+        let (wake, woken) = UnixDatagram::pair()?;
+        wake.set_nonblocking(true)?;
+        woken.set_nonblocking(true)?;
+        let thread = std::thread::Builder::new()
             .name("udp-recv".into())
-            .spawn(move || serve(sock, rx, cancel))
-            .expect("spawn udp receiver thread");
-        UdpServer { tx, handle }
+            .spawn(move || Server::new(sock, local, woken).serve(rx, cancel))?;
+        Ok(UdpServer {
+            handle: Handle {
+                tx,
+                wake: Arc::new(wake),
+            },
+            thread,
+        })
     }
 
-    /// Wait for the thread to end (after every sender of commands is gone); returns the stray datagrams.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Wait for the thread to end (after every other handle is gone); returns the stray datagrams.
     pub fn join(self) -> u64 {
-        drop(self.tx);
-        self.handle.join().unwrap_or(0)
+        let thread = self.thread;
+        drop(self.handle);
+        thread.join().unwrap_or(0)
     }
 }
 
-fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
-    let fd = sock.as_raw_fd();
-    let mut batch = RecvBatch::new(BATCH, SLOT);
-    let mut demux = UdpDemux::new();
-    let mut replies: HashMap<u64, (mpsc::Sender<Box<Account>>, Arc<AtomicU64>)> = HashMap::new();
-    let mut disconnected = false;
-    loop {
-        let t0 = clock::mono();
-        // The socket's read timeout (50 ms) bounds how late a closing session or a cancel is noticed.
-        let n = batch.recv(fd).unwrap_or(0);
-        demux.begin_batch(clock::since(t0));
-        // Commands are read after the wait, not before: a session registered while recvmmsg was blocked must
-        // own the datagram that woke it.
+/// One socket the thread reads: the shared one (`session` None) or a session's own, with the last drop
+/// counter it reported (SO_RXQ_OVFL is cumulative per socket).
+struct Sock {
+    sock: UdpSocket,
+    session: Option<u64>,
+    last_drops: u32,
+}
+
+/// What goes back to a session's driver, and what is measured at its start.
+struct Reply {
+    tx: mpsc::Sender<Box<Account>>,
+    activity: Arc<AtomicU64>,
+    checksum_errors_at_start: Option<u64>,
+}
+
+/// The receiving thread: the shared socket and one socket per session (each session's datagrams land in its
+/// own queue, so its drop count is its own), read by one loop through the demultiplexer.
+struct Server {
+    local: SocketAddr,
+    woken: UnixDatagram,
+    socks: Vec<Sock>,
+    batch: RecvBatch,
+    demux: UdpDemux,
+    replies: HashMap<u64, Reply>,
+}
+
+/// UDP datagrams the host dropped for a bad checksum so far (host-wide).
+fn checksum_errors() -> Option<u64> {
+    crate::sys::snmp::snmp("Udp", "InCsumErrors")
+}
+
+impl Server {
+    fn new(sock: UdpSocket, local: SocketAddr, woken: UnixDatagram) -> Server {
+        let _ = sock.set_nonblocking(true);
+        Server {
+            local,
+            woken,
+            socks: vec![Sock {
+                sock,
+                session: None,
+                last_drops: 0,
+            }],
+            batch: RecvBatch::new(BATCH, SLOT),
+            demux: UdpDemux::new(),
+            replies: HashMap::new(),
+        }
+    }
+
+    fn serve(mut self, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
+        loop {
+            let ready = self.wait();
+            // Commands are read after the wait, not before: a session registered meanwhile must own the
+            // datagrams that woke it.
+            let disconnected = self.commands(&rx);
+            if disconnected && self.demux.is_empty() {
+                return self.demux.stray();
+            }
+            for i in ready {
+                self.read(i);
+            }
+            let now = clock::mono();
+            if cancel.is_cancelled() {
+                self.demux.close_all(now);
+            }
+            self.hand_back(now);
+        }
+    }
+
+    /// Wait up to 50 ms (how late a closing session or a cancel is noticed) for any socket to be readable,
+    /// or for a command; returns which sockets are readable.
+    fn wait(&mut self) -> Vec<usize> {
+        use crate::sys::poll::{poll, PollFd, PollFlags};
+        use std::os::fd::AsFd;
+        let mut fds: Vec<PollFd> = self
+            .socks
+            .iter()
+            .map(|s| PollFd::new(s.sock.as_fd(), PollFlags::POLLIN))
+            .collect();
+        fds.push(PollFd::new(self.woken.as_fd(), PollFlags::POLLIN));
+        if poll(&mut fds, std::time::Duration::from_millis(50)).unwrap_or(0) == 0 {
+            return vec![];
+        }
+        let ready: Vec<bool> = fds.iter().map(|p| p.any().unwrap_or(true)).collect();
+        drop(fds);
+        if ready.last() == Some(&true) {
+            let mut buf = [0u8; 64];
+            while self.woken.recv(&mut buf).is_ok() {}
+        }
+        ready[..self.socks.len()]
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn commands(&mut self, rx: &mpsc::Receiver<Cmd>) -> bool {
         loop {
             match rx.try_recv() {
                 Ok(Cmd::Add {
@@ -175,57 +294,99 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
                     echo,
                     reply,
                     activity,
+                    added,
                 }) => {
-                    replies.insert(account.session, (reply, activity));
-                    demux.add(account, peer, source_port, echo);
+                    let id = account.session;
+                    if let Some(port) = source_port {
+                        // Where the kernel cannot give the session a socket, its datagrams come through the
+                        // shared one, and its row says whether its drop count is exact.
+                        let to = SocketAddr::new(peer, port);
+                        if let Ok(sock) = crate::socket::udp_session(self.local, to, &account.trace)
+                        {
+                            self.socks.push(Sock {
+                                sock,
+                                session: Some(id),
+                                last_drops: 0,
+                            });
+                        }
+                    }
+                    self.replies.insert(
+                        id,
+                        Reply {
+                            tx: reply,
+                            activity,
+                            checksum_errors_at_start: checksum_errors(),
+                        },
+                    );
+                    self.demux.add(account, peer, source_port, echo);
+                    let _ = added.send(());
                 }
                 Ok(Cmd::Finish {
                     session,
                     sent,
                     deadline,
-                }) => demux.finish(session, sent, deadline),
+                }) => self.demux.finish(session, sent, deadline),
                 Ok(Cmd::Remove { session }) => {
-                    demux.remove(session);
-                    replies.remove(&session);
+                    self.demux.remove(session);
+                    self.replies.remove(&session);
+                    self.socks.retain(|s| s.session != Some(session));
                 }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    disconnected = true;
-                    break;
-                }
+                Err(mpsc::TryRecvError::Empty) => return false,
+                Err(mpsc::TryRecvError::Disconnected) => return true,
             }
         }
-        if disconnected && demux.is_empty() {
-            return demux.stray();
-        }
+    }
+
+    /// Everything queued on socket `i`, through the demultiplexer; echoes go back through the same socket.
+    fn read(&mut self, i: usize) {
+        let Some(s) = self.socks.get_mut(i) else {
+            return;
+        };
+        let fd = s.sock.as_raw_fd();
+        let t0 = clock::mono();
+        let n = self.batch.recv(fd).unwrap_or(0);
+        self.demux.begin_batch(clock::since(t0));
         let now_wall = now_ns();
-        for i in 0..n {
-            let d = batch.get(i);
+        for k in 0..n {
+            let d = self.batch.get(k);
+            let drops = d.drops.map_or(0, |c| {
+                let delta = c.wrapping_sub(s.last_drops);
+                s.last_drops = c;
+                delta
+            });
             let datagram = Datagram {
                 data: d.data,
                 from: d.from,
                 kernel_ns: d.kernel_ns,
-                drops: d.drops,
+                drops,
+                via: s.session,
                 truncated: d.truncated,
             };
-            if let Some(e) = demux.on_datagram(datagram, now_wall) {
-                let timed = demux.tracing(e.session).then(clock::mono);
-                let ok = sock.send_to(batch.get(i).data, e.to).is_ok();
-                demux.echoed(e.session, ok, timed.map(clock::since));
+            if let Some(e) = self.demux.on_datagram(datagram, now_wall) {
+                let timed = self.demux.tracing(e.session).then(clock::mono);
+                let ok = s.sock.send_to(self.batch.get(k).data, e.to).is_ok();
+                self.demux.echoed(e.session, ok, timed.map(clock::since));
             }
         }
         if n > 0 {
-            for (id, (_, activity)) in &replies {
-                activity.store(demux.seen(*id), Ordering::Relaxed);
+            for (id, r) in &self.replies {
+                r.activity.store(self.demux.seen(*id), Ordering::Relaxed);
             }
         }
-        let now = clock::mono();
-        if cancel.is_cancelled() {
-            demux.close_all(now);
-        }
-        for account in demux.take_finished(now, fd) {
-            if let Some((reply, _)) = replies.remove(&account.session) {
-                let _ = reply.send(account);
+    }
+
+    /// Sessions that are over go back to their drivers, with the host's checksum drops during them.
+    fn hand_back(&mut self, now: Instant) {
+        let shared_fd = self.socks[0].sock.as_raw_fd();
+        for mut account in self.demux.take_finished(now, shared_fd) {
+            let id = account.session;
+            self.socks.retain(|s| s.session != Some(id));
+            if let Some(r) = self.replies.remove(&id) {
+                account.checksum_errors = r
+                    .checksum_errors_at_start
+                    .zip(checksum_errors())
+                    .map(|(a, b)| b.saturating_sub(a));
+                let _ = r.tx.send(account);
             }
         }
     }

@@ -857,16 +857,7 @@ fn tcp_total_retrans(s: &Socket) -> Option<u32> {
 
 /// A counter from /proc/net/netstat, which pairs a header line (`TcpExt: A B ...`) with a value line.
 fn netstat_counter(group: &str, name: &str) -> Option<u64> {
-    parse_netstat(&fs::read_to_string("/proc/net/netstat").ok()?, group, name)
-}
-
-fn parse_netstat(text: &str, group: &str, name: &str) -> Option<u64> {
-    let prefix = format!("{group}:");
-    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
-    let names = lines.next()?;
-    let values = lines.next()?;
-    let idx = names.split_whitespace().position(|n| n == name)?;
-    values.split_whitespace().nth(idx)?.parse().ok()
+    sys::snmp::netstat(group, name)
 }
 
 #[cfg(test)]
@@ -954,10 +945,13 @@ mod tests {
     #[test]
     fn parses_netstat_pairs() {
         let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 17 19\nIpExt: InNoRoutes\nIpExt: 3\n";
-        assert_eq!(parse_netstat(text, "TcpExt", "ListenOverflows"), Some(17));
-        assert_eq!(parse_netstat(text, "TcpExt", "ListenDrops"), Some(19));
-        assert_eq!(parse_netstat(text, "IpExt", "InNoRoutes"), Some(3));
-        assert_eq!(parse_netstat(text, "TcpExt", "Nope"), None);
+        assert_eq!(
+            sys::snmp::parse(text, "TcpExt", "ListenOverflows"),
+            Some(17)
+        );
+        assert_eq!(sys::snmp::parse(text, "TcpExt", "ListenDrops"), Some(19));
+        assert_eq!(sys::snmp::parse(text, "IpExt", "InNoRoutes"), Some(3));
+        assert_eq!(sys::snmp::parse(text, "TcpExt", "Nope"), None);
     }
 
     #[test]

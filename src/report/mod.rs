@@ -118,6 +118,13 @@ pub struct SessionReport {
     pub clock_drift_ppm: Option<f64>,
     pub clock_track_us: Option<f64>,
     pub clock_steps: Option<u32>,
+    /// UDP datagrams of the session that the receiving host's kernel dropped for a bad checksum (damaged on
+    /// the path): its checksum-error count during the session (host-wide), at most the socket's drops, which
+    /// include them. `udp_rcvbuf_drops` is the rest.
+    pub udp_checksum_drops: Option<u64>,
+    /// Whether `udp_rcvbuf_drops` is exactly this session's: true when its datagrams came through its own
+    /// socket (or the shared socket dropped nothing meanwhile).
+    pub udp_rcvbuf_exact: Option<bool>,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -226,9 +233,16 @@ impl SessionReport {
         self.reads_one_message = Some(m.reads_one_message);
         self.reads_partial_message = Some(m.reads_partial);
         if udp {
-            let drops = m.rcvbuf_drops.unwrap_or(0);
-            self.udp_rcvbuf_drops = Some(drops);
-            self.path_lost = Some(lost.saturating_sub(drops));
+            // The socket's drops include datagrams the kernel refused for a bad checksum; the host's count
+            // of those during the session says how many (host-wide, so at most the socket's).
+            let socket_drops = m.rcvbuf_drops.unwrap_or(0);
+            let checksum = m.checksum_errors.unwrap_or(0).min(socket_drops);
+            self.udp_rcvbuf_drops = Some(socket_drops - checksum);
+            self.udp_checksum_drops = m.checksum_errors.map(|_| checksum);
+            self.udp_rcvbuf_exact = m.rcvbuf_exact.or(Some(true));
+            // Each lost message is attributed once: dropped by the socket, by the kernel's checksum check,
+            // arrived damaged (counted corrupt), or lost on the path.
+            self.path_lost = Some(lost.saturating_sub(socket_drops).saturating_sub(m.corrupt));
         }
     }
 
@@ -407,7 +421,7 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 60);
+        assert_eq!(cols.len(), 62);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
             cols.iter().position(|c| c == "reads_partial_message"),
@@ -416,6 +430,7 @@ mod tests {
         assert_eq!(cols[52], "impairment");
         assert_eq!(cols[53], "unauthenticated");
         assert_eq!(cols[56], "in_flight");
-        assert_eq!(cols.last().map(String::as_str), Some("clock_steps"));
+        assert_eq!(cols[59], "clock_steps");
+        assert_eq!(cols.last().map(String::as_str), Some("udp_rcvbuf_exact"));
     }
 }

@@ -126,7 +126,25 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
         "where lost",
         "udp_rcvbuf_drops",
         "dropped by receiver socket",
-        |r| on(r.udp_rcvbuf_drops),
+        |r| {
+            // Not exactly this session's when its datagrams shared a queue that dropped: say so in the cell.
+            r.udp_rcvbuf_drops.map(|d| match r.udp_rcvbuf_exact {
+                Some(false) => V::Text(format!("{d} (shared queue: approximate)")),
+                _ => V::Count(d),
+            })
+        },
+    ),
+    (
+        "where lost",
+        "udp_checksum_drops",
+        "bad checksum, dropped by receiver kernel (host-wide)",
+        |r| r.udp_checksum_drops.filter(|&n| n > 0).map(V::Count),
+    ),
+    (
+        "where lost",
+        "corrupt",
+        "arrived damaged (counted corrupt)",
+        |r| r.corrupt.filter(|&n| n > 0).map(V::Count),
     ),
     ("where lost", "path_lost", "lost on the path", |r| {
         on(r.path_lost)

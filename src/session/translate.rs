@@ -296,6 +296,8 @@ pub fn results(m: &Measured) -> proto::Results {
         reads_one_message: m.reads_one_message,
         reads_partial: m.reads_partial,
         rcvbuf_drops: m.rcvbuf_drops,
+        rcvbuf_exact: m.rcvbuf_exact,
+        checksum_errors: m.checksum_errors,
         first_recv_ns: m.first_recv_ns,
         last_recv_ns: m.last_recv_ns,
         lost_runs: m.lost_runs.clone(),
@@ -333,6 +335,8 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
         reads_one_message: r.reads_one_message,
         reads_partial: r.reads_partial,
         rcvbuf_drops: r.rcvbuf_drops,
+        rcvbuf_exact: r.rcvbuf_exact,
+        checksum_errors: r.checksum_errors,
         // The sender knows its own first send; the receiver's guess is not needed.
         first_send_ns: None,
         first_recv_ns: r.first_recv_ns,

@@ -17,8 +17,10 @@ pub struct Datagram<'a> {
     pub from: Option<SocketAddr>,
     /// Kernel receive time, wall clock ns.
     pub kernel_ns: Option<i64>,
-    /// The socket's cumulative drop counter when this datagram was queued (SO_RXQ_OVFL).
-    pub drops: Option<u32>,
+    /// Datagrams the socket it came through dropped since that socket's previous datagram (SO_RXQ_OVFL).
+    pub drops: u32,
+    /// The session whose own socket it came through, or None for the receiver's shared socket.
+    pub via: Option<u64>,
     /// The datagram was longer than the buffer.
     pub truncated: bool,
 }
@@ -41,6 +43,10 @@ struct Entry {
     last_batch: u64,
     /// Set once the sender is done or gone: close at `deadline`, or when `sent` have all arrived.
     closing: Option<(Instant, Option<u64>)>,
+    /// Its datagrams that came through the shared socket, and that socket's drops when the session began: if
+    /// both changed, some of those drops may have been this session's, and its drop count is not exact.
+    shared_arrivals: u64,
+    shared_drops_at_add: u64,
 }
 
 impl Entry {
@@ -58,8 +64,9 @@ impl Entry {
 #[derive(Default)]
 pub struct UdpDemux {
     sessions: HashMap<u64, Entry>,
-    /// SO_RXQ_OVFL is cumulative per socket and only reported once non-zero.
-    last_drops: u32,
+    /// Drops of the shared socket: datagrams of no session's own socket (strangers, or sessions whose own
+    /// socket the kernel did not pick), charged to nobody.
+    shared_drops: u64,
     batch_no: u64,
     batch_took: Duration,
     stray: u64,
@@ -92,6 +99,8 @@ impl UdpDemux {
                 echo_timer: Timer::new(traced),
                 last_batch: 0,
                 closing: None,
+                shared_arrivals: 0,
+                shared_drops_at_add: self.shared_drops,
             },
         );
     }
@@ -141,11 +150,15 @@ impl UdpDemux {
     /// Account one datagram received at `now_ns` (used when the kernel gave no timestamp). Returns where to
     /// send the echo reply, which is then in `d.data`.
     pub fn on_datagram(&mut self, d: Datagram<'_>, now_ns: i64) -> Option<Echo> {
-        let drops = d.drops.map(|c| {
-            let delta = c.wrapping_sub(self.last_drops);
-            self.last_drops = c;
-            delta
-        });
+        // A session's own socket drops only that session's datagrams: its drops are exactly the session's.
+        match d.via {
+            Some(id) => {
+                if let Some(e) = self.sessions.get_mut(&id) {
+                    *e.acct.rcvbuf_drops.get_or_insert(0) += u64::from(d.drops);
+                }
+            }
+            None => self.shared_drops += u64::from(d.drops),
+        }
         let recv_ns = d.kernel_ns.unwrap_or(now_ns);
         let hdr = (!d.truncated).then(|| Header::parse(d.data).ok()).flatten();
         let owner = hdr.and_then(|h| {
@@ -166,10 +179,8 @@ impl UdpDemux {
             }
             return None;
         };
-        if let Some(delta) = drops.filter(|&x| x > 0) {
-            // With several sessions at once the kernel's counter cannot be split exactly: the drops are
-            // charged to the session of the next datagram that made it.
-            *e.acct.rcvbuf_drops.get_or_insert(0) += u64::from(delta);
+        if d.via.is_none() {
+            e.shared_arrivals += 1;
         }
         // A datagram socket hands over one message per receive: each datagram is one receive here.
         e.acct.recv_calls += 1;
@@ -241,9 +252,11 @@ impl UdpDemux {
             .collect();
         let mut out = Vec::with_capacity(ready.len());
         for id in ready {
-            let Some(e) = self.sessions.remove(&id) else {
+            let Some(mut e) = self.sessions.remove(&id) else {
                 continue;
             };
+            e.acct.rcvbuf_exact =
+                e.shared_arrivals == 0 || self.shared_drops == e.shared_drops_at_add;
             if let Some(st) = e.recv_timer.stats() {
                 let detail = format!(
                     "{} datagrams of this session, each one message, in batches",
@@ -281,7 +294,8 @@ mod tests {
             data,
             from: Some(from.parse().unwrap()),
             kernel_ns: Some(5_000),
-            drops,
+            drops: drops.unwrap_or(0),
+            via: None,
             truncated: false,
         }
     }
@@ -358,14 +372,43 @@ mod tests {
         assert_eq!((a.echoed, a.corrupt), (1, 1));
     }
 
+    /// A session's own socket drops only its datagrams: those drops are exactly its own. Drops of the shared
+    /// socket are charged to nobody, and a session whose datagrams came through it while it dropped is marked
+    /// approximate.
     #[test]
-    fn socket_drops_are_charged_by_delta() {
+    fn socket_drops_are_charged_to_the_socket_s_session() {
         let mut d = demux_with(1, false, None);
-        d.on_datagram(dgram(&mut msg(1, 0, 64), "127.0.0.1:4000", Some(3)), 9);
-        d.on_datagram(dgram(&mut msg(1, 1, 64), "127.0.0.1:4000", Some(3)), 9);
-        d.on_datagram(dgram(&mut msg(1, 2, 64), "127.0.0.1:4000", Some(10)), 9);
-        d.close_all(Now::fixed().mono);
-        let a = d.take_finished(Now::fixed().mono, 3).pop().unwrap();
-        assert_eq!(a.rcvbuf_drops, Some(10));
+        d.add(
+            Box::new(Account::new(2, 10, 64, false)),
+            "127.0.0.2".parse().unwrap(),
+            None,
+            false,
+        );
+        for (seq, drops) in [(0, 3), (1, 7)] {
+            let mut data = msg(1, seq, 64);
+            let own = Datagram {
+                data: &mut data,
+                from: Some("127.0.0.1:4000".parse().unwrap()),
+                kernel_ns: Some(5_000),
+                drops,
+                via: Some(1),
+                truncated: false,
+            };
+            d.on_datagram(own, 9);
+        }
+        // Session 2's datagram through the shared socket, which dropped 5 meanwhile.
+        d.on_datagram(dgram(&mut msg(2, 0, 64), "127.0.0.2:9", Some(5)), 9);
+        let t = Now::fixed().mono;
+        d.close_all(t);
+        let mut done = d.take_finished(t, 3);
+        done.sort_by_key(|a| a.session);
+        assert_eq!(
+            (done[0].rcvbuf_drops, done[0].rcvbuf_exact),
+            (Some(10), true)
+        );
+        assert_eq!(
+            (done[1].rcvbuf_drops, done[1].rcvbuf_exact),
+            (Some(0), false)
+        );
     }
 }

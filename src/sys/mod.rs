@@ -10,6 +10,7 @@ pub mod mmsg;
 pub mod netns;
 pub mod poll;
 pub mod port_holder;
+pub mod snmp;
 pub mod socket;
 pub mod tcp_info;
 pub mod time;

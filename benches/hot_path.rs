@@ -105,6 +105,31 @@ fn bench_parse_verify(c: &mut Criterion) {
     g.finish();
 }
 
+/// --key-file's cost per message: the sender's MAC after the stamp, the receiver's check before accounting.
+fn bench_mac(c: &mut Criterion) {
+    let secret = sockbench::auth::Secret::from_bytes(b"a benchmark key of enough bytes").unwrap();
+    let keys = secret.session_keys(SESSION, &[1; 16], &[2; 16]);
+    let up = sockbench::auth::Dir::SenderToReceiver;
+    let mut g = c.benchmark_group("mac");
+    g.throughput(Throughput::Elements(1));
+    for size in [64usize, 1400] {
+        let mut msg = wire::template(SESSION, size, true);
+        let mut seq = 0u64;
+        g.bench_function(format!("stamp_seal_{size}B"), |b| {
+            b.iter(|| {
+                seq += 1;
+                let t = T0 + seq as i64;
+                wire::stamp(black_box(&mut msg), seq, t, t + 100);
+                keys.seal_message(up, &mut msg);
+            })
+        });
+        g.bench_function(format!("verify_{size}B"), |b| {
+            b.iter(|| black_box(keys.verify_message(up, black_box(&msg))))
+        });
+    }
+    g.finish();
+}
+
 fn bench_seq_tracker(c: &mut Criterion) {
     let mut g = c.benchmark_group("seq_tracker");
     let cases = [
@@ -223,6 +248,6 @@ fn bench_framer(c: &mut Criterion) {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = bench_stamp, bench_parse_verify, bench_seq_tracker, bench_delay_stats, bench_account, bench_framer
+    targets = bench_stamp, bench_parse_verify, bench_mac, bench_seq_tracker, bench_delay_stats, bench_account, bench_framer
 }
 criterion_main!(hot_path);

@@ -506,11 +506,14 @@ took=$(($(date +%s) - start))
 note "== grid done in ${took} s ($((took / 60)) min $((took % 60)) s); $failed condition(s) failed; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ $plot -eq 1 ]]; then
-    if ! python3 -c 'import matplotlib' 2>/dev/null; then
-        note "$PROG: matplotlib is missing, so no plots: python3 -m pip install -r scripts/requirements.txt, then python3 scripts/plot.py $outdir"
+    # The Python that has matplotlib: scripts/test.sh's .venv/ (Debian's python3 refuses pip), else python3.
+    py="$REPO/.venv/bin/python3"
+    "$py" -c 'import matplotlib' 2>/dev/null || py=python3
+    if ! "$py" -c 'import matplotlib' 2>/dev/null; then
+        note "$PROG: no Python with matplotlib, so no plots: run scripts/test.sh once (it makes .venv/), then .venv/bin/python3 scripts/plot.py $outdir"
         exit 1
     fi
-    python3 "$HERE/plot.py" "$outdir" 2>&1 | tee -a "$log" >&2 || {
+    "$py" "$HERE/plot.py" "$outdir" 2>&1 | tee -a "$log" >&2 || {
         note "$PROG: plot.py failed; the CSVs in $outdir are complete"
         exit 1
     }

@@ -434,6 +434,8 @@ pub struct EchoStats {
     keys: Option<SessionKeys>,
     /// Sequence numbers the sender has used so far: a reply above them is not a reply (bounds the table).
     sent: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// --per-message: each message's round trip (ns; 0 = no reply), for the first `MAX_ROWS` numbers.
+    rtts: Option<Vec<u64>>,
 }
 
 impl EchoStats {
@@ -449,7 +451,18 @@ impl EchoStats {
             timer: crate::trace::Timer::new(traced),
             keys: None,
             sent: None,
+            rtts: None,
         }
+    }
+
+    /// Keep each message's round trip, for the per-message CSV (the first `MAX_ROWS` of `count`).
+    pub fn keep_per_message(&mut self, count: u64) {
+        self.rtts = Some(vec![0; count.min(MAX_ROWS as u64) as usize]);
+    }
+
+    /// Each message's round trip (ns; 0 = no reply), when kept.
+    pub fn per_message(&self) -> Option<&[u64]> {
+        self.rtts.as_deref()
     }
 
     /// Replies must carry the receiver's MAC.
@@ -501,8 +514,11 @@ impl EchoStats {
                 // i128: a reply's times are the peer's numbers and must not overflow.
                 let rtt =
                     (i128::from(t4) - i128::from(h.send_ns)) - (i128::from(t3) - i128::from(t2));
-                self.rtt
-                    .saturating_record(u64::try_from(rtt.max(0)).unwrap_or(u64::MAX));
+                let rtt = u64::try_from(rtt.max(1)).unwrap_or(u64::MAX);
+                self.rtt.saturating_record(rtt);
+                if let Some(slot) = self.rtts.as_mut().and_then(|v| v.get_mut(h.seq as usize)) {
+                    *slot = rtt;
+                }
             }
         }
     }

@@ -97,6 +97,9 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         outputs.summary_path().display(),
         run.run_id
     )?;
+    if let Some(f) = sessions.iter().find_map(|s| s.failure.as_ref()) {
+        anyhow::bail!("{f}");
+    }
     Ok(
         if sessions.iter().any(|s| s.interrupted) || cancel::interrupted() {
             Outcome::Interrupted
@@ -344,9 +347,11 @@ impl PathPlan {
         match self {
             PathPlan::Loopback { .. } => loopback_session(proto, run, out, secret, make_cfg),
             PathPlan::Lab { lab, .. } => {
-                // The lab's fixed port for the protocol: netem's filters steer the data by it.
+                // The lab's fixed port for the protocol: netem's filter steers the data by it.
                 let listen = SocketAddr::new(lab.addr(Host::B), crate::lab::data_port(proto));
-                let rstop = cancel::process().child();
+                // As on loopback: the receiver outlives a Ctrl-C of the sender, so the results of what was sent
+                // still come back.
+                let rstop = Cancel::new();
                 let rs = rstop.clone();
                 let (tx, rx) = std::sync::mpsc::channel();
                 let recv = lab.spawn_in(Host::B, move || -> anyhow::Result<()> {
@@ -390,7 +395,7 @@ impl PathPlan {
     fn finish(self) -> anyhow::Result<Option<GroundTruth>> {
         Ok(match self {
             PathPlan::Loopback { .. } => None,
-            PathPlan::Lab { lab, .. } => Some(lab.down()?),
+            PathPlan::Lab { lab, .. } => Some(lab.finish()?),
         })
     }
 }

@@ -168,6 +168,9 @@ fn run_send(cfg: &SendConfig) -> anyhow::Result<Outcome> {
         writeln!(stdout, "incomplete: {n}")?;
     }
     writeln!(stdout, "CSV: {}", outputs.summary_path().display())?;
+    if let Some(f) = &out.failure {
+        anyhow::bail!("{f}");
+    }
     Ok(if out.interrupted {
         Outcome::Interrupted
     } else {

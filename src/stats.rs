@@ -56,6 +56,9 @@ pub struct SeqSummary {
     pub loss_bursts: u64,
     pub loss_burst_max: u64,
     pub out_of_range: u64,
+    /// RFC 4737 NextExp at the end: one above the highest sequence number received (0 if none). What a
+    /// session cut short had not yet reached was still in flight.
+    pub next_expected: u64,
 }
 
 /// Combining sessions: counts add, maxima take the larger.
@@ -71,6 +74,7 @@ impl std::ops::AddAssign for SeqSummary {
         self.loss_bursts += o.loss_bursts;
         self.loss_burst_max = self.loss_burst_max.max(o.loss_burst_max);
         self.out_of_range += o.out_of_range;
+        self.next_expected = self.next_expected.max(o.next_expected);
     }
 }
 
@@ -261,6 +265,7 @@ impl SeqTracker {
             loss_bursts: bursts,
             loss_burst_max: burst_max,
             out_of_range: self.out_of_range,
+            next_expected: self.next_exp,
         }
     }
 
@@ -688,6 +693,7 @@ mod tests {
                 loss_bursts: 1,
                 loss_burst_max: 1,
                 out_of_range: 0,
+                next_expected: 5,
             }
         );
         assert_eq!(t.lost_runs(6, usize::MAX).0, [(5, 1)]);
@@ -718,6 +724,7 @@ mod tests {
             SeqSummary {
                 sent: 1000,
                 received: 1000,
+                next_expected: 1000,
                 ..Default::default()
             }
         );
@@ -948,6 +955,7 @@ mod tests {
                 loss_bursts: 2,
                 loss_burst_max: 1,
                 out_of_range: 0,
+                next_expected: 5,
             }
         );
     }

@@ -443,23 +443,8 @@ fn serve_conn(
                 }
             }
         }
-        if sh.cancel.is_cancelled() && !told_cancel {
-            told_cancel = true;
-            c.on_cancel(clock::now());
+        if conn.feed(&mut c, &mut told_cancel) {
             continue;
-        }
-        if let Some((account, note)) = conn.poll_data() {
-            c.on_data_finished(account, note);
-            continue;
-        }
-        if conn.data_arrived(c.keys()) {
-            c.on_data_ready(clock::now());
-            continue;
-        }
-        let seen = conn.activity.load(Ordering::Relaxed);
-        if seen != conn.seen {
-            conn.seen = seen;
-            c.on_data_activity(clock::now());
         }
         let wait = c.next_deadline().map_or(TICK, |t| {
             t.saturating_duration_since(clock::mono()).min(TICK)
@@ -493,6 +478,30 @@ fn accept_event(peer: SocketAddr) -> Event {
 }
 
 impl Conn<'_> {
+    /// Tell the session what happened away from its control connection (Ctrl-C, its data path ended or
+    /// arrived, data flowing). True when it was told something, so its actions come first.
+    fn feed(&mut self, c: &mut ReceiverConn, told_cancel: &mut bool) -> bool {
+        if self.sh.cancel.is_cancelled() && !*told_cancel {
+            *told_cancel = true;
+            c.on_cancel(clock::now());
+            return true;
+        }
+        if let Some((account, note)) = self.poll_data() {
+            c.on_data_finished(account, note);
+            return true;
+        }
+        if self.data_arrived(c.keys()) {
+            c.on_data_ready(clock::now());
+            return true;
+        }
+        let seen = self.activity.load(Ordering::Relaxed);
+        if seen != self.seen {
+            self.seen = seen;
+            c.on_data_activity(clock::now());
+        }
+        false
+    }
+
     /// This connection is a TCP data connection: give it to the session waiting for it (which keeps its slot
     /// until a connection passes its checks: one that fails cannot push the real one out).
     fn hand_over(

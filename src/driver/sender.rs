@@ -48,6 +48,9 @@ pub struct SessionOutput {
     pub data_connects: u32,
     /// Why the session is incomplete, when it is.
     pub note: Option<String>,
+    /// The run failed although a row was written (the receiver's figures did not hold, or it sent none):
+    /// what to tell the user. The caller writes the files, then exits non-zero with this.
+    pub failure: Option<String>,
 }
 
 impl SessionOutput {
@@ -95,6 +98,8 @@ struct Driver<'a> {
     running: Option<Running>,
     send_timer: Option<Timer>,
     msgs: Option<MessagesCsv>,
+    /// The echo reader's figures, once it has stopped.
+    echo: Option<EchoStats>,
 }
 
 /// Run one session against the receiver in `cfg`; `cancel` (normally a child of the process root) stops the
@@ -127,6 +132,7 @@ pub fn run_session(
         running: None,
         send_timer: None,
         msgs: None,
+        echo: None,
     };
     if cfg.traffic.per_message {
         d.msgs = Some(MessagesCsv::create(&out.file(
@@ -156,11 +162,7 @@ pub fn run_session(
                         r.send_cancel.cancel();
                     }
                 }
-                Action::Rows(rows) => {
-                    if let Some(m) = &mut d.msgs {
-                        m.rows(&rows)?;
-                    }
-                }
+                Action::Rows(rows) => d.write_rows(&rows)?,
                 Action::Failed(e) => return Err(setup_error(cfg, target, e)),
                 Action::Finished(o) => finished = Some(*o),
             }
@@ -301,6 +303,9 @@ impl Driver<'_> {
         let echo = if t.echo {
             let mut e = EchoStats::new(self.session, t.count, self.tr.enabled());
             e.bound_by(issued.clone());
+            if t.per_message {
+                e.keep_per_message(t.count);
+            }
             if let Some(k) = &keys {
                 e.set_keys(k.clone());
             }
@@ -395,13 +400,36 @@ impl Driver<'_> {
         Some(st)
     }
 
+    /// The echo reader's figures: it is stopped once the receiver's results come in (every reply had the
+    /// linger to come back by then).
+    fn echo_done(&mut self) -> Option<&EchoStats> {
+        if let Some(r) = &mut self.running {
+            r.echo_cancel.cancel();
+            if let Some(h) = r.echo.take() {
+                self.echo = h.join().ok();
+            }
+        }
+        self.echo.as_ref()
+    }
+
+    /// Per-message rows from the receiver, with each one's round trip under --echo.
+    fn write_rows(&mut self, rows: &[crate::accounting::Row]) -> anyhow::Result<()> {
+        if self.msgs.is_none() {
+            return Ok(());
+        }
+        let _ = self.echo_done();
+        let rtts = self.echo.as_ref().and_then(|e| e.per_message());
+        if let Some(m) = &mut self.msgs {
+            m.rows(rows, rtts)?;
+        }
+        Ok(())
+    }
+
     /// The session is over: stop the echo reader, then build the report from both ends' figures.
     fn finish(mut self, run: &RunInfo, out: &OutDir, o: Outcome) -> anyhow::Result<SessionOutput> {
         let cfg = self.cfg;
-        let echo = self.running.take().and_then(|r| {
-            r.echo_cancel.cancel();
-            r.echo.and_then(|h| h.join().ok())
-        });
+        let _ = self.echo_done();
+        let echo = self.echo.take();
         let fd = self.data.as_ref().map_or(-1, DataSock::fd);
         if let Some(st) = echo.as_ref().and_then(|e| e.timer.stats()) {
             let call = if cfg.protocol == Protocol::Udp {
@@ -446,7 +474,24 @@ impl Driver<'_> {
             )?;
         }
         let interrupted = o.send.cut_short.as_deref() == Some("interrupted");
-        let complete = results.complete && o.send.cut_short.is_none() && o.note.is_none();
+        let receiver_cut = (!results.complete && !interrupted)
+            .then(|| results.note.clone())
+            .flatten();
+        let failure = match (&o.suspect, receiver_cut) {
+            (Some(why), _) => Some(format!(
+                "the receiver's figures failed this sender's checks ({why}); its row is marked incomplete: do not \
+                 trust that receiver"
+            )),
+            (None, Some(why)) => Some(format!(
+                "the receiver cut the session short ({why}); the row written is marked incomplete"
+            )),
+            (None, None) => None,
+        };
+        let note = match &o.suspect {
+            Some(why) => Some(format!("the receiver's figures do not hold: {why}")),
+            None => o.note,
+        };
+        let complete = results.complete && o.send.cut_short.is_none() && note.is_none();
         let echo_damaged = echo
             .as_ref()
             .map_or((0, 0), |e| (e.invalid + e.unauthenticated, e.corrupt));
@@ -458,6 +503,7 @@ impl Driver<'_> {
             tcp_connect_us: self.tcp_connect_us,
             tcp_retransmits,
             clock: o.clock,
+            echo_replies: echo.as_ref().map(|e| e.seq.received()),
             rtt: echo.map(|e| e.rtt),
         };
         let meta = SessionMeta {
@@ -479,8 +525,9 @@ impl Driver<'_> {
             note: if complete {
                 None
             } else {
-                o.note.or(Some("interrupted".into()))
+                note.or(Some("interrupted".into()))
             },
+            failure,
         })
     }
 }

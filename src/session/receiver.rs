@@ -590,6 +590,14 @@ impl ReceiverConn {
     pub fn on_data_finished(&mut self, account: Box<Account>, data_note: Option<String>) {
         match self.state {
             State::Draining { .. } => self.finish(account, data_note),
+            State::Running { .. } if data_note.is_some() => {
+                // The data path broke (a stream that stopped being ours, echo replies nobody reads): the
+                // session is over now, whatever the sender says next.
+                self.state = State::Draining {
+                    until: self.hello_deadline,
+                };
+                self.finish(account, data_note);
+            }
             State::Running { .. } => {
                 // TCP reads EOF before the sender's Done arrives: keep the account until Done (or a cut).
                 self.early = Some((account, data_note));

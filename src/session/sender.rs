@@ -87,6 +87,9 @@ pub struct Outcome {
     pub note: Option<String>,
     /// TCP data connections opened until one reached the receiver holding the session.
     pub data_connects: u32,
+    /// The receiver's figures failed this sender's checks (more received than sent, rows beyond what was
+    /// sent...): why. They are reported marked, and the run fails.
+    pub suspect: Option<String>,
 }
 
 #[derive(Debug)]
@@ -142,6 +145,11 @@ pub struct SenderSession {
     note: Option<String>,
     stop_asked: bool,
     data_connects: u32,
+    /// Per-message rows passed on so far, and why the receiver's figures are not believed, if they are not.
+    rows: u64,
+    suspect: Option<String>,
+    /// The receiver sent everything (results, rows, End) before the send loop had finished: it cut the session.
+    ended: bool,
     actions: VecDeque<Action>,
 }
 
@@ -186,6 +194,9 @@ impl SenderSession {
             note: None,
             stop_asked: false,
             data_connects: 0,
+            rows: 0,
+            suspect: None,
+            ended: false,
             actions: VecDeque::from([Action::Write(first)]),
         }
     }
@@ -324,27 +335,16 @@ impl SenderSession {
                 "it answered the hello with {}",
                 other.kind()
             ))),
-            (State::Clock { t1 }, Ctl::TimeResp { t1: echo, t2, t3 }) if echo == *t1 => {
-                self.samples.push(Sample {
-                    t1: echo,
-                    t2,
-                    t3,
-                    t4: now.wall_ns,
-                });
-                if self.samples.len() < CLOCK_EXCHANGES {
-                    self.time_req(now);
-                } else {
-                    self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
-                    self.linger = self
-                        .cfg
-                        .traffic
-                        .linger
-                        .unwrap_or_else(|| default_linger(&self.clock))
-                        .min(translate::MAX_LINGER);
-                    self.state = State::OpeningData;
-                    self.actions.push_back(Action::OpenData);
-                }
-            }
+            (State::Clock { t1 }, Ctl::TimeResp { t1: echo, t2, t3 }) if echo == *t1 => self
+                .on_clock_reply(
+                    Sample {
+                        t1: echo,
+                        t2,
+                        t3,
+                        t4: now.wall_ns,
+                    },
+                    now,
+                ),
             (State::AwaitReady { attempt }, Ctl::Ready) => {
                 self.data_connects = if self.cfg.protocol == Protocol::Tcp {
                     *attempt
@@ -354,31 +354,11 @@ impl SenderSession {
                 self.state = State::Sending;
                 self.actions.push_back(Action::BeginSending);
             }
-            (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => {
-                match translate::measured(&r) {
-                    Ok(m) => {
-                        self.results = Some(m);
-                        // Results before Done: the receiver cut the session (its --max-duration, Ctrl-C).
-                        if matches!(self.state, State::Sending) {
-                            let why = self.results.as_ref().and_then(|m| m.note.clone());
-                            self.stop_sending(
-                                why.unwrap_or_else(|| "the receiver ended the session".into()),
-                            );
-                        }
-                    }
-                    Err(why) => {
-                        self.note
-                            .get_or_insert(format!("the receiver's results are not valid ({why})"));
-                    }
-                }
-            }
+            (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => self.on_results(&r),
             (State::Sending | State::AwaitResults { .. }, Ctl::Messages { rows }) => {
-                if self.results.is_some() {
-                    self.actions
-                        .push_back(Action::Rows(rows.iter().map(translate::row).collect()));
-                }
+                self.on_rows(&rows)
             }
-            (State::Sending, Ctl::End) => {}
+            (State::Sending, Ctl::End) => self.ended = true,
             (State::AwaitResults { .. }, Ctl::End) => self.finish(now),
             (State::Sending | State::AwaitResults { .. }, Ctl::Abort { reason }) => {
                 self.stop_sending(format!("the receiver aborted: {}", clip(&reason)));
@@ -400,6 +380,64 @@ impl SenderSession {
                 }
             }
         }
+    }
+
+    /// One clock exchange done: the next, or the estimate and on to the data socket.
+    fn on_clock_reply(&mut self, sample: Sample, now: Now) {
+        self.samples.push(sample);
+        if self.samples.len() < CLOCK_EXCHANGES {
+            return self.time_req(now);
+        }
+        self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
+        self.linger = self
+            .cfg
+            .traffic
+            .linger
+            .unwrap_or_else(|| default_linger(&self.clock))
+            .min(translate::MAX_LINGER);
+        self.state = State::OpeningData;
+        self.actions.push_back(Action::OpenData);
+    }
+
+    fn on_results(&mut self, r: &proto::Results) {
+        match translate::measured(r) {
+            Ok(m) => {
+                let note = m.note.clone();
+                self.results = Some(m);
+                // Results before Done: the receiver cut the session (its --max-duration, Ctrl-C).
+                if matches!(self.state, State::Sending) {
+                    self.stop_sending(
+                        note.unwrap_or_else(|| "the receiver ended the session".into()),
+                    );
+                }
+            }
+            Err(why) => {
+                self.note
+                    .get_or_insert(format!("the receiver's results are not valid ({why})"));
+            }
+        }
+    }
+
+    /// Per-message rows, passed on up to the most a session of this size can have.
+    fn on_rows(&mut self, rows: &[proto::MessageRow]) {
+        if self.results.is_none() {
+            return;
+        }
+        let sent = self
+            .send
+            .as_ref()
+            .map_or(self.cfg.traffic.count, |s| s.sent);
+        let bound = translate::max_rows(sent);
+        let keep = (rows.len() as u64).min(bound.saturating_sub(self.rows)) as usize;
+        if keep < rows.len() {
+            self.suspect.get_or_insert(format!(
+                "it sent more per-message rows than {bound}, the most a session of this size can have"
+            ));
+        }
+        self.rows += keep as u64;
+        self.actions.push_back(Action::Rows(
+            rows[..keep].iter().map(translate::row).collect(),
+        ));
     }
 
     fn time_req(&mut self, now: Now) {
@@ -498,6 +536,9 @@ impl SenderSession {
         self.state = State::AwaitResults {
             until: now.mono + self.linger + self.cfg.results_grace,
         };
+        if self.ended {
+            self.finish(now);
+        }
     }
 
     fn finish(&mut self, _now: Now) {
@@ -505,21 +546,32 @@ impl SenderSession {
             return;
         }
         self.state = State::Over;
-        let results = self.results.take();
+        let send = self.send.take().unwrap_or_default();
+        let mut results = self.results.take();
         if let Some(r) = &results {
             if !r.complete {
                 if let Some(n) = &r.note {
                     self.note.get_or_insert(n.clone());
                 }
             }
+            if let Err(why) = translate::check_results(r, send.sent, self.cfg.traffic.size) {
+                self.suspect.get_or_insert(why);
+            }
+        }
+        if self.suspect.is_some() {
+            // Nothing the receiver said is believed: its lost runs would be written as rows.
+            if let Some(r) = &mut results {
+                r.lost_runs.clear();
+            }
         }
         self.actions.push_back(Action::Finished(Box::new(Outcome {
             clock: self.clock,
             linger: self.linger,
-            send: self.send.take().unwrap_or_default(),
+            send,
             results,
             note: self.note.take(),
             data_connects: self.data_connects,
+            suspect: self.suspect.take(),
         })));
     }
 

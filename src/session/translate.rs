@@ -253,6 +253,7 @@ fn seq_counts(s: &SeqSummary) -> proto::SeqCounts {
         loss_bursts: s.loss_bursts,
         loss_burst_max: s.loss_burst_max,
         out_of_range: s.out_of_range,
+        next_expected: s.next_expected,
     }
 }
 
@@ -268,6 +269,7 @@ fn seq_summary(s: &proto::SeqCounts) -> SeqSummary {
         loss_bursts: s.loss_bursts,
         loss_burst_max: s.loss_burst_max,
         out_of_range: s.out_of_range,
+        next_expected: s.next_expected,
     }
 }
 
@@ -340,6 +342,103 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
     })
 }
 
+/// Do the receiver's figures hold against what this sender knows it sent (`sent` messages of at most `size`
+/// bytes)? A receiver may only count what arrived: never more unique messages than were sent, every lost number
+/// among those sent, ordering figures within what arrived. Err names the first figure that does not hold.
+pub fn check_results(m: &Measured, sent: u64, size: usize) -> Result<(), String> {
+    let s = &m.seq;
+    let bad = |what: String| Err(what);
+    // A complete session's receiver had the sender's Done; one it cut short counts only what arrived.
+    if (m.complete && s.sent != sent) || s.sent > sent {
+        return bad(format!(
+            "it counts {} sent where this sender sent {sent}",
+            s.sent
+        ));
+    }
+    if s.next_expected > sent {
+        return bad(format!(
+            "it saw sequence number {} of {sent} sent",
+            s.next_expected - 1
+        ));
+    }
+    if s.received > sent {
+        return bad(format!("it claims {} received of {sent} sent", s.received));
+    }
+    if s.lost != s.sent.saturating_sub(s.received) {
+        return bad(format!(
+            "it claims {} lost with {} of {} received",
+            s.lost, s.received, s.sent
+        ));
+    }
+    if s.duplicates > sent {
+        return bad(format!(
+            "it claims {} duplicates of {sent} sent",
+            s.duplicates
+        ));
+    }
+    if s.reordered > s.received || s.reorder_extent_max > s.received || s.reordered_3 > s.reordered
+    {
+        return bad(format!(
+            "its reordering figures ({} reordered, extent {}, {} 3-reordered) exceed the {} received",
+            s.reordered, s.reorder_extent_max, s.reordered_3, s.received
+        ));
+    }
+    if s.loss_bursts > s.lost || s.loss_burst_max > s.lost {
+        return bad(format!(
+            "it claims {} loss bursts, the longest {}, with {} lost",
+            s.loss_bursts, s.loss_burst_max, s.lost
+        ));
+    }
+    for (name, h) in [("latencies", &m.latency), ("transit times", &m.transit)] {
+        if h.len() > s.received {
+            return bad(format!(
+                "it holds {} {name} for {} received",
+                h.len(),
+                s.received
+            ));
+        }
+    }
+    if m.bytes > s.received.saturating_mul(size as u64) {
+        return bad(format!(
+            "it claims {} bytes in {} messages of at most {size}",
+            m.bytes, s.received
+        ));
+    }
+    if m.echoed > s.received.saturating_add(s.duplicates) {
+        return bad(format!(
+            "it claims {} echo replies for {} arrivals",
+            m.echoed, s.received
+        ));
+    }
+    let mut next = 0u64;
+    let mut listed = 0u64;
+    for &(first, len) in &m.lost_runs {
+        let end = first
+            .checked_add(len)
+            .filter(|&e| len > 0 && first >= next && e <= sent);
+        let Some(end) = end else {
+            return bad(format!(
+                "its lost runs are not ascending, disjoint runs among the {sent} sent"
+            ));
+        };
+        next = end;
+        listed += len;
+    }
+    if listed > s.lost {
+        return bad(format!(
+            "it lists {listed} lost numbers with {} lost",
+            s.lost
+        ));
+    }
+    Ok(())
+}
+
+/// The most per-message rows a receiver may send for a session of `sent` messages (each arrival, duplicate or
+/// damaged copy has one; lost numbers come apart): beyond it the rows are not written and the figures marked.
+pub fn max_rows(sent: u64) -> u64 {
+    sent.saturating_mul(2).saturating_add(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +497,38 @@ mod tests {
         .contains("echo"));
         assert!(bad(&|s| s.duration_ns = Some(0)).contains("duration"));
         assert!(bad(&|s| s.linger_ns = Some(u64::MAX)).contains("linger"));
+    }
+
+    /// A lying receiver is caught on each figure it could inflate.
+    #[test]
+    fn results_that_do_not_add_up_are_caught() {
+        let mut a = crate::accounting::Account::new(9, 10, 64, true);
+        for seq in [0, 2, 1] {
+            let mut m = wire::template(9, 64, false);
+            wire::stamp(&mut m, seq, 1_000, 2_000);
+            let h = wire::Header::parse(&m).unwrap();
+            a.on_message(&m, &h, 10_000);
+        }
+        let honest = a.measured(Some(5), true, None);
+        assert_eq!(check_results(&honest, 5, 64), Ok(()));
+        assert_eq!(honest.lost_runs, vec![(3, 2)]);
+        let lie = |f: &dyn Fn(&mut Measured)| {
+            let mut m = honest.clone();
+            f(&mut m);
+            check_results(&m, 5, 64).unwrap_err()
+        };
+        assert!(lie(&|m| m.seq.sent = 1000).contains("1000 sent where this sender sent 5"));
+        assert!(lie(&|m| m.seq.received = 5000).contains("5000 received of 5"));
+        assert!(lie(&|m| m.seq.lost = u64::MAX).contains("lost"));
+        assert!(lie(&|m| m.seq.reordered = 4).contains("reordering"));
+        assert!(lie(&|m| m.bytes = 10_000).contains("bytes"));
+        assert!(lie(&|m| m.lost_runs = vec![(3, 1_000_000_000_000)]).contains("lost runs"));
+        assert!(lie(&|m| m.lost_runs = vec![(3, 1), (3, 1)]).contains("lost runs"));
+        assert!(lie(&|m| m.seq.duplicates = 6).contains("duplicates"));
+        assert_eq!(
+            check_results(&honest, 6, 64).unwrap_err(),
+            "it counts 5 sent where this sender sent 6"
+        );
     }
 
     #[test]

@@ -437,3 +437,19 @@ fn an_early_end_of_data_waits_for_done() {
     assert!(s.stops.is_empty());
     assert!(matches!(&s.sent[0], Ctl::Results(r) if r.complete && r.seq.received == 1));
 }
+
+/// A data path that breaks (echo replies nobody reads, a stream that stopped being ours) ends the session at
+/// once with its reason, instead of waiting for a Done that may never come.
+#[test]
+fn a_broken_data_path_ends_the_session_at_once() {
+    let t0 = Now::fixed();
+    let (mut c, account) = running(t0, &Traffic::default());
+    c.on_data_finished(
+        account,
+        Some("the sender stopped reading its echo replies for 2s".into()),
+    );
+    let s = drain(&mut c);
+    assert!(s.closed);
+    assert!(matches!(&s.sent[0], Ctl::Results(r)
+        if !r.complete && r.note.as_deref() == Some("the sender stopped reading its echo replies for 2s")));
+}

@@ -71,7 +71,7 @@ SWEEP_NAMES = {"loss": "loss", "reorder": "reordering", "duplicate": "duplicatio
 
 SUMMARY_REQUIRED = ("run_id", "label", "protocol", "sent", "received")
 SUMMARY_TEXT = {"schema_version", "run_id", "started_utc", "label", "protocol",
-                "mode", "peer", "complete", "rate_target"}
+                "mode", "peer", "complete", "rate_target", "impairment"}
 LATENCY_COLUMNS = ("value_us", "percentile", "total_count")
 MESSAGE_COLUMNS = ("seq", "sched_ns", "send_ns", "recv_ns", "latency_us", "status")
 MESSAGE_STATUS = {"ok", "reordered", "duplicate", "corrupt", "lost"}

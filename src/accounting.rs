@@ -6,11 +6,48 @@
 
 use hdrhistogram::Histogram;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use crate::auth::{Dir, SessionKeys};
+use crate::clock::ClockModel;
 use crate::stats::{new_ns_histogram, Arrival, DelayStats, SeqSummary, SeqTracker};
 use crate::trace::{Event, Tracer};
 use crate::traffic::Traffic;
 use crate::wire::{self, Header};
+
+/// The clock line a session's arrivals are corrected with, shared by the session (which the sender's refits
+/// update every second) and its data path (which reads it per message).
+#[derive(Debug, Default)]
+pub struct ClockCell {
+    version: AtomicU64,
+    model: Mutex<ClockModel>,
+}
+
+impl ClockCell {
+    pub fn new(m: ClockModel) -> ClockCell {
+        ClockCell {
+            version: AtomicU64::new(1),
+            model: Mutex::new(m),
+        }
+    }
+
+    pub fn set(&self, m: ClockModel) {
+        if let Ok(mut g) = self.model.lock() {
+            *g = m;
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn get(&self) -> (u64, ClockModel) {
+        let v = self.version();
+        (v, self.model.lock().map(|g| *g).unwrap_or_default())
+    }
+}
 
 /// What one arrival was (or that a sequence number never arrived), for the per-message CSV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +171,11 @@ pub struct Account {
     traffic: Option<Traffic>,
     seq: SeqTracker,
     delay: DelayStats,
-    /// Receiver clock minus sender clock.
-    offset_ns: i64,
+    /// Receiver clock minus sender clock, as a line in the sender's time; refreshed from `clock_cell` when the
+    /// sender's refits update it.
+    clock: ClockModel,
+    clock_cell: Option<Arc<ClockCell>>,
+    clock_version: u64,
     pub corrupt: u64,
     pub invalid: u64,
     bytes: u64,
@@ -168,7 +208,9 @@ impl Account {
             traffic: None,
             seq: SeqTracker::new(limit),
             delay: DelayStats::new(),
-            offset_ns: 0,
+            clock: ClockModel::default(),
+            clock_cell: None,
+            clock_version: 0,
             corrupt: 0,
             invalid: 0,
             bytes: 0,
@@ -217,8 +259,20 @@ impl Account {
         }
     }
 
+    /// A fixed offset (receiver clock minus sender clock).
     pub fn set_offset(&mut self, offset_ns: i64) {
-        self.offset_ns = offset_ns;
+        self.clock = ClockModel {
+            offset_ns,
+            ..ClockModel::default()
+        };
+    }
+
+    /// Correct arrivals with the line in `cell`, which the session updates as the sender refits it.
+    pub fn share_clock(&mut self, cell: Arc<ClockCell>) {
+        let (v, m) = cell.get();
+        self.clock = m;
+        self.clock_version = v;
+        self.clock_cell = Some(cell);
     }
 
     fn row(&mut self, hdr: &Header, recv_ns: i64, status: Status) {
@@ -244,7 +298,14 @@ impl Account {
             self.invalid += 1;
             return None;
         }
-        let recv_ns = recv_local_ns.saturating_sub(self.offset_ns);
+        if let Some(cell) = &self.clock_cell {
+            // One atomic load per message; the lock only when the sender sent a new line.
+            if cell.version() != self.clock_version {
+                (self.clock_version, self.clock) = cell.get();
+            }
+        }
+        // The offset at this message's own time: with drifting clocks it changes over the session.
+        let recv_ns = recv_local_ns.saturating_sub(self.clock.offset_at(hdr.send_ns));
         if let Some(k) = &self.keys {
             // Before anything is trusted. Intact but failing its MAC: forged. Damaged: corrupt, as below.
             if !k.verify_message(Dir::SenderToReceiver, msg) && wire::verify(msg, hdr) {
@@ -388,7 +449,7 @@ impl Account {
                 .events()
                 .into_iter()
                 .map(|mut e| {
-                    e.t_ns -= self.offset_ns;
+                    e.t_ns = e.t_ns.saturating_sub(self.clock.offset_at(e.t_ns));
                     e
                 })
                 .collect(),

@@ -128,6 +128,12 @@ pub struct OffsetEstimate {
     pub max_rtt_ns: i64,
     /// Both ends run on one kernel: the offset is exactly zero.
     pub same_host: bool,
+    /// The receiver clock's rate against the sender's, parts per billion (a session-long fit).
+    pub skew_ppb: i64,
+    /// The fit's own spread (part of `error_ns`): how far the least-queued exchanges lay from the line.
+    pub track_ns: i64,
+    /// Clock steps detected during the session.
+    pub steps: u32,
 }
 
 /// Keep the exchange with the smallest round trip (the least queueing, so the tightest bound), as NTP does.
@@ -142,6 +148,7 @@ pub fn estimate_offset(samples: &[Sample], same_host: bool) -> Option<OffsetEsti
             min_rtt_ns: min_rtt,
             max_rtt_ns: max_rtt,
             same_host,
+            ..OffsetEstimate::default()
         }
     } else {
         OffsetEstimate {
@@ -150,8 +157,231 @@ pub fn estimate_offset(samples: &[Sample], same_host: bool) -> Option<OffsetEsti
             min_rtt_ns: min_rtt,
             max_rtt_ns: max_rtt,
             same_host,
+            ..OffsetEstimate::default()
         }
     })
+}
+
+/// Receiver clock minus sender clock as a line in the sender's time: `offset(t) = offset_ns + skew_ppb ·
+/// (t − ref_ns) / 10^9`. A fixed offset is a line of slope 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClockModel {
+    pub ref_ns: i64,
+    pub offset_ns: i64,
+    /// Parts per billion: how much faster the receiver's clock runs than the sender's.
+    pub skew_ppb: i64,
+}
+
+impl ClockModel {
+    /// The receiver − sender offset at sender time `t_ns`. Total for any value.
+    #[inline]
+    pub fn offset_at(&self, t_ns: i64) -> i64 {
+        let dt = i128::from(t_ns) - i128::from(self.ref_ns);
+        let drift = dt.saturating_mul(i128::from(self.skew_ppb)) / 1_000_000_000;
+        i64::try_from(i128::from(self.offset_ns).saturating_add(drift)).unwrap_or(if drift > 0 {
+            i64::MAX
+        } else {
+            i64::MIN
+        })
+    }
+}
+
+/// Clock exchanges over a whole session, fitted as a line: the offset drifts when two hosts' clocks run at
+/// different rates (50 ppm is 3 ms a minute), so one estimate before the data is wrong by the end.
+///
+/// Method (Paxson 1998, "On calibrating measurements of packet transit times"): each exchange gives an offset
+/// θ at its midpoint (t1 + t4)/2, exact only if the two directions took equally long; queueing on either side
+/// makes it wrong by up to half its round trip. So only the exchanges with the least queueing are used (round
+/// trip within the lowest quarter of the segment's, or within 50 µs of its minimum) and a least-squares line
+/// through their θ gives offset and skew. A clock step (someone set the time) shows as a good exchange far off
+/// the line, confirmed by the next one: the fit restarts from it and the step is counted.
+///
+/// What it cannot know is the path's asymmetry: a 15 ms / 5 ms path moves every θ by 5 ms alike. So the error
+/// bound is half the smallest round trip (the most asymmetry can hide) plus the fit's own spread.
+#[derive(Debug, Clone, Default)]
+pub struct ClockFit {
+    same_host: bool,
+    /// The current segment's exchanges (since the start or the last step), the most recent `MAX_SAMPLES`.
+    samples: Vec<Sample>,
+    /// An exchange that left the line, waiting for the next to confirm a step.
+    suspect: Option<Sample>,
+    steps: u32,
+    min_rtt_ns: i64,
+    max_rtt_ns: i64,
+    /// The first exchange's offset (before any drift), for the report.
+    first: Option<ClockModel>,
+}
+
+/// Exchanges kept per segment: a session of hours at one a second stays bounded.
+const MAX_SAMPLES: usize = 4096;
+
+impl ClockFit {
+    pub fn new(same_host: bool) -> ClockFit {
+        ClockFit {
+            same_host,
+            ..ClockFit::default()
+        }
+    }
+
+    /// One exchange, in arrival order.
+    pub fn add(&mut self, s: Sample) {
+        let rtt = s.rtt_ns();
+        if rtt < 0 {
+            return; // a reply that came back before it left: not a measurement
+        }
+        self.min_rtt_ns = if self.samples.is_empty() && self.first.is_none() {
+            rtt
+        } else {
+            self.min_rtt_ns.min(rtt)
+        };
+        self.max_rtt_ns = self.max_rtt_ns.max(rtt);
+        if !self.same_host && self.is_off_the_line(&s) {
+            match self.suspect.take() {
+                // Two good exchanges in a row off the line, on the same side: the clock stepped.
+                Some(prev)
+                    if (prev.offset_ns() - self.model().offset_at(mid(&prev))).signum()
+                        == (s.offset_ns() - self.model().offset_at(mid(&s))).signum() =>
+                {
+                    self.steps += 1;
+                    self.samples = vec![prev, s];
+                }
+                _ => self.suspect = Some(s),
+            }
+            return;
+        }
+        self.suspect = None;
+        if self.samples.len() >= MAX_SAMPLES {
+            self.samples.remove(0);
+        }
+        self.samples.push(s);
+        if self.first.is_none() {
+            self.first = Some(self.model());
+        }
+    }
+
+    /// A good (little queued) exchange whose offset lies beyond what queueing and the fit's spread explain.
+    fn is_off_the_line(&self, s: &Sample) -> bool {
+        let good = self.good();
+        if good.len() < 3 {
+            return false;
+        }
+        let rtt = s.rtt_ns();
+        if rtt > self.rtt_cut() {
+            return false;
+        }
+        let off = (s.offset_ns() - self.model().offset_at(mid(s))).abs();
+        off > rtt / 2 + 4 * self.track_ns() + 1_000_000
+    }
+
+    /// The round trip below which an exchange counts as little queued.
+    fn rtt_cut(&self) -> i64 {
+        let mut r: Vec<i64> = self.samples.iter().map(Sample::rtt_ns).collect();
+        r.sort_unstable();
+        let q = r.get(r.len() / 4).copied().unwrap_or(0);
+        q.max(self.min_rtt_ns + 50_000)
+    }
+
+    fn good(&self) -> Vec<&Sample> {
+        let cut = self.rtt_cut();
+        self.samples.iter().filter(|s| s.rtt_ns() <= cut).collect()
+    }
+
+    /// The fitted line (offset 0, no skew, on one host).
+    pub fn model(&self) -> ClockModel {
+        if self.same_host {
+            return ClockModel::default();
+        }
+        let good = self.good();
+        let Some(best) = good.iter().min_by_key(|s| s.rtt_ns()) else {
+            return ClockModel::default();
+        };
+        let t0 = mid(best);
+        // A slope needs exchanges spread in time: closer than half a second, the skew is noise.
+        let span = good.iter().map(|s| mid(s)).max().unwrap_or(t0)
+            - good.iter().map(|s| mid(s)).min().unwrap_or(t0);
+        if good.len() < 3 || span < 500_000_000 {
+            return ClockModel {
+                ref_ns: t0,
+                offset_ns: best.offset_ns(),
+                skew_ppb: 0,
+            };
+        }
+        // Least squares in f64 around t0 (relative times keep the precision).
+        let n = good.len() as f64;
+        let xs: Vec<f64> = good.iter().map(|s| (mid(s) - t0) as f64).collect();
+        let ys: Vec<f64> = good.iter().map(|s| s.offset_ns() as f64).collect();
+        let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+        let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+        let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        let at_t0 = my - slope * mx;
+        ClockModel {
+            ref_ns: t0,
+            offset_ns: at_t0.round() as i64,
+            skew_ppb: (slope * 1e9).round().clamp(-1e8, 1e8) as i64,
+        }
+    }
+
+    /// The fit's spread: the largest distance of a good exchange from the line, ns.
+    pub fn track_ns(&self) -> i64 {
+        if self.same_host {
+            return 0;
+        }
+        let m = self.model();
+        self.good()
+            .iter()
+            .map(|s| (s.offset_ns() - m.offset_at(mid(s))).abs())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The estimate as reported: the offset at the first exchange, the error bound (half the smallest round
+    /// trip, which asymmetry can hide, plus the fit's spread), and the round trips seen.
+    pub fn estimate(&self) -> OffsetEstimate {
+        let m = self.model();
+        let offset_ns = self.first.map_or(m.offset_ns, |f| m.offset_at(f.ref_ns));
+        OffsetEstimate {
+            offset_ns: if self.same_host { 0 } else { offset_ns },
+            error_ns: if self.same_host {
+                0
+            } else {
+                self.min_rtt_ns / 2 + self.track_ns()
+            },
+            min_rtt_ns: self.min_rtt_ns,
+            max_rtt_ns: self.max_rtt_ns,
+            same_host: self.same_host,
+            skew_ppb: m.skew_ppb,
+            track_ns: self.track_ns(),
+            steps: self.steps,
+        }
+    }
+
+    /// The receiver's clock's rate against the sender's, parts per million.
+    pub fn drift_ppm(&self) -> f64 {
+        self.model().skew_ppb as f64 / 1000.0
+    }
+
+    /// Clock steps detected (and fitted around).
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    pub fn exchanges(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Time between the current segment's first and last exchange, ns.
+    pub fn span_ns(&self) -> i64 {
+        match (self.samples.first(), self.samples.last()) {
+            (Some(a), Some(b)) => mid(b) - mid(a),
+            _ => 0,
+        }
+    }
+}
+
+/// An exchange's midpoint on the sender's clock: where its offset applies.
+fn mid(s: &Sample) -> i64 {
+    ((i128::from(s.t1) + i128::from(s.t4)) / 2) as i64
 }
 
 #[cfg(test)]
@@ -203,5 +433,110 @@ mod tests {
         let est = estimate_offset(&[s], true).unwrap();
         assert_eq!((est.offset_ns, est.error_ns), (0, 0));
         assert_eq!(estimate_offset(&[], true), None);
+    }
+
+    /// An exchange between a sender and a receiver whose clock reads `truth(t)` at true time t, over a path
+    /// of `up` and `down` ns, the request leaving at true time t (the sender's clock is true time).
+    fn exchange(t: i64, up: i64, down: i64, truth: &dyn Fn(i64) -> i64) -> Sample {
+        Sample {
+            t1: t,
+            t2: truth(t + up),
+            t3: truth(t + up + 20_000),
+            t4: t + up + 20_000 + down,
+        }
+    }
+
+    /// 1000 ppm of skew over a minute on a symmetric 10 ms path, with every third exchange queued: the line
+    /// follows the true offset to well under a microsecond per second, and says 1000 ppm.
+    #[test]
+    fn a_drifting_clock_is_followed() {
+        let truth = |t: i64| t + 5_000_000 + t / 1000; // 5 ms off, running 1000 ppm fast
+        let mut fit = ClockFit::new(false);
+        for i in 0..60i64 {
+            let queued = if i % 3 == 0 { 3_000_000 } else { 0 };
+            fit.add(exchange(
+                i * 1_000_000_000,
+                10_000_000 + queued,
+                10_000_000,
+                &truth,
+            ));
+        }
+        let m = fit.model();
+        for t in (0..60).map(|s| s * 1_000_000_000i64) {
+            let err = (m.offset_at(t) - (truth(t) - t)).abs();
+            assert!(err < 20_000, "at {t}: {err} ns off");
+        }
+        assert!(
+            (fit.drift_ppm() - 1000.0).abs() < 0.5,
+            "{}",
+            fit.drift_ppm()
+        );
+        assert_eq!(fit.steps(), 0);
+        let e = fit.estimate();
+        // The receiver's 20 µs of holding time reads 20 ns longer on its fast clock.
+        assert!((e.min_rtt_ns - 20_000_000).abs() <= 100, "{}", e.min_rtt_ns);
+        assert!(
+            e.error_ns >= 9_999_000 && e.error_ns < 10_100_000,
+            "{}",
+            e.error_ns
+        );
+    }
+
+    /// 15 ms one way, 5 ms back: every exchange is off by the same 5 ms, which no method can see; the bound
+    /// (half the smallest round trip) covers it.
+    #[test]
+    fn the_bound_covers_what_asymmetry_hides() {
+        let truth = |t: i64| t + 2_000_000;
+        let mut fit = ClockFit::new(false);
+        for i in 0..10i64 {
+            fit.add(exchange(i * 1_000_000_000, 15_000_000, 5_000_000, &truth));
+        }
+        let e = fit.estimate();
+        let off_by = (e.offset_ns - 2_000_000).abs();
+        assert!((4_900_000..=5_100_000).contains(&off_by), "{off_by}");
+        assert!(
+            e.error_ns >= off_by,
+            "bound {} < error {off_by}",
+            e.error_ns
+        );
+    }
+
+    /// Someone sets the receiver's clock 50 ms forward mid-session: counted as a step, and the line
+    /// continues from the new offset.
+    #[test]
+    fn a_clock_step_is_detected_and_fitted_around() {
+        let truth = |t: i64| {
+            t + if t >= 30_000_000_000 {
+                51_000_000
+            } else {
+                1_000_000
+            }
+        };
+        let mut fit = ClockFit::new(false);
+        for i in 0..60i64 {
+            fit.add(exchange(i * 1_000_000_000, 2_000_000, 2_000_000, &truth));
+        }
+        assert_eq!(fit.steps(), 1);
+        let m = fit.model();
+        assert!(
+            (m.offset_at(50_000_000_000) - 51_000_000).abs() < 100_000,
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn one_host_is_exactly_zero_and_the_model_is_total() {
+        let mut fit = ClockFit::new(true);
+        fit.add(exchange(0, 1000, 1000, &|t| t));
+        assert_eq!(
+            (fit.model(), fit.estimate().error_ns),
+            (ClockModel::default(), 0)
+        );
+        let m = ClockModel {
+            ref_ns: i64::MIN,
+            offset_ns: i64::MAX,
+            skew_ppb: 100_000_000,
+        };
+        assert_eq!(m.offset_at(i64::MAX), i64::MAX);
     }
 }

@@ -418,3 +418,65 @@ fn sigkill_at_random_moments_leaves_only_whole_csv_rows() {
         );
     }
 }
+
+/// A receiver that dies mid-session: the sender still writes its row with what it knows (its own count,
+/// complete=false, the receiver's columns empty) and exits 1 saying what happened.
+#[test]
+fn a_vanished_receiver_still_gets_a_row_from_the_sender() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let _sink = std::net::UdpSocket::bind(addr).unwrap();
+    let dies = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut c = CtlConn::new(s);
+        let mut pre = [0u8; 8];
+        c.stream_mut().read_exact(&mut pre).unwrap();
+        loop {
+            match c.recv(Duration::from_secs(10)) {
+                Ok(Ctl::Hello(_)) => c
+                    .send(&Ctl::Accept(proto::Accept {
+                        version: proto::VERSION,
+                        boot_id: String::new(),
+                        software: "dies".into(),
+                        nonce: None,
+                        proof: None,
+                    }))
+                    .unwrap(),
+                Ok(Ctl::TimeReq { t1 }) => c.send(&Ctl::TimeResp { t1, t2: t1, t3: t1 }).unwrap(),
+                Ok(Ctl::Start(_)) => {
+                    c.send(&Ctl::Ready).unwrap();
+                    std::thread::sleep(Duration::from_millis(300));
+                    return; // the process is gone: its sockets close
+                }
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let out = tempfile::tempdir().unwrap();
+    let o = send(
+        "udp",
+        &addr.to_string(),
+        out.path(),
+        &["--count", "2000", "--rate", "1000"],
+    );
+    dies.join().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the receiver sent no results"), "{err}");
+    let rows = summary_rows(out.path());
+    assert_eq!(rows.len(), 1, "the sender writes its row");
+    let r = &rows[0];
+    assert_eq!(r["complete"], "false");
+    assert!(num(r, "sent") > 0, "the sender's own count");
+    assert_eq!(
+        (r["received"].as_str(), r["lost"].as_str()),
+        ("", ""),
+        "the receiver's columns are empty"
+    );
+}

@@ -74,6 +74,20 @@ impl CtlStream {
         })
     }
 
+    /// Close without a reset: say we are done, then read (and drop) what the peer still sends, until it
+    /// closes too or `limit` passes. Closing with unread bytes would send a reset, and a reset can destroy
+    /// data of ours the peer has not read yet (the results).
+    pub fn close_gently(mut self, limit: Duration) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let end = crate::clock::mono() + limit;
+        while crate::clock::mono() < end {
+            match self.read(Duration::from_millis(50)) {
+                Got::Closed(_) => return,
+                Got::Bytes(_) | Got::Idle => {}
+            }
+        }
+    }
+
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }

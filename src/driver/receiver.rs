@@ -439,6 +439,7 @@ fn serve_conn(
                 Action::Log(l) => sh.log(format_args!("{peer}: {l}")),
                 Action::Close => {
                     conn.release();
+                    ctl.close_gently(Duration::from_secs(1));
                     return;
                 }
             }
@@ -805,7 +806,7 @@ impl Conn<'_> {
                 peer: self.peer.ip().to_string(),
                 traffic: a.traffic.clone(),
             };
-            let row = SessionReport::build(&meta, None, m, m.complete);
+            let row = SessionReport::build(&meta, None, Some(m), m.complete);
             if let Err(e) = csv
                 .lock()
                 .map_err(|_| anyhow::anyhow!("lock"))

@@ -425,7 +425,8 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// The session is over: stop the echo reader, then build the report from both ends' figures.
+    /// The session is over: stop the echo reader, then build the report from both ends' figures, or from the
+    /// sender's alone when the receiver sent none.
     fn finish(mut self, run: &RunInfo, out: &OutDir, o: Outcome) -> anyhow::Result<SessionOutput> {
         let cfg = self.cfg;
         let _ = self.echo_done();
@@ -445,58 +446,22 @@ impl Driver<'_> {
             Some(DataSock::Tcp(s)) => socket::tcp_retransmits(s),
             _ => None,
         };
-        let Some(results) = o.results else {
-            let why = o.note.unwrap_or_else(|| "it did not answer in time".into());
-            return Err(anyhow!(
-                "the receiver sent no results ({why}); {} messages were sent, nothing else is known. Check the receiver's log",
-                o.send.sent
-            ));
-        };
-        if let Some(mut m) = self.msgs.take() {
-            m.lost(&results.lost_runs)?;
+        if let (Some(mut m), Some(r)) = (self.msgs.take(), &o.results) {
+            m.lost(&r.lost_runs)?;
         }
-        if self.tr.enabled() {
-            self.tr.record(
-                "close",
-                fd,
-                "the data socket".into(),
-                "0".into(),
-                now_ns(),
-                0,
-            );
-            self.tr.extend(results.trace.iter().cloned());
-            let events = self.tr.events();
-            let title = format!("{} session to {}", cfg.protocol, cfg.peer_name);
-            trace::print(&mut std::io::stderr().lock(), &title, &events)?;
-            export::write_file(
-                &out.file(&run.run_id, cfg.protocol, "trace"),
-                &report::trace::TraceCsv(&events),
-            )?;
-        }
+        self.write_trace(run, out, o.results.as_ref(), fd)?;
         let interrupted = o.send.cut_short.as_deref() == Some("interrupted");
-        let receiver_cut = (!results.complete && !interrupted)
-            .then(|| results.note.clone())
-            .flatten();
-        let failure = match (&o.suspect, receiver_cut) {
-            (Some(why), _) => Some(format!(
-                "the receiver's figures failed this sender's checks ({why}); its row is marked incomplete: do not \
-                 trust that receiver"
-            )),
-            (None, Some(why)) => Some(format!(
-                "the receiver cut the session short ({why}); the row written is marked incomplete"
-            )),
-            (None, None) => None,
-        };
-        let note = match &o.suspect {
-            Some(why) => Some(format!("the receiver's figures do not hold: {why}")),
-            None => o.note,
-        };
-        let complete = results.complete && o.send.cut_short.is_none() && note.is_none();
-        let echo_damaged = echo
-            .as_ref()
-            .map_or((0, 0), |e| (e.invalid + e.unauthenticated, e.corrupt));
-        for n in notices(&results, echo_damaged, &o.clock) {
-            eprintln!("sockbench {}: note: {n}", cfg.protocol);
+        let (failure, note) = verdict(&o, interrupted);
+        let complete = o.results.as_ref().is_some_and(|r| r.complete)
+            && o.send.cut_short.is_none()
+            && note.is_none();
+        if let Some(r) = &o.results {
+            let echo_damaged = echo
+                .as_ref()
+                .map_or((0, 0), |e| (e.invalid + e.unauthenticated, e.corrupt));
+            for n in notices(r, echo_damaged, &o.clock) {
+                eprintln!("sockbench {}: note: {n}", cfg.protocol);
+            }
         }
         let side = SenderSide {
             send: o.send,
@@ -514,8 +479,10 @@ impl Driver<'_> {
             peer: cfg.peer_name.clone(),
             traffic: cfg.traffic.clone(),
         };
-        let latency = report::latency_histogram(Some(&side), &results).clone();
-        let report = SessionReport::build(&meta, Some(&side), &results, complete);
+        let empty = Measured::default();
+        let latency =
+            report::latency_histogram(Some(&side), o.results.as_ref().unwrap_or(&empty)).clone();
+        let report = SessionReport::build(&meta, Some(&side), o.results.as_ref(), complete);
         Ok(SessionOutput {
             protocol: cfg.protocol,
             report,
@@ -530,6 +497,76 @@ impl Driver<'_> {
             failure,
         })
     }
+
+    /// --trace: both sides' socket calls, on stderr and in the trace CSV.
+    fn write_trace(
+        &mut self,
+        run: &RunInfo,
+        out: &OutDir,
+        r: Option<&Measured>,
+        fd: i32,
+    ) -> anyhow::Result<()> {
+        if !self.tr.enabled() {
+            return Ok(());
+        }
+        let cfg = self.cfg;
+        self.tr.record(
+            "close",
+            fd,
+            "the data socket".into(),
+            "0".into(),
+            now_ns(),
+            0,
+        );
+        if let Some(r) = r {
+            self.tr.extend(r.trace.iter().cloned());
+        }
+        let events = self.tr.events();
+        let title = format!("{} session to {}", cfg.protocol, cfg.peer_name);
+        trace::print(&mut std::io::stderr().lock(), &title, &events)?;
+        export::write_file(
+            &out.file(&run.run_id, cfg.protocol, "trace"),
+            &report::trace::TraceCsv(&events),
+        )
+    }
+}
+
+/// Whether the run failed although a row is written, and the note its row carries: a receiver whose figures
+/// failed the checks, one that cut the session short, or one that sent no results at all.
+fn verdict(o: &Outcome, interrupted: bool) -> (Option<String>, Option<String>) {
+    let Some(results) = &o.results else {
+        let why = o
+            .note
+            .clone()
+            .unwrap_or_else(|| "it did not answer in time".into());
+        let failure = format!(
+            "the receiver sent no results ({why}); the row holds what this sender knows ({} messages sent), the \
+             receiver's columns empty. Check the receiver's log",
+            o.send.sent
+        );
+        return (
+            Some(failure),
+            Some(format!("the receiver sent no results ({why})")),
+        );
+    };
+    let receiver_cut = (!results.complete && !interrupted)
+        .then(|| results.note.clone())
+        .flatten();
+    let failure = match (&o.suspect, receiver_cut) {
+        (Some(why), _) => Some(format!(
+            "the receiver's figures failed this sender's checks ({why}); its row is marked incomplete: do not \
+             trust that receiver"
+        )),
+        (None, Some(why)) => Some(format!(
+            "the receiver cut the session short ({why}); the row written is marked incomplete"
+        )),
+        (None, None) => None,
+    };
+    let note = match &o.suspect {
+        Some(why) => Some(format!("the receiver's figures do not hold: {why}")),
+        None => o.note.clone(),
+    };
+    (failure, note)
 }
 
 fn progress_thread(progress: Arc<AtomicU64>, count: u64) -> Option<(Cancel, JoinHandle<()>)> {

@@ -82,7 +82,7 @@ pub fn run(args: &PortsConfig) -> anyhow::Result<PortsReport> {
     let run = RunInfo::new();
     for _ in 0..args.sessions {
         match sender::run_session(&cfg, &run, &OutDir::new(&tmp), &Cancel::new()) {
-            Ok(o) if o.report.complete && o.report.received == o.report.sent => {
+            Ok(o) if o.report.complete && o.report.received == Some(o.report.sent) => {
                 ok += 1;
                 reconnects += o.data_connects.saturating_sub(1) as u64;
             }

@@ -73,11 +73,13 @@ pub struct Accept {
     pub proof: Option<String>,
 }
 
-/// The sender's clock-offset estimate, handed to the receiver for its delay accounting.
+/// The sender's clock-offset estimate, handed to the receiver for its delay accounting: receiver clock minus
+/// sender clock at sender time `ref_ns` is `offset_ns`, and it changes by `skew_ppb` ns per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockEstimate {
-    /// Receiver clock minus sender clock.
     pub offset_ns: i64,
+    pub ref_ns: i64,
+    pub skew_ppb: i64,
     pub error_ns: i64,
     pub min_rtt_ns: i64,
     pub max_rtt_ns: i64,
@@ -231,6 +233,8 @@ pub enum Ctl {
     Messages {
         rows: Vec<MessageRow>,
     },
+    /// During the session: the sender's newer clock estimate (it refits every second).
+    Clock(ClockEstimate),
     End,
     Abort {
         reason: String,
@@ -251,6 +255,7 @@ impl Ctl {
             Ctl::Done(_) => "done",
             Ctl::Results(_) => "results",
             Ctl::Messages { .. } => "messages",
+            Ctl::Clock(_) => "clock",
             Ctl::End => "end",
             Ctl::Abort { .. } => "abort",
         }
@@ -329,6 +334,8 @@ mod tests {
                 Ctl::Start(Start {
                     clock: ClockEstimate {
                         offset_ns: -5,
+                        ref_ns: 7,
+                        skew_ppb: 1_000,
                         error_ns: 2,
                         min_rtt_ns: 4,
                         max_rtt_ns: 9,
@@ -337,7 +344,7 @@ mod tests {
                     udp_source_port: Some(4000),
                     linger_ns: 500,
                 }),
-                r#"{"type":"start","clock":{"offset_ns":-5,"error_ns":2,"min_rtt_ns":4,"max_rtt_ns":9,"same_host":false},"udp_source_port":4000,"linger_ns":500}"#,
+                r#"{"type":"start","clock":{"offset_ns":-5,"ref_ns":7,"skew_ppb":1000,"error_ns":2,"min_rtt_ns":4,"max_rtt_ns":9,"same_host":false},"udp_source_port":4000,"linger_ns":500}"#,
             ),
             (Ctl::Ready, r#"{"type":"ready"}"#),
             (

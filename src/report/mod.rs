@@ -45,7 +45,7 @@ pub struct SenderSide {
 }
 
 /// One row of `summary.csv`. Field order is column order; `None` is an empty cell (does not apply).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct SessionReport {
     pub schema_version: u32,
     pub run_id: String,
@@ -58,16 +58,16 @@ pub struct SessionReport {
     pub rate_target: f64,
     pub duration_s: Option<f64>,
     pub sent: u64,
-    pub received: u64,
-    pub lost: u64,
+    pub received: Option<u64>,
+    pub lost: Option<u64>,
     pub loss_pct: Option<f64>,
-    pub duplicates: u64,
-    pub reordered: u64,
-    pub reorder_extent_max: u64,
-    pub loss_bursts: u64,
-    pub loss_burst_max: u64,
-    pub corrupt: u64,
-    pub invalid: u64,
+    pub duplicates: Option<u64>,
+    pub reordered: Option<u64>,
+    pub reorder_extent_max: Option<u64>,
+    pub loss_bursts: Option<u64>,
+    pub loss_burst_max: Option<u64>,
+    pub corrupt: Option<u64>,
+    pub invalid: Option<u64>,
     pub latency_min_us: Option<f64>,
     pub latency_mean_us: Option<f64>,
     pub latency_p50_us: Option<f64>,
@@ -85,34 +85,39 @@ pub struct SessionReport {
     pub pdv_us: Option<f64>,
     pub goodput_mbps: Option<f64>,
     pub msgs_per_s: Option<f64>,
-    pub recv_calls: u64,
-    pub split_messages: u64,
-    pub coalesced_reads: u64,
+    pub recv_calls: Option<u64>,
+    pub split_messages: Option<u64>,
+    pub coalesced_reads: Option<u64>,
     pub tcp_connect_us: Option<f64>,
     pub tcp_retransmits: Option<u64>,
     pub send_errors: Option<u64>,
     pub udp_rcvbuf_drops: Option<u64>,
     pub path_lost: Option<u64>,
-    pub reordered_3: u64,
+    pub reordered_3: Option<u64>,
     pub clock_offset_us: Option<f64>,
     pub clock_error_us: Option<f64>,
     pub complete: bool,
     /// Appended after `complete` (columns are only ever appended): receive calls that returned exactly one
     /// whole message, and those that returned part of one. With `coalesced_reads` they add up to `recv_calls`.
-    pub reads_one_message: u64,
-    pub reads_partial_message: u64,
+    pub reads_one_message: Option<u64>,
+    pub reads_partial_message: Option<u64>,
     /// Appended: the impairment the run went through, as the flags that repeat it with its seed
     /// (`--loss 5% --delay 10ms --seed 7`); empty when none (loopback, a receiver's own copy, a plain send).
     pub impairment: String,
     /// Messages of the session that failed their MAC at the receiver (--key-file): forged, never counted.
-    pub unauthenticated: u64,
+    pub unauthenticated: Option<u64>,
     /// Echo: messages that never reached the receiver, and those it echoed whose reply never came back
     /// (`lost` is their sum: messages without a reply).
     pub echo_forward_lost: Option<u64>,
     pub echo_return_lost: Option<u64>,
     /// A session the receiver cut short: messages sent but still on their way at the cut (beyond the
     /// highest that had arrived); they are neither received nor lost, and not in `sent`.
-    pub in_flight: u64,
+    pub in_flight: Option<u64>,
+    /// The receiver clock's rate against the sender's (a line fitted over the session's clock exchanges),
+    /// parts per million; the fit's spread (part of clock_error_us), µs; clock steps detected.
+    pub clock_drift_ppm: Option<f64>,
+    pub clock_track_us: Option<f64>,
+    pub clock_steps: Option<u32>,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -141,41 +146,35 @@ pub fn latency_histogram<'a>(
 }
 
 impl SessionReport {
-    /// Build the row. `sender` is None on a receiver keeping its own copy.
+    /// Build the row. `sender` is None on a receiver keeping its own copy; `m` is None when the receiver sent
+    /// no results (gone, silent): the row then holds what the sender knows, the receiver's columns empty.
     pub fn build(
         meta: &SessionMeta,
         sender: Option<&SenderSide>,
-        m: &Measured,
+        m: Option<&Measured>,
         complete: bool,
     ) -> SessionReport {
-        let s = &m.seq;
-        let udp = meta.protocol == Protocol::Udp;
-        // `sent` is the sender's own count whenever there is a sender, less what was still in flight when the
-        // receiver cut the session; lost follows from it and what arrived (or, with echo, what came back).
-        let sent_total = sender.map_or(s.sent, |x| x.send.sent);
-        let in_flight = if m.complete || sender.is_none() {
-            0
-        } else {
-            sent_total.saturating_sub(s.next_expected.max(s.received))
-        };
-        let sent = sent_total - in_flight;
-        let echo_replies = sender.and_then(|x| x.echo_replies);
-        let received = echo_replies.unwrap_or(s.received);
-        let lost = sent.saturating_sub(received);
-        let lat = HistSummary::of(latency_histogram(sender, m));
-        let transit = HistSummary::of(&m.transit);
-        let ipdv = HistSummary::of(&m.ipdv);
-        // duration_s, goodput and message rate: over the time the data took to get there, from the first send
-        // to the last unique arrival, on the sender's clock (arrivals are offset-corrected). The sender knows
-        // its first send; a receiver's own copy takes the earliest send time it saw.
-        let first = sender
-            .and_then(|x| x.send.first_send_ns)
-            .or(m.first_send_ns);
-        let span_s = match (first, m.last_recv_ns) {
-            (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
-            _ => None,
-        };
-        let f = |g: fn(&HistSummary) -> f64, h: &Option<HistSummary>| h.as_ref().map(|h| r3(g(h)));
+        let mut r = SessionReport::identity(meta, complete);
+        if let Some(x) = sender {
+            r.sent = x.send.sent;
+            r.send_errors = Some(x.send.send_errors);
+            r.tcp_connect_us = x.tcp_connect_us.map(r3);
+            r.tcp_retransmits = x.tcp_retransmits;
+            r.clock_offset_us = Some(us(x.clock.offset_ns));
+            r.clock_error_us = Some(us(x.clock.error_ns));
+            r.clock_drift_ppm = Some(r3(x.clock.skew_ppb as f64 / 1000.0));
+            r.clock_track_us = Some(us(x.clock.track_ns));
+            r.clock_steps = Some(x.clock.steps);
+        }
+        if let Some(m) = m {
+            r.delivery(sender, m, meta.protocol == Protocol::Udp);
+            r.delays(sender, m);
+        }
+        r
+    }
+
+    /// The columns every row has: who, what, when; every figure empty.
+    fn identity(meta: &SessionMeta, complete: bool) -> SessionReport {
         SessionReport {
             schema_version: SCHEMA_VERSION,
             run_id: meta.run_id.clone(),
@@ -186,63 +185,86 @@ impl SessionReport {
             peer: meta.peer.clone(),
             msg_size: meta.traffic.size,
             rate_target: meta.traffic.rate,
-            duration_s: span_s.map(r6),
-            sent,
-            received,
-            lost,
-            loss_pct: (sent > 0).then(|| (lost as f64 * 100.0 / sent as f64 * 1e4).round() / 1e4),
-            duplicates: s.duplicates,
-            reordered: s.reordered,
-            reorder_extent_max: s.reorder_extent_max,
-            loss_bursts: s.loss_bursts,
-            loss_burst_max: s.loss_burst_max,
-            corrupt: m.corrupt,
-            invalid: m.invalid,
-            latency_min_us: f(|h| h.min_us, &lat),
-            latency_mean_us: f(|h| h.mean_us, &lat),
-            latency_p50_us: f(|h| h.p50_us, &lat),
-            latency_p90_us: f(|h| h.p90_us, &lat),
-            latency_p99_us: f(|h| h.p99_us, &lat),
-            latency_p999_us: f(|h| h.p999_us, &lat),
-            latency_max_us: f(|h| h.max_us, &lat),
-            latency_stddev_us: f(|h| h.stddev_us, &lat),
-            transit_p50_us: f(|h| h.p50_us, &transit),
-            transit_p99_us: f(|h| h.p99_us, &transit),
-            transit_max_us: f(|h| h.max_us, &transit),
-            jitter_us: m.jitter_ns.map(|j| r3(j / 1000.0)),
-            ipdv_p50_us: f(|h| h.p50_us, &ipdv),
-            ipdv_p99_us: f(|h| h.p99_us, &ipdv),
-            pdv_us: pdv_ns(&m.transit).map(|p| r3(p as f64 / 1000.0)),
-            goodput_mbps: span_s.map(|t| r3(m.bytes as f64 * 8.0 / t / 1e6)),
-            msgs_per_s: span_s.map(|t| r3(s.received as f64 / t)),
-            recv_calls: m.recv_calls,
-            split_messages: m.split_messages,
-            coalesced_reads: m.coalesced_reads,
-            tcp_connect_us: sender.and_then(|x| x.tcp_connect_us).map(r3),
-            tcp_retransmits: sender.and_then(|x| x.tcp_retransmits),
-            send_errors: sender.map(|x| x.send.send_errors),
-            udp_rcvbuf_drops: if udp {
-                Some(m.rcvbuf_drops.unwrap_or(0))
-            } else {
-                None
-            },
-            path_lost: if udp {
-                Some(lost.saturating_sub(m.rcvbuf_drops.unwrap_or(0)))
-            } else {
-                None
-            },
-            reordered_3: s.reordered_3,
-            clock_offset_us: sender.map(|x| us(x.clock.offset_ns)),
-            clock_error_us: sender.map(|x| us(x.clock.error_ns)),
             complete,
-            reads_one_message: m.reads_one_message,
-            reads_partial_message: m.reads_partial,
-            impairment: String::new(),
-            unauthenticated: m.unauthenticated,
-            echo_forward_lost: echo_replies.map(|_| sent.saturating_sub(s.received)),
-            echo_return_lost: echo_replies.map(|e| s.received.saturating_sub(e)),
-            in_flight,
+            ..SessionReport::default()
         }
+    }
+
+    /// Counts: `sent` is the sender's own count whenever there is a sender, less what was still in flight when
+    /// the receiver cut the session; lost follows from it and what arrived (or, with echo, what came back).
+    fn delivery(&mut self, sender: Option<&SenderSide>, m: &Measured, udp: bool) {
+        let s = &m.seq;
+        let sent_total = sender.map_or(s.sent, |x| x.send.sent);
+        let in_flight = if m.complete || sender.is_none() {
+            0
+        } else {
+            sent_total.saturating_sub(s.next_expected.max(s.received))
+        };
+        let sent = sent_total - in_flight;
+        let echo_replies = sender.and_then(|x| x.echo_replies);
+        let received = echo_replies.unwrap_or(s.received);
+        let lost = sent.saturating_sub(received);
+        self.sent = sent;
+        self.in_flight = Some(in_flight);
+        self.received = Some(received);
+        self.lost = Some(lost);
+        self.loss_pct = (sent > 0).then(|| (lost as f64 * 100.0 / sent as f64 * 1e4).round() / 1e4);
+        self.echo_forward_lost = echo_replies.map(|_| sent.saturating_sub(s.received));
+        self.echo_return_lost = echo_replies.map(|e| s.received.saturating_sub(e));
+        self.duplicates = Some(s.duplicates);
+        self.reordered = Some(s.reordered);
+        self.reorder_extent_max = Some(s.reorder_extent_max);
+        self.reordered_3 = Some(s.reordered_3);
+        self.loss_bursts = Some(s.loss_bursts);
+        self.loss_burst_max = Some(s.loss_burst_max);
+        self.corrupt = Some(m.corrupt);
+        self.invalid = Some(m.invalid);
+        self.unauthenticated = Some(m.unauthenticated);
+        self.recv_calls = Some(m.recv_calls);
+        self.split_messages = Some(m.split_messages);
+        self.coalesced_reads = Some(m.coalesced_reads);
+        self.reads_one_message = Some(m.reads_one_message);
+        self.reads_partial_message = Some(m.reads_partial);
+        if udp {
+            let drops = m.rcvbuf_drops.unwrap_or(0);
+            self.udp_rcvbuf_drops = Some(drops);
+            self.path_lost = Some(lost.saturating_sub(drops));
+        }
+    }
+
+    /// Delays and rates. duration_s, goodput and message rate are over the time the data took to get there,
+    /// from the first send to the last unique arrival, on the sender's clock (arrivals are offset-corrected):
+    /// the sender knows its first send; a receiver's own copy takes the earliest send time it saw.
+    fn delays(&mut self, sender: Option<&SenderSide>, m: &Measured) {
+        let lat = HistSummary::of(latency_histogram(sender, m));
+        let transit = HistSummary::of(&m.transit);
+        let ipdv = HistSummary::of(&m.ipdv);
+        let first = sender
+            .and_then(|x| x.send.first_send_ns)
+            .or(m.first_send_ns);
+        let span_s = match (first, m.last_recv_ns) {
+            (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
+            _ => None,
+        };
+        let f = |g: fn(&HistSummary) -> f64, h: &Option<HistSummary>| h.as_ref().map(|h| r3(g(h)));
+        self.duration_s = span_s.map(r6);
+        self.latency_min_us = f(|h| h.min_us, &lat);
+        self.latency_mean_us = f(|h| h.mean_us, &lat);
+        self.latency_p50_us = f(|h| h.p50_us, &lat);
+        self.latency_p90_us = f(|h| h.p90_us, &lat);
+        self.latency_p99_us = f(|h| h.p99_us, &lat);
+        self.latency_p999_us = f(|h| h.p999_us, &lat);
+        self.latency_max_us = f(|h| h.max_us, &lat);
+        self.latency_stddev_us = f(|h| h.stddev_us, &lat);
+        self.transit_p50_us = f(|h| h.p50_us, &transit);
+        self.transit_p99_us = f(|h| h.p99_us, &transit);
+        self.transit_max_us = f(|h| h.max_us, &transit);
+        self.jitter_us = m.jitter_ns.map(|j| r3(j / 1000.0));
+        self.ipdv_p50_us = f(|h| h.p50_us, &ipdv);
+        self.ipdv_p99_us = f(|h| h.p99_us, &ipdv);
+        self.pdv_us = pdv_ns(&m.transit).map(|p| r3(p as f64 / 1000.0));
+        self.goodput_mbps = span_s.map(|t| r3(m.bytes as f64 * 8.0 / t / 1e6));
+        self.msgs_per_s = span_s.map(|t| r3(m.seq.received as f64 / t));
     }
 }
 
@@ -269,7 +291,7 @@ fn sample_row() -> SessionReport {
         peer: String::new(),
         traffic: Traffic::default(),
     };
-    SessionReport::build(&meta, None, &Measured::default(), false)
+    SessionReport::build(&meta, None, Some(&Measured::default()), false)
 }
 
 #[cfg(test)]
@@ -340,7 +362,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let r = SessionReport::build(&meta(false), Some(&side), &results, true);
+        let r = SessionReport::build(&meta(false), Some(&side), Some(&results), true);
         assert_eq!(r.loss_pct, Some(20.0));
         // First send (1.0 s) to last arrival (2.0 s): 1 s for 800 B and 8 messages.
         assert_eq!(r.goodput_mbps, Some(0.006));
@@ -363,7 +385,7 @@ mod tests {
         );
         // A receiver's own copy has no sender side: sender-only columns stay empty, and its duration starts at
         // the earliest send time it saw (1.000001 s here, its first arrival's).
-        let own = SessionReport::build(&meta(false), None, &results, true);
+        let own = SessionReport::build(&meta(false), None, Some(&results), true);
         assert_eq!((own.send_errors, own.clock_offset_us), (None, None));
         assert_eq!(own.duration_s, Some(0.999999));
         // With --echo, latency_* are the sender's round trips.
@@ -373,7 +395,7 @@ mod tests {
             rtt: Some(rtt),
             ..side.clone()
         };
-        let e = SessionReport::build(&meta(true), Some(&echo_side), &results, true);
+        let e = SessionReport::build(&meta(true), Some(&echo_side), Some(&results), true);
         assert_eq!(
             (e.mode, e.latency_p50_us, e.transit_p50_us),
             ("echo", Some(1.8), Some(0.5))
@@ -385,7 +407,7 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 57);
+        assert_eq!(cols.len(), 60);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
             cols.iter().position(|c| c == "reads_partial_message"),
@@ -393,6 +415,7 @@ mod tests {
         );
         assert_eq!(cols[52], "impairment");
         assert_eq!(cols[53], "unauthenticated");
-        assert_eq!(cols.last().map(String::as_str), Some("in_flight"));
+        assert_eq!(cols[56], "in_flight");
+        assert_eq!(cols.last().map(String::as_str), Some("clock_steps"));
     }
 }

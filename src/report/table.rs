@@ -69,38 +69,53 @@ impl TimeUnit {
 const ROWS: &[(&str, &str, &str, Cell)] = &[
     ("delivery", "sent", "sent", |r| n(r.sent)),
     ("delivery", "received", "received (unique, valid)", |r| {
-        n(r.received)
+        on(r.received)
     }),
-    ("delivery", "lost", "lost", |r| n(r.lost)),
+    ("delivery", "lost", "lost", |r| on(r.lost)),
+    (
+        "delivery",
+        "echo_forward_lost",
+        "  on the way there (echo)",
+        |r| on(r.echo_forward_lost),
+    ),
+    (
+        "delivery",
+        "echo_return_lost",
+        "  on the way back (echo)",
+        |r| on(r.echo_return_lost),
+    ),
+    ("delivery", "in_flight", "in flight when cut", |r| {
+        r.in_flight.filter(|&n| n > 0).map(V::Count)
+    }),
+    (
+        "delivery",
+        "unauthenticated",
+        "failed their MAC (forged)",
+        |r| r.unauthenticated.filter(|&n| n > 0).map(V::Count),
+    ),
     ("delivery", "loss_pct", "loss", |r| pct(r.loss_pct)),
-    ("delivery", "duplicates", "duplicates", |r| n(r.duplicates)),
+    ("delivery", "duplicates", "duplicates", |r| on(r.duplicates)),
     ("delivery", "reordered", "reordered (RFC 4737)", |r| {
-        n(r.reordered)
+        on(r.reordered)
     }),
     ("delivery", "reorder_extent_max", "  largest extent", |r| {
-        n(r.reorder_extent_max)
+        on(r.reorder_extent_max)
     }),
     ("delivery", "reordered_3", "  3-reordered", |r| {
-        n(r.reordered_3)
+        on(r.reordered_3)
     }),
     ("delivery", "loss_bursts", "loss bursts", |r| {
-        n(r.loss_bursts)
+        on(r.loss_bursts)
     }),
     ("delivery", "loss_burst_max", "  longest burst", |r| {
-        n(r.loss_burst_max)
+        on(r.loss_burst_max)
     }),
-    (
-        "delivery",
-        "corrupt",
-        "corrupt (checksum)",
-        |r| n(r.corrupt),
-    ),
-    (
-        "delivery",
-        "invalid",
-        "invalid (not ours)",
-        |r| n(r.invalid),
-    ),
+    ("delivery", "corrupt", "corrupt (checksum)", |r| {
+        on(r.corrupt)
+    }),
+    ("delivery", "invalid", "invalid (not ours)", |r| {
+        on(r.invalid)
+    }),
     (
         "where lost",
         "send_errors",
@@ -154,28 +169,28 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
         r.msgs_per_s.map(|v| V::Text(format!("{v:.0}")))
     }),
     ("boundaries", "recv_calls", "receive calls", |r| {
-        n(r.recv_calls)
+        on(r.recv_calls)
     }),
     (
         "boundaries",
         "reads_one_message",
         "  returned exactly one message",
-        |r| n(r.reads_one_message),
+        |r| on(r.reads_one_message),
     ),
     (
         "boundaries",
         "reads_partial_message",
         "  returned part of one",
-        |r| n(r.reads_partial_message),
+        |r| on(r.reads_partial_message),
     ),
     ("boundaries", "coalesced_reads", "  returned several", |r| {
-        n(r.coalesced_reads)
+        on(r.coalesced_reads)
     }),
     (
         "boundaries",
         "split_messages",
         "messages split across reads",
-        |r| n(r.split_messages),
+        |r| on(r.split_messages),
     ),
     ("tcp", "tcp_connect_us", "connect (handshake)", |r| {
         t(r.tcp_connect_us)
@@ -192,7 +207,32 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
     ("clock", "clock_error_us", "  error bound ±", |r| {
         t(r.clock_error_us)
     }),
+    ("clock", "clock_drift_ppm", "  drift", |r| {
+        r.clock_drift_ppm
+            .filter(|&d| d != 0.0)
+            .map(|d| V::Text(format!("{d:.1} ppm")))
+    }),
+    ("clock", "clock_steps", "  steps", |r| {
+        r.clock_steps
+            .filter(|&s| s > 0)
+            .map(|s| V::Count(u64::from(s)))
+    }),
 ];
+
+/// When the clock bound is not small against the one-way figures (a tenth of the median or more), the table
+/// says so in words: those figures are only known to within it.
+fn clock_caveat(r: &SessionReport) -> Option<String> {
+    let bound = r.clock_error_us.filter(|&b| b > 0.0)?;
+    let p50 = r.transit_p50_us?;
+    (bound >= p50 / 10.0).then(|| {
+        format!(
+            "{}: one-way figures are ± {:.1} µs (the clock offset's bound: half the smallest round trip, which \
+             path asymmetry can hide, plus the fit's spread)",
+            r.protocol.to_uppercase(),
+            bound
+        )
+    })
+}
 
 /// An extra column: a heading and a value per row key (e.g. the emulator's counts).
 pub struct Extra<'a> {
@@ -301,6 +341,9 @@ pub fn print(
             write!(out, "  {}", pad(c, col_w[i]))?;
         }
         writeln!(out)?;
+    }
+    for line in sessions.iter().filter_map(|r| clock_caveat(r)) {
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }

@@ -10,7 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::accounting::{Account, Measured};
+use std::sync::Arc;
+
+use crate::accounting::{Account, ClockCell, Measured};
 use crate::auth::{self, Dir, Secret, SessionKeys, MAC_LEN, NONCE_LEN};
 use crate::clock::Now;
 use crate::proto::{self, Ctl, FrameDecoder, FrameEncoder, Preamble, PreambleDecoder};
@@ -143,6 +145,8 @@ pub struct ReceiverConn {
     early: Option<(Box<Account>, Option<String>)>,
     /// The last sign of life from the sender: control bytes or data.
     last_activity: Instant,
+    /// The clock line the session's arrivals are corrected with, updated by the sender's refits.
+    clock: Option<Arc<ClockCell>>,
     actions: VecDeque<Action>,
 }
 
@@ -165,6 +169,7 @@ impl ReceiverConn {
             note: None,
             early: None,
             last_activity: now.mono,
+            clock: None,
             actions: VecDeque::new(),
         }
     }
@@ -313,6 +318,11 @@ impl ReceiverConn {
                 });
             }
             (State::Clock, Ctl::Start(s)) => self.on_start(s),
+            (State::Running { .. } | State::Draining { .. }, Ctl::Clock(c)) => {
+                if let Some(cell) = &self.clock {
+                    cell.set(translate::clock_model(&c));
+                }
+            }
             (State::Running { .. }, Ctl::Done(d)) => {
                 self.done = Some(d);
                 self.stop_data(Some(d.sent), self.linger, now);
@@ -327,6 +337,11 @@ impl ReceiverConn {
                     .get_or_insert(format!("unexpected {} from the sender", other.kind()));
                 self.stop_data(None, Duration::ZERO, now);
             }
+            (State::Draining { .. }, Ctl::TimeReq { t1 }) => self.write(&Ctl::TimeResp {
+                t1,
+                t2: now.wall_ns,
+                t3: now.wall_ns,
+            }),
             (State::Draining { .. }, _) => {}
             (_, Ctl::Abort { reason }) => {
                 self.log(format!("the sender aborted: {}", clip(&reason)));
@@ -487,7 +502,9 @@ impl ReceiverConn {
         let t = &a.traffic;
         let mut account = Box::new(Account::new(a.session, t.count, t.size, t.per_message));
         account.set_mixed_sizes(t);
-        account.set_offset(translate::offset_estimate(&s.clock).offset_ns);
+        let cell = Arc::new(ClockCell::new(translate::clock_model(&s.clock)));
+        account.share_clock(cell.clone());
+        self.clock = Some(cell);
         if let Some(k) = &self.keys {
             account.set_keys(k.clone());
         }

@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use crate::accounting::{Measured, Row, SendStats};
 use crate::auth::{self, Dir, Secret, SessionKeys, MAC_LEN, NONCE_LEN};
-use crate::clock::{estimate_offset, Now, OffsetEstimate, Sample};
+use crate::clock::{ClockFit, Now, OffsetEstimate, Sample};
 use crate::proto::{self, Ctl, FrameDecoder, FrameEncoder};
 use crate::session::translate;
 use crate::traffic::{Protocol, Traffic};
 
 /// NTP-style exchanges per session; the one with the smallest round trip is kept.
 pub const CLOCK_EXCHANGES: usize = 8;
+/// How often the measured phase re-estimates the clocks (Paxson-style fit over all exchanges).
+pub const CLOCK_INTERVAL: Duration = Duration::from_secs(1);
 /// TCP data connections tried before giving up: with SO_REUSEPORT each lands on a receiver of the port by
 /// its own hash, maybe not the one holding the session.
 pub const DATA_CONNECT_TRIES: u32 = 32;
@@ -136,7 +138,11 @@ pub struct SenderSession {
     keys: Option<SessionKeys>,
     accept_deadline: Instant,
     setup_deadline: Instant,
-    samples: Vec<Sample>,
+    /// Every clock exchange of the session, fitted as a line (offset and skew).
+    fit: ClockFit,
+    /// In the measured phase: when the next exchange is due, and the one awaiting its reply.
+    clock_due: Instant,
+    clock_pending: Option<i64>,
     same_host: bool,
     clock: OffsetEstimate,
     linger: Duration,
@@ -185,7 +191,9 @@ impl SenderSession {
             hello_hash,
             nonce,
             keys: None,
-            samples: Vec::with_capacity(CLOCK_EXCHANGES),
+            fit: ClockFit::new(false),
+            clock_due: now.mono,
+            clock_pending: None,
             same_host: false,
             clock: OffsetEstimate::default(),
             linger: Duration::ZERO,
@@ -220,7 +228,8 @@ impl SenderSession {
                 Some(self.setup_deadline)
             }
             State::AwaitResults { until } => Some(until),
-            State::Sending | State::Over => None,
+            State::Sending => Some(self.clock_due),
+            State::Over => None,
         }
     }
 
@@ -326,6 +335,7 @@ impl SenderSession {
                     )));
                 }
                 self.same_host = !self.cfg.boot_id.is_empty() && a.boot_id == self.cfg.boot_id;
+                self.fit = ClockFit::new(self.same_host);
                 if let Err(e) = self.authenticate(&a) {
                     return self.fail(e);
                 }
@@ -363,7 +373,20 @@ impl SenderSession {
             (State::Sending | State::AwaitResults { .. }, Ctl::Abort { reason }) => {
                 self.stop_sending(format!("the receiver aborted: {}", clip(&reason)));
             }
-            (State::Sending | State::AwaitResults { .. }, Ctl::TimeResp { .. }) => {}
+            (State::Sending | State::AwaitResults { .. }, Ctl::TimeResp { t1, t2, t3 }) => {
+                if self.clock_pending == Some(t1) {
+                    self.clock_pending = None;
+                    self.refit(
+                        Sample {
+                            t1,
+                            t2,
+                            t3,
+                            t4: now.wall_ns,
+                        },
+                        now,
+                    );
+                }
+            }
             (State::Over, _) => {}
             (_, Ctl::Abort { reason }) => self.fail(SetupError::Failed(format!(
                 "the receiver aborted: {}",
@@ -384,11 +407,11 @@ impl SenderSession {
 
     /// One clock exchange done: the next, or the estimate and on to the data socket.
     fn on_clock_reply(&mut self, sample: Sample, now: Now) {
-        self.samples.push(sample);
-        if self.samples.len() < CLOCK_EXCHANGES {
+        self.fit.add(sample);
+        if self.fit.exchanges() < CLOCK_EXCHANGES {
             return self.time_req(now);
         }
-        self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
+        self.clock = self.fit.estimate();
         self.linger = self
             .cfg
             .traffic
@@ -451,7 +474,7 @@ impl SenderSession {
             return;
         }
         self.write(&Ctl::Start(proto::Start {
-            clock: translate::clock_estimate(&self.clock),
+            clock: translate::clock_estimate(&self.clock, &self.fit.model()),
             udp_source_port,
             linger_ns: u64::try_from(self.linger.as_nanos()).unwrap_or(u64::MAX),
         }));
@@ -575,9 +598,47 @@ impl SenderSession {
         })));
     }
 
+    /// A clock exchange of the measured phase came back: refit the line and hand it to the receiver, which
+    /// corrects each arrival with it.
+    fn refit(&mut self, s: Sample, _now: Now) {
+        self.fit.add(s);
+        self.clock = self.fit.estimate();
+        if matches!(self.state, State::Sending) {
+            let estimate = translate::clock_estimate(&self.clock, &self.fit.model());
+            self.write(&Ctl::Clock(estimate));
+        }
+    }
+
+    /// In the measured phase, a clock exchange every `CLOCK_INTERVAL` (one at a time; an unanswered one is
+    /// given up at the next).
+    fn clock_tick(&mut self, now: Now) {
+        // Only while sending: after Done the receiver may close at any moment, and bytes it never reads would
+        // make its close a reset that can destroy the results still in flight to us.
+        if !matches!(self.state, State::Sending) || now.mono < self.clock_due {
+            return;
+        }
+        // Four a second until the line spans a few seconds (the skew is unknown at first and an extrapolated
+        // offset drifts fastest then), one a second after.
+        let interval = if self.fit.span_ns() < 4_000_000_000 {
+            CLOCK_INTERVAL / 4
+        } else {
+            CLOCK_INTERVAL
+        };
+        self.clock_due = now.mono + interval;
+        self.clock_pending = Some(now.wall_ns);
+        self.write(&Ctl::TimeReq { t1: now.wall_ns });
+    }
+
     pub fn on_timeout(&mut self, now: Now) {
+        self.clock_tick(now);
         let Some(deadline) = self.next_deadline() else {
             return;
+        };
+        let deadline = match self.state {
+            // The clock exchanges are not what ends these states.
+            State::Sending => return,
+            State::AwaitResults { until } => until,
+            _ => deadline,
         };
         if now.mono < deadline {
             return;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::accounting::{Measured, Row, Status};
-use crate::clock::OffsetEstimate;
+use crate::clock::{ClockModel, OffsetEstimate};
 use crate::proto;
 use crate::stats::{hist_from_buckets, hist_to_buckets, SeqSummary};
 use crate::trace::Event;
@@ -157,9 +157,12 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
     })
 }
 
-pub fn clock_estimate(c: &OffsetEstimate) -> proto::ClockEstimate {
+/// The estimate and the line the receiver corrects arrivals with.
+pub fn clock_estimate(c: &OffsetEstimate, m: &ClockModel) -> proto::ClockEstimate {
     proto::ClockEstimate {
-        offset_ns: c.offset_ns,
+        offset_ns: m.offset_ns,
+        ref_ns: m.ref_ns,
+        skew_ppb: m.skew_ppb,
         error_ns: c.error_ns,
         min_rtt_ns: c.min_rtt_ns,
         max_rtt_ns: c.max_rtt_ns,
@@ -167,14 +170,13 @@ pub fn clock_estimate(c: &OffsetEstimate) -> proto::ClockEstimate {
     }
 }
 
-/// The sender's estimate as the receiver takes it: only the offset is used, and it is a peer's number.
-pub fn offset_estimate(c: &proto::ClockEstimate) -> OffsetEstimate {
-    OffsetEstimate {
+/// The line the receiver corrects arrivals with, from the sender's estimate (a peer's numbers: the skew is
+/// bounded to ±10 %, far beyond any clock that keeps time).
+pub fn clock_model(c: &proto::ClockEstimate) -> ClockModel {
+    ClockModel {
+        ref_ns: c.ref_ns,
         offset_ns: c.offset_ns,
-        error_ns: c.error_ns.max(0),
-        min_rtt_ns: c.min_rtt_ns.max(0),
-        max_rtt_ns: c.max_rtt_ns.max(0),
-        same_host: c.same_host,
+        skew_ppb: c.skew_ppb.clamp(-100_000_000, 100_000_000),
     }
 }
 

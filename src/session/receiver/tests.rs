@@ -70,6 +70,8 @@ fn start_msg(linger_ms: u64) -> Ctl {
     Ctl::Start(proto::Start {
         clock: proto::ClockEstimate {
             offset_ns: 0,
+            ref_ns: 0,
+            skew_ppb: 0,
             error_ns: 0,
             min_rtt_ns: 0,
             max_rtt_ns: 0,

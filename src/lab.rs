@@ -120,6 +120,14 @@ struct NetemState {
     done: [(Option<netem::QdiscStats>, Option<netem::QdiscStats>); 2],
 }
 
+impl NetemState {
+    /// Does direction `i` get a netem? The data direction always (an unimpaired netem still counts, as the
+    /// emulator does), the other one when it is impaired.
+    fn counted(&self, i: usize) -> bool {
+        i == 0 || !self.imps[i].is_none()
+    }
+}
+
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
 /// A running lab. Drop tears it down.
@@ -268,7 +276,7 @@ impl Lab {
         }
         // Direction i leaves host i: a_to_b from A (the sender), b_to_a from B (the receiver).
         for (i, ns) in names.iter().enumerate() {
-            if st.imps[i].is_none() {
+            if !st.counted(i) {
                 continue;
             }
             if let Some(prev) = st.steered {
@@ -294,7 +302,7 @@ impl Lab {
         };
         let mut dirs: [Option<netem::NetemDirection>; 2] = [None, None];
         for (i, ns) in self.names.iter().enumerate() {
-            if st.imps[i].is_none() {
+            if !st.counted(i) {
                 continue;
             }
             let (mut tcp, mut udp) = st.done[i];

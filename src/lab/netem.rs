@@ -357,7 +357,8 @@ pub struct NetemDirection {
 ///
 /// Only the TCP and UDP rows of an impaired direction have values, and they count the TCP session and the
 /// UDP session (the UDP session's control connection, TCP, went through the unimpaired band, like the rest
-/// of the traffic); an unimpaired direction has no netem.
+/// of the traffic). The data direction always has a netem (without impairment it only counts); the other
+/// direction has one only when it is impaired.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetemCounters {
     /// Indexed by `Direction as usize`; `None`: not impaired.
@@ -515,6 +516,8 @@ mod tests {
             netem_args(&jitter_only).join(" "),
             "delay 0ms 5ms limit 1000"
         );
+        // No impairment: a netem that only counts.
+        assert_eq!(netem_args(&Impairment::default()).join(" "), "limit 1000");
         // The reorder gap is always given: netem's gap 1 is the emulator's default.
         let reorder = Impairment {
             reorder: 0.5,

@@ -27,8 +27,10 @@ traffic stay unimpaired.)
 Without netem, either use sockbench's built-in link emulator:
   sockbench link --a-netns A --b-netns B --loss 5% ...
   scripts/lab.sh up --emulator --loss 5%
+  sockbench compare --engine emulator --loss 5%
 or get real netem in a throwaway VM (Debian's kernel under QEMU, the repository shared):
   scripts/vm.sh setup && scripts/vm.sh run -- scripts/lab.sh up --loss 5% ...
+  scripts/vm.sh run -- target/release/sockbench compare --engine netem --loss 5% ...
 EOF
 }
 
@@ -72,6 +74,7 @@ $PROG: this kernel has no netem qdisc (sch_netem): 'tc qdisc add ... netem' is r
       sockbench link --a-netns A --b-netns B ...   (same flags; --rate is --link-rate there), or
   - run it in a throwaway VM whose kernel has netem (QEMU; the repository is shared at its path):
       scripts/vm.sh setup; scripts/vm.sh run -- scripts/netem.sh ...
+      (sockbench compare --engine netem runs there too: scripts/vm.sh run -- target/release/sockbench compare ...)
 EOF
     exit 3
 }

@@ -32,9 +32,10 @@ Engines (which path the packets take):
            in sb-lab-a, scripts/lab.sh down. lab.sh joins the hosts with a veth pair and
            tc netem where the kernel has sch_netem, else with the built-in emulator.
            The TCP and UDP sessions get their own run_ids.
-  compare  per condition: 'sockbench compare', which builds its own private lab with the
-           built-in userspace emulator, always (compare has no netem mode). Both sessions
-           share one run_id.
+  compare  per condition: 'sockbench compare --engine emulator', which builds its own
+           private lab with the built-in userspace emulator (seeded, so repeatable). Both
+           sessions share one run_id. (compare's own netem engine, --engine netem, is not
+           used here: the lab and netem engines below are the netem paths of this script.)
   auto     (default) lab when this kernel has sch_netem (checked like netem.sh/lab.sh do:
            a netem qdisc in a throwaway namespace), compare otherwise. So: netem on hosts
            that have it, the built-in emulator everywhere else.
@@ -133,7 +134,7 @@ auto | compare | lab | netem) ;;
 *) die "--engine must be auto, compare, lab or netem, not '$engine'" 2 ;;
 esac
 if [[ $emulator -eq 1 ]]; then
-    [[ $engine != compare ]] || die "--emulator is for the lab engine (compare always uses the emulator)" 2
+    [[ $engine != compare ]] || die "--emulator is for the lab engine (the compare engine always uses the emulator)" 2
     [[ $engine != netem ]] || die "--emulator and --engine netem exclude each other (--engine lab --emulator for the emulator)" 2
     engine=lab
 fi
@@ -293,9 +294,9 @@ note() { echo "$*" | tee -a "$log" >&2; }
 
 if [[ $engine == compare ]]; then
     if [[ $have_netem -eq 1 ]]; then
-        path_note="engine compare: this kernel has sch_netem, but compare always uses its built-in emulator (--engine lab for netem)"
+        path_note="engine compare: this kernel has sch_netem, but this engine runs compare --engine emulator, its built-in emulator (--engine lab for netem)"
     else
-        path_note="engine compare: no sch_netem in this kernel; compare's built-in emulator"
+        path_note="engine compare: no sch_netem in this kernel; compare --engine emulator, its built-in emulator"
     fi
 elif [[ $emulator -eq 1 ]]; then
     path_note="engine lab: scripts/lab.sh with the built-in emulator (--emulator)"
@@ -315,7 +316,7 @@ note "   load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on 
 run_compare() {
     local label=$1 flags=$2 pm=$3 rc=0
     # shellcheck disable=SC2206 # flags are our own, space-separated
-    local args=(compare --count "$count" --rate "$rate" --size "$size" --seed "$seed" $flags
+    local args=(compare --engine emulator --count "$count" --rate "$rate" --size "$size" --seed "$seed" $flags
         --label "$label" --out "$outdir" $pm)
     # Its own session: a Ctrl-C on the terminal reaches only this script, which then stops
     # compare with exactly one SIGTERM (a second signal would make compare exit at once).

@@ -211,8 +211,22 @@ pub struct CompareArgs {
     /// Run on loopback even when the private lab could be built (no impairment flags then).
     #[arg(long)]
     pub loopback: bool,
+    /// What joins the lab's hosts: netem (a veth pair with tc netem on the data ports; needs sch_netem) or
+    /// emulator (the built-in userspace link emulator) [default: netem where the kernel has it and can apply
+    /// the impairment, else emulator]
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<LabEngine>,
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+/// The link between compare's two lab hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabEngine {
+    /// The kernel's tc netem on a veth pair
+    Netem,
+    /// sockbench's userspace link emulator between two TUN devices
+    Emulator,
 }
 
 /// Shape of the delay jitter around --delay.
@@ -381,6 +395,21 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("sockbench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn engine_is_one_of_two_names() {
+        let e = parse(&["compare", "--engine", "tc"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        let text = e.to_string();
+        assert!(
+            text.contains("netem") && text.contains("emulator"),
+            "{text}"
+        );
+        let Command::Compare(c) = parse(&["compare", "--engine", "netem"]).unwrap().command else {
+            panic!("compare")
+        };
+        assert_eq!(c.engine, Some(LabEngine::Netem));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `sockbench compare`: a TCP session and a UDP session with identical traffic, receiver and sender in one
-//! process, printed side by side. On loopback, or through a private two-host lab with the built-in link
-//! emulator when the process may build one.
+//! process, printed side by side. On loopback, or through a private two-host lab when the process may build
+//! one, its hosts joined by tc netem (where the kernel has it) or by the built-in link emulator (`--engine`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,8 +12,8 @@ use crate::config::{CompareConfig, PathRequest, RecvConfig, SendConfig};
 use crate::driver::receiver::Receiver;
 use crate::driver::sender::{self, SessionOutput};
 use crate::error::{self, Outcome};
-use crate::lab::{Host, Lab, LabConfig};
-use crate::link::{Impairment, LinkCounters};
+use crate::lab::{Engine, GroundTruth, Host, Lab, LabConfig};
+use crate::link::Impairment;
 use crate::report::out::{OutDir, Outputs, RunInfo};
 use crate::report::table;
 use crate::traffic::{Protocol, Traffic};
@@ -21,7 +21,7 @@ use crate::traffic::{Protocol, Traffic};
 pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
     let (traffic, output) = (&cfg.traffic, &cfg.output);
     // The path first: a refused impairment must not leave an empty summary.csv behind.
-    let path = PathPlan::choose(cfg)?;
+    let mut path = PathPlan::choose(cfg)?;
     let mut outputs = Outputs::open(&output.dir)?;
     cancel::install_ctrl_c();
     let run = RunInfo::new();
@@ -36,6 +36,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         let t = traffic.clone();
         let o = output.clone();
         let secret = cfg.secret.clone();
+        path.prepare(proto)?;
         let out = path.run_session(
             proto,
             &run,
@@ -73,8 +74,11 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
     }
     let reports: Vec<&crate::report::SessionReport> = sessions.iter().map(|s| &s.report).collect();
     let extra_fn = |key: &str| ground_truth.as_ref().and_then(|g| truth_cell(g, key));
-    let extra = ground_truth.as_ref().map(|_| table::Extra {
-        heading: "link (UDP)".into(),
+    let extra = ground_truth.as_ref().map(|g| table::Extra {
+        heading: match g {
+            GroundTruth::Emulator(_) => "link (UDP)".into(),
+            GroundTruth::Netem(_) => "netem (UDP)".into(),
+        },
         cell: &extra_fn,
     });
     table::print(&mut stdout, &reports, extra.as_ref())?;
@@ -150,7 +154,8 @@ pub fn default_impairment() -> Impairment {
     }
 }
 
-/// Where compare's traffic goes: loopback, or the private two-host lab with the emulator between the hosts.
+/// Where compare's traffic goes: loopback, or the private two-host lab with netem or the emulator between the
+/// hosts.
 enum PathPlan {
     /// Why the lab was not used, when that matters.
     Loopback { note: Option<String> },
@@ -161,7 +166,42 @@ enum PathPlan {
         impairment: Impairment,
         seed: u64,
         defaulted: bool,
+        /// `--engine` was given (so the record names the engine).
+        engine_chosen: bool,
+        /// Why compare chose the emulator by itself, when netem was not it.
+        engine_note: Option<String>,
     },
+}
+
+/// The engine compare uses when `--engine` is not given: netem where the kernel has it and it can apply the
+/// impairment, else the emulator, with the reason. `Err`: `--engine netem` where the kernel has no netem.
+fn choose_engine(
+    cfg: &CompareConfig,
+    impairment: &Impairment,
+) -> anyhow::Result<(Engine, Option<String>)> {
+    match cfg.engine {
+        Some(Engine::Emulator) => Ok((Engine::Emulator, None)),
+        Some(Engine::Netem) => match Lab::engine_available(Engine::Netem) {
+            Ok(()) => Ok((Engine::Netem, None)),
+            Err(why) => Err(error::usage(format!(
+                "--engine netem: {why}: run compare in a VM whose kernel has it (scripts/vm.sh setup, then \
+                 scripts/vm.sh run -- target/release/sockbench compare --engine netem ...), or use --engine \
+                 emulator"
+            ))),
+        },
+        None => Ok(if let Err(why) = Lab::engine_available(Engine::Netem) {
+            (Engine::Emulator, Some(why))
+        } else if let Some(why) = crate::lab::netem::refusal(impairment) {
+            (Engine::Emulator, Some(why))
+        } else if cfg.seed.is_some() {
+            (
+                Engine::Emulator,
+                Some("a seed asks for repeatable decisions, which only the emulator makes".into()),
+            )
+        } else {
+            (Engine::Netem, None)
+        }),
+    }
 }
 
 impl PathPlan {
@@ -171,47 +211,71 @@ impl PathPlan {
             PathRequest::Auto => (default_impairment(), true),
             PathRequest::Impaired(i) => (i.clone(), false),
         };
-        if let Err(why) = Lab::available() {
-            if !defaulted {
-                // Asked for an impairment it cannot apply: a run without it would record a clean path under
-                // the user's label, so refuse and say what would make it work.
-                let flags = match impairment.to_flags() {
-                    f if f.is_empty() => "the impairment flags".to_string(),
-                    f => format!("the impairment ({f})"),
-                };
-                return Err(error::usage(format!(
-                    "cannot apply {flags}: the private lab cannot be built here ({why}); or pass --loopback \
-                     (without impairment flags) to run on loopback"
-                )));
+        let engine = match Lab::privileged() {
+            Ok(()) => {
+                let (engine, note) = choose_engine(cfg, &impairment)?;
+                Lab::engine_available(engine).map(|()| (engine, note))
             }
-            eprintln!(
-                "sockbench: running on loopback without impairment: the private lab cannot be built here ({why})"
-            );
-            return Ok(PathPlan::Loopback {
-                note: Some("no privilege for the lab".into()),
-            });
-        }
+            Err(why) => Err(why),
+        };
+        let (engine, engine_note) = match engine {
+            Ok(e) => e,
+            Err(why) => {
+                if !defaulted {
+                    // Asked for an impairment it cannot apply: a run without it would record a clean path
+                    // under the user's label, so refuse and say what would make it work.
+                    let flags = match impairment.to_flags() {
+                        f if f.is_empty() => "the impairment flags".to_string(),
+                        f => format!("the impairment ({f})"),
+                    };
+                    return Err(error::usage(format!(
+                        "cannot apply {flags}: the private lab cannot be built here ({why}); or pass \
+                         --loopback (without impairment flags) to run on loopback"
+                    )));
+                }
+                eprintln!(
+                    "sockbench: running on loopback without impairment: the private lab cannot be built here \
+                     ({why})"
+                );
+                return Ok(PathPlan::Loopback {
+                    note: Some("no privilege for the lab".into()),
+                });
+            }
+        };
         let seed = cfg.seed.unwrap_or_else(crate::link::fresh_seed);
         let lab = Lab::up(LabConfig {
             a_to_b: impairment.clone(),
             b_to_a: Impairment::default(),
             seed,
+            engine,
         })?;
         Ok(PathPlan::Lab {
             lab: Box::new(lab),
             impairment,
             seed,
             defaulted,
+            engine_chosen: cfg.engine.is_some(),
+            engine_note,
         })
     }
 
-    /// The `impairment` column: the flags that repeat this run's impairment, with its seed; empty when
-    /// nothing was impaired.
+    /// The `impairment` column: the flags that repeat this run's impairment (with the emulator's seed; netem
+    /// has none, and its runs always name their engine); empty when nothing was impaired.
     fn record(&self) -> String {
         match self {
             PathPlan::Lab {
-                impairment, seed, ..
-            } if !impairment.is_none() => format!("{} --seed {seed}", impairment.to_flags()),
+                lab,
+                impairment,
+                seed,
+                engine_chosen,
+                ..
+            } if !impairment.is_none() => match lab.engine() {
+                Engine::Netem => format!("--engine netem {}", impairment.to_flags()),
+                Engine::Emulator if *engine_chosen => {
+                    format!("--engine emulator {} --seed {seed}", impairment.to_flags())
+                }
+                Engine::Emulator => format!("{} --seed {seed}", impairment.to_flags()),
+            },
             _ => String::new(),
         }
     }
@@ -225,17 +289,49 @@ impl PathPlan {
                 impairment,
                 seed,
                 defaulted,
-            } => format!(
-                "two-host lab {} → {} through the built-in link emulator, {} sender→receiver, seed {seed}{}",
-                lab.addr(Host::A),
-                lab.addr(Host::B),
-                impairment.describe(),
-                if *defaulted {
-                    " (the default; choose with --loss, --delay, --jitter, --reorder, --duplicate, ...)"
-                } else {
-                    ""
-                }
-            ),
+                engine_note,
+                ..
+            } => {
+                let (through, randomness) = match lab.engine() {
+                    Engine::Netem => (
+                        format!(
+                            "tc netem on a veth pair (engine netem, on each session's data port: {}/tcp, \
+                             {}/udp)",
+                            crate::lab::TCP_PORT,
+                            crate::lab::UDP_PORT
+                        ),
+                        "netem's own random draws (no seed)".to_string(),
+                    ),
+                    Engine::Emulator => (
+                        match engine_note {
+                            Some(why) => {
+                                format!("the built-in link emulator (engine emulator: {why})")
+                            }
+                            None => "the built-in link emulator (engine emulator)".to_string(),
+                        },
+                        format!("seed {seed}"),
+                    ),
+                };
+                format!(
+                    "two-host lab {} → {} through {through}, {} sender→receiver, {randomness}{}",
+                    lab.addr(Host::A),
+                    lab.addr(Host::B),
+                    impairment.describe(),
+                    if *defaulted {
+                        " (the default; choose with --loss, --delay, --jitter, --reorder, --duplicate, ...)"
+                    } else {
+                        ""
+                    }
+                )
+            }
+        }
+    }
+
+    /// Make the path ready for a session of `proto` (netem impairs one session's port at a time).
+    fn prepare(&mut self, proto: Protocol) -> anyhow::Result<()> {
+        match self {
+            PathPlan::Loopback { .. } => Ok(()),
+            PathPlan::Lab { lab, .. } => lab.steer(proto),
         }
     }
 
@@ -251,7 +347,8 @@ impl PathPlan {
         match self {
             PathPlan::Loopback { .. } => loopback_session(proto, run, out, secret, make_cfg),
             PathPlan::Lab { lab, .. } => {
-                let listen = SocketAddr::new(lab.addr(Host::B), 0);
+                // The lab's fixed port for the protocol: netem's filter steers the data by it.
+                let listen = SocketAddr::new(lab.addr(Host::B), crate::lab::data_port(proto));
                 // As on loopback: the receiver outlives a Ctrl-C of the sender, so the results of what was sent
                 // still come back.
                 let rstop = Cancel::new();
@@ -294,11 +391,11 @@ impl PathPlan {
         }
     }
 
-    /// Tear the lab down (if any) and return the emulator's counts.
-    fn finish(self) -> anyhow::Result<Option<LinkCounters>> {
+    /// Tear the lab down (if any) and return what its link counted.
+    fn finish(self) -> anyhow::Result<Option<GroundTruth>> {
         Ok(match self {
             PathPlan::Loopback { .. } => None,
-            PathPlan::Lab { lab, .. } => Some(lab.down()),
+            PathPlan::Lab { lab, .. } => Some(lab.finish()?),
         })
     }
 }
@@ -326,21 +423,47 @@ pub fn loopback_session(
     out
 }
 
-/// The emulator's ground truth for the UDP data direction, beside the sockbench figure it should equal.
-fn truth_cell(g: &LinkCounters, key: &str) -> Option<String> {
+/// The link's own count for the UDP data direction, beside the sockbench figure it should equal.
+fn truth_cell(g: &GroundTruth, key: &str) -> Option<String> {
     use crate::link::{Direction, Proto};
-    let c = g.get(Direction::AtoB, Proto::Udp);
-    match key {
-        // The receiving kernel drops a corrupted datagram on its UDP checksum unless the emulator fixed it.
-        "lost" => Some(format!(
-            "{} dropped",
-            c.entered - (c.forwarded - c.corrupted)
-        )),
-        "duplicates" => Some(format!("{} duplicated", c.duplicated)),
-        "reordered" => Some(format!("{} reordered", c.reordered)),
-        "corrupt" => Some(format!("{} corrupted", c.corrupted)),
-        "received" => Some(format!("{} delivered", c.forwarded - c.corrupted)),
-        "sent" => Some(format!("{} entered", c.entered)),
-        _ => None,
+    match g {
+        GroundTruth::Emulator(g) => {
+            let c = g.get(Direction::AtoB, Proto::Udp);
+            match key {
+                // The receiving kernel drops a corrupted datagram on its UDP checksum unless the emulator
+                // fixed it.
+                "lost" => Some(format!(
+                    "{} dropped",
+                    c.entered - (c.forwarded - c.corrupted)
+                )),
+                "duplicates" => Some(format!("{} duplicated", c.duplicated)),
+                "reordered" => Some(format!("{} reordered", c.reordered)),
+                "corrupt" => Some(format!("{} corrupted", c.corrupted)),
+                "received" => Some(format!("{} delivered", c.forwarded - c.corrupted)),
+                "sent" => Some(format!("{} entered", c.entered)),
+                _ => None,
+            }
+        }
+        GroundTruth::Netem(n) => {
+            use crate::lab::netem::col;
+            let c = n.cells(Direction::AtoB, Proto::Udp);
+            let imp = n.dirs[Direction::AtoB as usize]
+                .as_ref()
+                .map(|d| &d.impairment)?;
+            let show = |i: usize, what: &str| c[i].map(|v| format!("{v} {what}"));
+            match key {
+                "lost" => show(col::DROPPED, "dropped"),
+                "duplicates" => show(col::DUPLICATED, "duplicated"),
+                // netem counts the packets it sent ahead, not the ones they overtook.
+                "reordered" if imp.reorder > 0.0 => show(col::REORDERED, "sent ahead"),
+                "reordered" => show(col::REORDERED, "reordered"),
+                "corrupt" => show(col::CORRUPTED, "corrupted"),
+                "received" if imp.duplicate == 0.0 && imp.corrupt == 0.0 => {
+                    show(col::FORWARDED, "delivered")
+                }
+                "sent" => show(col::ENTERED, "entered"),
+                _ => None,
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::cli::{
 };
 use crate::error::UsageError;
 use crate::grammar::{HostPort, SizeSpec};
+use crate::lab::Engine;
 use crate::link::{GilbertElliott, Impairment, JitterDist, LinkSettings};
 use crate::traffic::Schedule;
 use crate::traffic::{Caps, Protocol, SizeMix, Traffic, DEFAULT_MAX_MESSAGES};
@@ -596,6 +597,8 @@ pub struct CompareConfig {
     pub traffic: Traffic,
     pub output: Output,
     pub path: PathRequest,
+    /// `--engine`; `None`: netem where the kernel has it (and it can apply the impairment), else the emulator.
+    pub engine: Option<Engine>,
     /// `--seed`; a fresh one is drawn (and printed) when the lab runs without it.
     pub seed: Option<u64>,
     /// --key-file: both sessions authenticated (sender and receiver share it).
@@ -624,12 +627,40 @@ impl CompareConfig {
             (false, true) => PathRequest::Impaired(impairment),
             (false, false) => PathRequest::Auto,
         };
+        let engine = a.engine.map(|e| match e {
+            cli::LabEngine::Netem => Engine::Netem,
+            cli::LabEngine::Emulator => Engine::Emulator,
+        });
+        match (engine, &path) {
+            (Some(e), PathRequest::Loopback) => {
+                return Err(usage(format!(
+                    "--engine {} chooses the link between the lab's hosts and --loopback has no lab: drop one \
+                     of them",
+                    e.name()
+                )))
+            }
+            (Some(Engine::Netem), _) if a.impair.seed.is_some() => {
+                return Err(usage(
+                    "--seed: netem draws its own random numbers and cannot repeat a run's decisions: drop \
+                     --seed, or use --engine emulator",
+                ))
+            }
+            (Some(Engine::Netem), PathRequest::Impaired(i)) => {
+                if let Some(why) = crate::lab::netem::refusal(i) {
+                    return Err(usage(format!(
+                        "--engine netem: {why}; or use --engine emulator"
+                    )));
+                }
+            }
+            _ => {}
+        }
         let secret = secret(&a.auth)?;
         check_room_for_mac(&traffic, &secret)?;
         Ok(CompareConfig {
             traffic,
             output: Output::from_args(&a.output)?,
             path,
+            engine,
             seed: a.impair.seed,
             secret,
         })
@@ -935,6 +966,43 @@ mod tests {
         };
         assert_eq!(i.gemodel.map(|g| (g.p, g.r)), Some((0.01, 0.3)));
         assert_eq!(i.jitter_dist, JitterDist::Normal);
+
+        // --engine: a validated choice; what netem cannot do is refused up front, naming the way out.
+        assert_eq!(imp(&[]).unwrap().engine, None);
+        assert_eq!(
+            imp(&["--engine", "netem"]).unwrap().engine,
+            Some(Engine::Netem)
+        );
+        assert_eq!(
+            imp(&["--engine", "emulator", "--loss", "1%", "--seed", "3"])
+                .unwrap()
+                .engine,
+            Some(Engine::Emulator)
+        );
+        for (flags, says) in [
+            (&["--engine", "emulator", "--loopback"][..], "--loopback"),
+            (
+                &["--engine", "netem", "--loss", "1%", "--seed", "3"],
+                "--seed",
+            ),
+            (&["--engine", "netem", "--reorder", "2%"], "--delay"),
+            (
+                &[
+                    "--engine",
+                    "netem",
+                    "--corrupt",
+                    "1%",
+                    "--corrupt-fix-checksum",
+                ],
+                "--corrupt-fix-checksum",
+            ),
+        ] {
+            let e = imp(flags).unwrap_err();
+            assert!(e.contains(says), "{flags:?}: {e}");
+            if flags[1] == "netem" {
+                assert!(e.contains("--engine emulator"), "{flags:?}: {e}");
+            }
+        }
     }
 
     /// The `impairment` column holds flags that, given again, make the same impairment.

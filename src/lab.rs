@@ -1,12 +1,15 @@
 //! A private two-host lab inside this process: two network namespaces (`sb-<pid>-<n>-a`, `-b`)
-//! joined by TUN devices and the userspace link emulator.
+//! joined by one of two engines: TUN devices and the userspace link emulator, or a veth pair with
+//! `tc netem` on it ([`netem`]).
 //!
 //! Host A has 198.18.0.1/30 and host B 198.18.0.2/30 (RFC 2544 benchmarking space) on
-//! `sbtun0`; `lo` is up in both. [`Lab::spawn_in`] runs a closure on a new thread that has
-//! entered one host's namespace; sockets it creates live there, and threads it spawns start
-//! in that namespace too (threads share the creating thread's namespaces; see the
+//! `sbtun0` (emulator) or `sbveth0` (netem); `lo` is up in both. [`Lab::spawn_in`] runs a closure on
+//! a new thread that has entered one host's namespace; sockets it creates live there, and threads it
+//! spawns start in that namespace too (threads share the creating thread's namespaces; see the
 //! `threads_inherit_namespace` test). Everything is removed by [`Lab::down`] or on drop, even
 //! when a test panics; [`cleanup_stale`] removes what a killed process left behind.
+
+pub mod netem;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,6 +19,9 @@ use anyhow::Context;
 
 use crate::link::tun::{self, TunDevice, NETNS_DIR};
 use crate::link::{Impairment, Link, LinkCounters};
+use crate::traffic::Protocol;
+
+pub use netem::NetemCounters;
 
 /// Address of host A.
 pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -23,15 +29,51 @@ pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const ADDR_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// Prefix length of the point-to-point subnet.
 pub const PREFIX_LEN: u8 = 30;
-/// The TUN device in each namespace.
+/// The TUN device in each namespace (emulator engine).
 pub const DEV: &str = "sbtun0";
+
+/// The receiver's port for compare's TCP session in the lab, and for its UDP session (whose control
+/// connection is TCP on the same number). Fixed, because netem's filters steer by them; the namespaces are
+/// the lab's own, so nothing else can hold them.
+pub const TCP_PORT: u16 = 5300;
+pub const UDP_PORT: u16 = 5301;
+
+/// The receiver's port for a session of `proto` in the lab.
+pub fn data_port(proto: Protocol) -> u16 {
+    match proto {
+        Protocol::Tcp => TCP_PORT,
+        Protocol::Udp => UDP_PORT,
+    }
+}
+
+/// What joins the lab's two hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// Two TUN devices and sockbench's userspace link emulator (needs /dev/net/tun).
+    #[default]
+    Emulator,
+    /// A veth pair with `tc netem` on the sending end (needs sch_netem).
+    Netem,
+}
+
+impl Engine {
+    /// As on the command line (`--engine`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Emulator => "emulator",
+            Engine::Netem => "netem",
+        }
+    }
+}
 
 /// What the lab's link does.
 #[derive(Debug, Clone, Default)]
 pub struct LabConfig {
     pub a_to_b: Impairment,
     pub b_to_a: Impairment,
+    /// The emulator's seed (netem draws its own random numbers).
     pub seed: u64,
+    pub engine: Engine,
 }
 
 /// One of the two hosts.
@@ -41,6 +83,51 @@ pub enum Host {
     B,
 }
 
+/// What the link counted, in the terms of its engine (both write `link.csv`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroundTruth {
+    Emulator(LinkCounters),
+    Netem(NetemCounters),
+}
+
+impl GroundTruth {
+    /// Write `link.csv` (the emulator's schema; netem leaves the cells it cannot fill empty).
+    pub fn write_csv(
+        &self,
+        path: &std::path::Path,
+        run_id: &str,
+        label: &str,
+    ) -> anyhow::Result<()> {
+        match self {
+            GroundTruth::Emulator(c) => c.write_csv(path, run_id, label),
+            GroundTruth::Netem(c) => crate::report::export::write_file(path, &c.csv(run_id, label)),
+        }
+    }
+}
+
+enum Wire {
+    Emulator(Link),
+    Netem(Box<NetemState>),
+}
+
+/// The netem engine's state: the veth pair and the tc tree die with the namespaces.
+struct NetemState {
+    /// a_to_b, b_to_a.
+    imps: [Impairment; 2],
+    /// The session whose port netem impairs now.
+    steered: Option<Protocol>,
+    /// The counters of finished sessions' netems, per direction: (TCP's, UDP's).
+    done: [(Option<netem::QdiscStats>, Option<netem::QdiscStats>); 2],
+}
+
+impl NetemState {
+    /// Does direction `i` get a netem? The data direction always (an unimpaired netem still counts, as the
+    /// emulator does), the other one when it is impaired.
+    fn counted(&self, i: usize) -> bool {
+        i == 0 || !self.imps[i].is_none()
+    }
+}
+
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
 /// A running lab. Drop tears it down.
@@ -48,35 +135,51 @@ pub struct Lab {
     names: [String; 2],
     /// Namespaces created so far (removed on teardown).
     created: Vec<String>,
-    link: Option<Link>,
+    wire: Option<Wire>,
     final_counts: LinkCounters,
 }
 
 impl Lab {
-    /// `Ok(())` if this process can build a lab; otherwise what is missing and what to do.
+    /// `Ok(())` if this process can build a lab with the emulator; otherwise what is missing and what to do.
     pub fn available() -> Result<(), String> {
-        tun::check_privileges()?;
-        match std::process::Command::new("ip").arg("-V").output() {
-            Ok(o) if o.status.success() => {}
-            _ => {
-                return Err(
-                    "the `ip` command (iproute2) is missing: apt-get install iproute2".into(),
-                )
-            }
-        }
-        Ok(())
+        Lab::privileged()?;
+        Lab::engine_available(Engine::Emulator)
     }
 
-    /// Create both namespaces, the TUN devices and the link.
+    /// `Ok(())` if this process may build namespaces (CAP_NET_ADMIN) and has `ip`; otherwise what is missing
+    /// and what to do.
+    pub fn privileged() -> Result<(), String> {
+        if !tun::has_cap_net_admin() {
+            return Err(
+                "needs CAP_NET_ADMIN (to create namespaces and devices): run as root, e.g. with sudo".into(),
+            );
+        }
+        match std::process::Command::new("ip").arg("-V").output() {
+            Ok(o) if o.status.success() => Ok(()),
+            _ => Err("the `ip` command (iproute2) is missing: apt-get install iproute2".into()),
+        }
+    }
+
+    /// `Ok(())` if `engine` can run here (given the privilege); otherwise what is missing, as a phrase.
+    pub fn engine_available(engine: Engine) -> Result<(), String> {
+        match engine {
+            Engine::Emulator => tun::check_privileges(),
+            Engine::Netem => netem::available(),
+        }
+    }
+
+    /// Create both namespaces and join them with the engine's link.
     pub fn up(cfg: LabConfig) -> anyhow::Result<Lab> {
-        Lab::available().map_err(anyhow::Error::msg)?;
+        Lab::privileged()
+            .and_then(|()| Lab::engine_available(cfg.engine))
+            .map_err(anyhow::Error::msg)?;
         let _ = cleanup_stale();
         let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let mut lab = Lab {
             names: [format!("sb-{pid}-{n}-a"), format!("sb-{pid}-{n}-b")],
             created: Vec::new(),
-            link: None,
+            wire: None,
             final_counts: LinkCounters::default(),
         };
         // From here on, an early return drops `lab`, which removes what was made.
@@ -85,15 +188,41 @@ impl Lab {
             lab.created.push(name.clone());
             tun::ip(Some(&name), &["link", "set", "dev", "lo", "up"])?;
         }
-        let ta = TunDevice::open_in_netns(DEV, Some(&lab.names[0]))?;
-        let tb = TunDevice::open_in_netns(DEV, Some(&lab.names[1]))?;
-        tun::configure(Some(&lab.names[0]), DEV, &format!("{ADDR_A}/{PREFIX_LEN}"))?;
-        tun::configure(Some(&lab.names[1]), DEV, &format!("{ADDR_B}/{PREFIX_LEN}"))?;
-        lab.link = Some(
-            Link::start(ta, tb, cfg.a_to_b, cfg.b_to_a, cfg.seed)
-                .context("cannot start the link")?,
+        let (a_addr, b_addr) = (
+            format!("{ADDR_A}/{PREFIX_LEN}"),
+            format!("{ADDR_B}/{PREFIX_LEN}"),
         );
+        match cfg.engine {
+            Engine::Emulator => {
+                let ta = TunDevice::open_in_netns(DEV, Some(&lab.names[0]))?;
+                let tb = TunDevice::open_in_netns(DEV, Some(&lab.names[1]))?;
+                tun::configure(Some(&lab.names[0]), DEV, &a_addr)?;
+                tun::configure(Some(&lab.names[1]), DEV, &b_addr)?;
+                lab.wire = Some(Wire::Emulator(
+                    Link::start(ta, tb, cfg.a_to_b, cfg.b_to_a, cfg.seed)
+                        .context("cannot start the link")?,
+                ));
+            }
+            Engine::Netem => {
+                netem::build(&lab.names[0], &lab.names[1], &a_addr, &b_addr)?;
+                lab.wire = Some(Wire::Netem(Box::new(NetemState {
+                    imps: [cfg.a_to_b, cfg.b_to_a],
+                    steered: None,
+                    done: [(None, None), (None, None)],
+                })));
+                // compare's first session; [`Lab::steer`] moves netem to the next one.
+                lab.steer(Protocol::Tcp)?;
+            }
+        }
         Ok(lab)
+    }
+
+    /// The engine joining the hosts.
+    pub fn engine(&self) -> Engine {
+        match self.wire {
+            Some(Wire::Netem(_)) => Engine::Netem,
+            _ => Engine::Emulator,
+        }
     }
 
     /// The host's address on the lab link.
@@ -126,23 +255,93 @@ impl Lab {
         })
     }
 
-    /// Live counters of the link.
-    pub fn counters(&self) -> LinkCounters {
-        match &self.link {
-            Some(l) => l.counters(),
-            None => self.final_counts.clone(),
+    /// Live counters of the emulator's link (`None` with netem: see [`Lab::counters`]).
+    pub fn link_counters(&self) -> Option<LinkCounters> {
+        match &self.wire {
+            Some(Wire::Emulator(l)) => Some(l.counters()),
+            Some(Wire::Netem(_)) => None,
+            None => Some(self.final_counts.clone()),
         }
     }
 
-    /// Stop the link and remove both namespaces; returns the final counts.
+    /// With netem: impair the session of `proto` from now on (its port; see [`netem`]), keeping the counts of
+    /// the session before. A no-op with the emulator, which impairs everything and counts per protocol.
+    pub fn steer(&mut self, proto: Protocol) -> anyhow::Result<()> {
+        let Lab { names, wire, .. } = self;
+        let Some(Wire::Netem(st)) = wire else {
+            return Ok(());
+        };
+        if st.steered == Some(proto) {
+            return Ok(());
+        }
+        // Direction i leaves host i: a_to_b from A (the sender), b_to_a from B (the receiver).
+        for (i, ns) in names.iter().enumerate() {
+            if !st.counted(i) {
+                continue;
+            }
+            if let Some(prev) = st.steered {
+                let stats = Some(netem::read_stats(ns)?);
+                match prev {
+                    Protocol::Tcp => st.done[i].0 = stats,
+                    Protocol::Udp => st.done[i].1 = stats,
+                }
+            }
+            netem::steer(ns, &st.imps[i], i == 1, proto, st.steered.is_some())?;
+        }
+        st.steered = Some(proto);
+        Ok(())
+    }
+
+    /// What the link has counted so far: the emulator's counters, or netem's (the running session's read
+    /// with `tc`).
+    pub fn counters(&self) -> anyhow::Result<GroundTruth> {
+        let Some(Wire::Netem(st)) = &self.wire else {
+            return Ok(GroundTruth::Emulator(
+                self.link_counters().unwrap_or_default(),
+            ));
+        };
+        let mut dirs: [Option<netem::NetemDirection>; 2] = [None, None];
+        for (i, ns) in self.names.iter().enumerate() {
+            if !st.counted(i) {
+                continue;
+            }
+            let (mut tcp, mut udp) = st.done[i];
+            let live = st.steered.map(|p| netem::read_stats(ns).map(|s| (p, s)));
+            match live.transpose()? {
+                Some((Protocol::Tcp, s)) => tcp = Some(s),
+                Some((Protocol::Udp, s)) => udp = Some(s),
+                None => {}
+            }
+            dirs[i] = Some(netem::NetemDirection {
+                impairment: st.imps[i].clone(),
+                tcp,
+                udp,
+            });
+        }
+        Ok(GroundTruth::Netem(NetemCounters { dirs }))
+    }
+
+    /// Stop the link and remove both namespaces; returns the emulator's final counts (empty with netem,
+    /// whose counts [`Lab::finish`] returns).
     pub fn down(mut self) -> LinkCounters {
         self.teardown();
         self.final_counts.clone()
     }
 
-    /// Idempotent: stop the link (closing the TUN fds removes the devices), delete namespaces.
+    /// Stop the link and remove both namespaces; returns what the link counted, in its engine's terms.
+    pub fn finish(mut self) -> anyhow::Result<GroundTruth> {
+        // netem's counters go with its namespace: read them first (the teardown runs on drop anyway).
+        if let Some(Wire::Netem(_)) = &self.wire {
+            return self.counters();
+        }
+        self.teardown();
+        Ok(GroundTruth::Emulator(self.final_counts.clone()))
+    }
+
+    /// Idempotent: stop the link (closing the TUN fds removes the devices), delete namespaces (the veth
+    /// pair and its qdiscs go with them).
     fn teardown(&mut self) {
-        if let Some(link) = self.link.take() {
+        if let Some(Wire::Emulator(link)) = self.wire.take() {
             self.final_counts = link.stop();
         }
         for name in self.created.drain(..) {
@@ -305,7 +504,10 @@ mod tests {
         });
         sender.join().unwrap().unwrap().unwrap();
         let got = receiver.join().unwrap();
-        let c = lab.counters().get(Direction::AtoB, Proto::Udp);
+        let c = lab
+            .link_counters()
+            .unwrap()
+            .get(Direction::AtoB, Proto::Udp);
         eprintln!("sent {N}, received {got}, link: {c:?}");
         assert_eq!(c.entered, u64::from(N), "all datagrams entered the link");
         let snmp = lab.spawn_in(Host::B, udp_snmp).join().unwrap().unwrap();
@@ -397,7 +599,7 @@ mod tests {
             .output();
         match ping {
             Ok(o) if o.status.success() => {
-                let c = lab.counters();
+                let c = lab.link_counters().unwrap();
                 assert_eq!(c.get(Direction::AtoB, Proto::Icmp).forwarded, 2);
                 assert_eq!(c.get(Direction::BtoA, Proto::Icmp).forwarded, 2);
             }

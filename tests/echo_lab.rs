@@ -30,6 +30,7 @@ fn echo_session(
         a_to_b,
         b_to_a,
         seed: 7,
+        ..LabConfig::default()
     })
     .expect("lab up");
     let listen = SocketAddr::new(lab.addr(Host::B), 0);

@@ -80,11 +80,15 @@ struct Run {
     stdout: String,
 }
 
-/// Run `sockbench compare` with the given flags through the lab and read back every CSV it wrote.
+/// Run `sockbench compare` with the given flags through the lab and read back every CSV it wrote. The
+/// emulator, always: these tests check its exact counts, and compare would take netem where the kernel has it.
 fn compare(flags: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::cargo_bin("sockbench").unwrap();
-    cmd.arg("compare").args(flags).arg("--out").arg(dir.path());
+    cmd.args(["compare", "--engine", "emulator"])
+        .args(flags)
+        .arg("--out")
+        .arg(dir.path());
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -105,8 +109,8 @@ fn compare(flags: &[&str]) -> Run {
         "compare left namespaces behind"
     );
     assert!(
-        stdout.contains("two-host lab"),
-        "compare did not use the lab:\n{stdout}"
+        stdout.contains("two-host lab") && stdout.contains("engine emulator"),
+        "compare did not use the lab's emulator:\n{stdout}"
     );
     let rows = read_csv(&dir.path().join("summary.csv"));
     assert_eq!(rows.len(), 2);
@@ -291,6 +295,51 @@ fn one_way_latency_matches_the_configured_delay() {
             num(row, "clock_offset_us"),
             0.0,
             "one kernel: the offset is exactly zero"
+        );
+    }
+}
+
+/// `--engine netem` on a kernel without sch_netem (this one, for one) is a usage error that says what to do;
+/// where the kernel has netem, the run goes through it and says so. tests/vm.rs checks netem's counts.
+#[test]
+fn engine_netem_runs_through_netem_or_says_how_to_get_it() {
+    if !lab_possible() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("sockbench")
+        .unwrap()
+        .args([
+            "compare", "--engine", "netem", "--loss", "1%", "--count", "200", "--rate", "2000",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    if out.status.code() == Some(2) {
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        for says in [
+            "--engine netem",
+            "sch_netem",
+            "scripts/vm.sh run --",
+            "--engine emulator",
+        ] {
+            assert!(stderr.contains(says), "{says}: {stderr}");
+        }
+        assert!(
+            !dir.path().join("summary.csv").exists(),
+            "nothing written on refusal"
+        );
+    } else {
+        assert!(out.status.success(), "{stderr}\n{stdout}");
+        eprintln!("this kernel has netem: compare went through it");
+        assert!(
+            stdout.lines().next().unwrap().contains("engine netem"),
+            "{stdout}"
         );
     }
 }

@@ -586,3 +586,196 @@ fn sweep_netem_engine_runs_a_small_grid_through_netem() {
         assert!(name.join(format!("plots/{fig}.png")).is_file(), "{fig}.png");
     }
 }
+
+/// Every CSV `compare --out DIR` wrote: the TCP and UDP rows of summary.csv and the a_to_b rows of
+/// `<run_id>_link.csv` by protocol; and the first line of its stdout.
+struct Compared {
+    tcp: Row,
+    udp: Row,
+    link_tcp: Row,
+    link_udp: Row,
+    header: String,
+    stdout: String,
+}
+
+fn compared(out: &Path, name: &str) -> Compared {
+    let dir = out.join(name);
+    let rows = read_csv(&dir.join("summary.csv"));
+    assert_eq!(rows.len(), 2, "{name}: {rows:?}");
+    let row = |p: &str| rows.iter().find(|r| r["protocol"] == p).unwrap().clone();
+    let (tcp, udp) = (row("tcp"), row("udp"));
+    assert_eq!(tcp["run_id"], udp["run_id"]);
+    let link = read_csv(&dir.join(format!("{}_link.csv", udp["run_id"])));
+    let link_row = |p: &str| {
+        link.iter()
+            .find(|r| r["direction"] == "a_to_b" && r["proto"] == p)
+            .unwrap_or_else(|| panic!("{name}: no a_to_b {p} row in the link CSV"))
+            .clone()
+    };
+    let stdout = read(&out.join(format!("{name}.txt")));
+    Compared {
+        link_tcp: link_row("tcp"),
+        link_udp: link_row("udp"),
+        header: stdout.lines().next().unwrap_or_default().to_string(),
+        tcp,
+        udp,
+        stdout,
+    }
+}
+
+/// `sockbench compare --engine netem`: the private lab's hosts joined by a veth pair with tc netem on each
+/// session's data port, and the link column and `<run_id>_link.csv` from netem's own counters. One VM, four
+/// compares: loss (UDP's losses are netem's drops, exactly), delay, reordering (the default engine here)
+/// and duplication.
+#[test]
+fn compare_engine_netem_counts_what_netem_did() {
+    if !vm_possible("compare_engine_netem_counts_what_netem_did") {
+        return;
+    }
+    let _lock = vm_lock();
+    let out = out_dir();
+    let script = STEP.to_string()
+        + r#"
+c() { local name=$1; shift; step $name timeout 90 "$SB" compare "$@" --out "$OUT/$name" > "$OUT/$name.txt" 2>&1; }
+c loss --engine netem --loss 5% --count 3000 --rate 1000
+c delay --engine netem --delay 20ms --count 1000 --rate 500
+c reorder --delay 10ms --reorder 2% --reorder-gap 3 --count 2000 --rate 1000
+c duplicate --engine netem --delay 5ms --duplicate 2% --count 2000 --rate 1000
+ip netns list > "$OUT/netns-after.txt"
+"#;
+    let o = vm_run(&["--timeout", "240"], out.path(), &script);
+    assert_eq!(o.status.code(), Some(0));
+    let out = out.path();
+    let rc = statuses(out);
+    for step in ["loss", "delay", "reorder", "duplicate"] {
+        let text = fs::read_to_string(out.join(format!("{step}.txt"))).unwrap_or_default();
+        assert_eq!(rc.get(step), Some(&0), "compare {step}: {rc:?}\n{text}");
+    }
+    assert_eq!(
+        read(&out.join("netns-after.txt")),
+        "",
+        "compare left namespaces"
+    );
+    let sigma = |n: f64, p: f64| (n * p * (1.0 - p)).sqrt();
+
+    // Loss: UDP's losses on the path are what netem says it dropped, exactly, and near 5 %.
+    let r = compared(out, "loss");
+    assert!(
+        r.header.contains("engine netem") && r.header.contains("no seed"),
+        "{}",
+        r.header
+    );
+    assert!(
+        r.stdout.contains("netem (UDP)") && r.stdout.contains("dropped"),
+        "{}",
+        r.stdout
+    );
+    let (u, l) = (&r.udp, &r.link_udp);
+    let lost = num(u, "lost");
+    eprintln!(
+        "loss 5%: UDP sent {} lost {lost} (path {}, receive queue {}); netem entered {} forwarded {} dropped {}",
+        u["sent"], u["path_lost"], u["udp_rcvbuf_drops"], l["entered"], l["forwarded"], l["dropped"]
+    );
+    assert_eq!(num(u, "sent"), 3000.0);
+    assert_eq!(num(l, "entered"), 3000.0, "netem saw every datagram");
+    assert!(
+        (lost - 150.0).abs() <= 4.5 * sigma(3000.0, 0.05),
+        "UDP lost {lost} of 3000 at 5 %"
+    );
+    assert_eq!(
+        num(u, "path_lost"),
+        num(l, "dropped"),
+        "UDP's losses on the path are netem's drops"
+    );
+    assert_eq!(lost, num(u, "path_lost") + num(u, "udp_rcvbuf_drops"));
+    assert_eq!(num(u, "received"), num(l, "forwarded"));
+    assert_eq!(u["impairment"], "--engine netem --loss 5%");
+    let t = &r.tcp;
+    assert_eq!(num(t, "received"), 3000.0, "TCP delivers everything");
+    for col in ["lost", "duplicates", "reordered", "corrupt"] {
+        assert_eq!(num(t, col), 0.0, "TCP {col}");
+    }
+    assert_eq!(t["complete"], "true");
+    assert!(num(t, "tcp_retransmits") > 0.0, "no retransmission at 5 %");
+    assert!(
+        num(&r.link_tcp, "dropped") > 0.0,
+        "netem dropped no TCP segment"
+    );
+
+    // Delay: netem's 20 ms from the moment the message left (transit), tightly; from the intended send time
+    // (latency) loosely: under TCG the guest's sender wakes up late by a few ms now and then.
+    let r = compared(out, "delay");
+    let ms = |row: &Row, c: &str| num(row, c) / 1000.0;
+    eprintln!(
+        "delay 20ms: UDP transit p50 {:.3} p99 {:.3} ms, latency p50 {:.3} p99 {:.3} ms; TCP transit p50 {:.3} ms",
+        ms(&r.udp, "transit_p50_us"),
+        ms(&r.udp, "transit_p99_us"),
+        ms(&r.udp, "latency_p50_us"),
+        ms(&r.udp, "latency_p99_us"),
+        ms(&r.tcp, "transit_p50_us")
+    );
+    assert_eq!(num(&r.udp, "received"), 1000.0);
+    let transit = ms(&r.udp, "transit_p50_us");
+    assert!(
+        (19.9..=21.0).contains(&transit),
+        "UDP transit p50 {transit:.3} ms through netem delay 20ms"
+    );
+    let latency = ms(&r.udp, "latency_p50_us");
+    assert!(
+        (19.9..=25.0).contains(&latency),
+        "UDP latency p50 {latency:.3} ms through netem delay 20ms"
+    );
+    assert_eq!(num(&r.tcp, "received"), 1000.0);
+
+    // Reordering, through the default engine (netem, where the kernel has it). netem counts the packets it
+    // sent ahead (requeues: in link.csv's reordered); each overtakes the ones in its delay line (about
+    // 10 ms x 1000/s), which UDP then counts as reordered (RFC 4737): so at least as many, and some times
+    // more, never equal by design.
+    let r = compared(out, "reorder");
+    assert!(
+        r.header.contains("engine netem"),
+        "default engine: {}",
+        r.header
+    );
+    let ahead = num(&r.link_udp, "reordered");
+    let reordered = num(&r.udp, "reordered");
+    // netem picks with 2 % once the 2 packets after the last pick have passed (gap 3).
+    let p = 0.02 / (1.0 + 2.0 * 0.02);
+    eprintln!(
+        "reorder 2% gap 3, delay 10ms: netem sent {ahead} ahead (expected {:.0}); UDP reordered {reordered}, \
+         largest extent {}, 3-reordered {}",
+        2000.0 * p,
+        r.udp["reorder_extent_max"],
+        r.udp["reordered_3"]
+    );
+    assert!(
+        (ahead - 2000.0 * p).abs() <= 4.5 * sigma(2000.0, p),
+        "netem sent {ahead} of 2000 ahead"
+    );
+    assert!(
+        reordered >= ahead && reordered <= 30.0 * ahead,
+        "UDP reordered {reordered} for {ahead} sent ahead"
+    );
+    assert_eq!(num(&r.udp, "lost"), 0.0);
+    assert_eq!(num(&r.tcp, "reordered"), 0.0, "TCP hides reordering");
+    assert_eq!(num(&r.tcp, "received"), 2000.0);
+
+    // Duplication: netem does not count its copies apart, but without loss every copy it sent is one UDP
+    // received twice: forwarded - sent, exactly.
+    let r = compared(out, "duplicate");
+    let dups = num(&r.udp, "duplicates");
+    let forwarded = num(&r.link_udp, "forwarded");
+    eprintln!("duplicate 2%: UDP duplicates {dups}; netem forwarded {forwarded} for 2000 sent");
+    assert_eq!(r.link_udp["duplicated"], "", "netem does not count copies");
+    assert_eq!(
+        dups,
+        forwarded - num(&r.udp, "sent"),
+        "UDP's duplicates are netem's copies"
+    );
+    assert!(
+        (dups - 40.0).abs() <= 4.5 * sigma(2000.0, 0.02),
+        "UDP duplicates {dups} of 2000 at 2 %"
+    );
+    assert_eq!(num(&r.udp, "received"), 2000.0);
+    assert_eq!(num(&r.tcp, "duplicates"), 0.0, "TCP hides duplicates");
+}

@@ -630,7 +630,8 @@ fn compare_prints_and_records_the_impairment_seed() {
         let out = tempfile::tempdir().unwrap();
         let mut cmd = sockbench();
         cmd.args([
-            "compare", "--count", "100", "--rate", "2000", "--loss", "5%", "--delay", "1ms",
+            "compare", "--engine", "emulator", "--count", "100", "--rate", "2000", "--loss", "5%",
+            "--delay", "1ms",
         ])
         .args(seed_args)
         .arg("--out")
@@ -656,7 +657,7 @@ fn compare_prints_and_records_the_impairment_seed() {
         for row in &rows {
             assert_eq!(
                 row["impairment"],
-                format!("--loss 5% --delay 1ms --seed {printed}"),
+                format!("--engine emulator --loss 5% --delay 1ms --seed {printed}"),
                 "{row:?}"
             );
         }

@@ -409,8 +409,9 @@ copy_link_csv() {
         if awk -v a="$mtime" -v b="$since" 'BEGIN{exit !(a > b)}'; then
             sleep 0.05 # the file is rewritten in place: let the write finish, then check it
             cp "$src" "$tmp" 2>/dev/null || true
-            # Complete: the header and 10 rows (2 directions x tcp, udp, icmp, other, all).
-            if [[ $(awk -F, 'NR == 1 || NF == 14' "$tmp" 2>/dev/null | wc -l) -eq 11 ]] &&
+            # Complete: the header and 10 rows (2 directions x tcp, udp, icmp, other, all), each with
+            # the header's number of columns.
+            if [[ $(awk -F, 'NR == 1 {n = NF} NF == n' "$tmp" 2>/dev/null | wc -l) -eq 11 ]] &&
                 [[ $(wc -l <"$tmp") -eq 11 ]]; then
                 ok=1
                 break

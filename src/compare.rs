@@ -73,7 +73,13 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         )?;
     }
     let reports: Vec<&crate::report::SessionReport> = sessions.iter().map(|s| &s.report).collect();
-    let extra_fn = |key: &str| ground_truth.as_ref().and_then(|g| truth_cell(g, key));
+    // Where the link's corrupted packets show: as checksum drops, unless their checksums were made valid.
+    let fixed = matches!(&cfg.path, PathRequest::Impaired(i) if i.corrupt_fix_checksum);
+    let extra_fn = |key: &str| {
+        ground_truth
+            .as_ref()
+            .and_then(|g| truth_cell(g, key, fixed))
+    };
     let extra = ground_truth.as_ref().map(|g| table::Extra {
         heading: match g {
             GroundTruth::Emulator(_) => "link (UDP)".into(),
@@ -82,6 +88,9 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         cell: &extra_fn,
     });
     table::print(&mut stdout, &reports, extra.as_ref())?;
+    if let Some(n) = ground_truth.as_ref().and_then(link_note) {
+        writeln!(stdout, "{n}")?;
+    }
     for s in &sessions {
         if let Some(n) = &s.note {
             writeln!(
@@ -423,24 +432,56 @@ pub fn loopback_session(
     out
 }
 
+/// Said under the table when the link column counts something other than messages: datagrams larger than
+/// the path MTU cross as IP fragments, and the link sees packets.
+fn link_note(g: &GroundTruth) -> Option<String> {
+    use crate::link::{Direction, Proto};
+    let GroundTruth::Emulator(g) = g else {
+        return None;
+    };
+    let c = g.get(Direction::AtoB, Proto::Udp);
+    (c.fragments > 0).then(|| {
+        format!(
+            "link (UDP) counts IP packets: {} of the {} that entered were fragments of datagrams larger than the \
+             path MTU. A message is lost when any one of its fragments is, and one corrupted fragment fails its \
+             whole datagram's checksum, so the link's packet counts are not message counts.",
+            c.fragments, c.entered
+        )
+    })
+}
+
 /// The link's own count for the UDP data direction, beside the sockbench figure it should equal.
-fn truth_cell(g: &GroundTruth, key: &str) -> Option<String> {
+fn truth_cell(g: &GroundTruth, key: &str, fixed_checksums: bool) -> Option<String> {
     use crate::link::{Direction, Proto};
     match g {
         GroundTruth::Emulator(g) => {
             let c = g.get(Direction::AtoB, Proto::Udp);
+            // With fragments the link's counts are of packets, not messages (see `link_note`).
+            let unit = if c.fragments > 0 { " packets" } else { "" };
+            let not_out = c.entered.saturating_sub(c.forwarded);
+            // The link cannot make a fragment's checksum valid again (it never reassembles).
+            let fixed_checksums = fixed_checksums && c.fragments == 0;
             match key {
-                // The receiving kernel drops a corrupted datagram on its UDP checksum unless the emulator
-                // fixed it.
-                "lost" => Some(format!(
-                    "{} dropped",
-                    c.entered - (c.forwarded - c.corrupted)
+                // A corrupted packet is the UDP row's loss too (its checksum fails, or with a fixed checksum
+                // sockbench's CRC refuses it), so it is named beside the drops, never folded into them.
+                "lost" if c.corrupted > 0 => Some(format!(
+                    "{not_out}{unit} dropped + {} corrupted",
+                    c.corrupted
                 )),
-                "duplicates" => Some(format!("{} duplicated", c.duplicated)),
-                "reordered" => Some(format!("{} reordered", c.reordered)),
-                "corrupt" => Some(format!("{} corrupted", c.corrupted)),
-                "received" => Some(format!("{} delivered", c.forwarded - c.corrupted)),
-                "sent" => Some(format!("{} entered", c.entered)),
+                "lost" => Some(format!("{not_out}{unit} dropped")),
+                "duplicates" => Some(format!("{}{unit} duplicated", c.duplicated)),
+                "reordered" => Some(format!("{}{unit} reordered", c.reordered)),
+                // Corrupted packets reach sockbench only with valid checksums; else the kernel drops them.
+                "corrupt" if fixed_checksums => Some(format!("{}{unit} corrupted", c.corrupted)),
+                "udp_checksum_drops" if !fixed_checksums && c.corrupted > 0 => {
+                    Some(format!("{}{unit} corrupted", c.corrupted))
+                }
+                "path_lost" => Some(format!("{not_out}{unit} dropped")),
+                "received" => Some(format!(
+                    "{}{unit} delivered",
+                    c.forwarded.saturating_sub(c.corrupted)
+                )),
+                "sent" => Some(format!("{}{unit} entered", c.entered)),
                 _ => None,
             }
         }

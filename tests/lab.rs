@@ -256,6 +256,11 @@ fn corruption_stale_checksum_is_dropped_by_the_kernel_and_never_reaches_tcp() {
     assert!(r.truth("corrupted") > 0.0);
     assert_eq!(num(u, "lost"), r.truth("corrupted") + r.truth("dropped"));
     assert_eq!(num(u, "corrupt"), 0.0);
+    // ...and each is counted once, as what it is: a checksum drop (the lab host's own namespace counts only
+    // this session), not a receive-buffer drop and not loss on the path.
+    assert_eq!(num(u, "udp_checksum_drops"), r.truth("corrupted"), "{u:?}");
+    assert_eq!(num(u, "udp_rcvbuf_drops"), 0.0);
+    assert_eq!(num(u, "path_lost"), r.truth("dropped"));
     r.assert_tcp_guarantees();
     assert!(num(&r.tcp, "tcp_retransmits") > 0.0);
 }
@@ -272,6 +277,39 @@ fn corruption_with_fixed_checksum_reaches_udp_and_sockbench_catches_every_one() 
     assert!(r.truth("corrupted") > 0.0);
     assert_eq!(num(u, "corrupt"), r.truth("corrupted"));
     assert_eq!(num(u, "lost"), r.truth("corrupted") + r.truth("dropped"));
+    // A corrupted message is corrupt, not also lost on the path.
+    assert_eq!(num(u, "path_lost"), r.truth("dropped"), "{u:?}");
+    assert_eq!(num(u, "udp_checksum_drops"), 0.0);
+    r.assert_tcp_guarantees();
+}
+
+#[test]
+fn messages_above_the_mtu_cross_as_fragments_and_the_link_column_says_so() {
+    if !lab_possible() {
+        return;
+    }
+    // 4000 B messages over a 1500 B MTU: three IP fragments each. The link counts packets; the table must
+    // not put them in a row of messages unlabelled.
+    let r = compare(&[
+        "--count", "200", "--rate", "1000", "--size", "4000", "--loss", "3%", "--seed", "11",
+    ]);
+    let u = &r.udp;
+    assert_eq!(r.truth("entered"), 600.0, "{:?}", r.link);
+    assert_eq!(r.truth("fragments"), 600.0);
+    assert!(
+        r.stdout.contains("600 packets entered")
+            && r.stdout.contains("link (UDP) counts IP packets"),
+        "{}",
+        r.stdout
+    );
+    // A message is lost when any of its fragments is: at least one fragment dropped per lost message, at
+    // most three.
+    let (lost, dropped) = (num(u, "lost"), r.truth("dropped"));
+    assert!(
+        lost > 0.0 && lost <= dropped && dropped <= 3.0 * lost,
+        "lost {lost}, dropped {dropped}"
+    );
+    assert_eq!(num(u, "path_lost"), lost);
     r.assert_tcp_guarantees();
 }
 

@@ -366,7 +366,7 @@ pub struct NetemCounters {
 }
 
 /// One `link.csv` row's counts, in `CSV_COLUMNS` order from `entered`; `None` is an empty cell.
-pub type Cells = [Option<u64>; 9];
+pub type Cells = [Option<u64>; 10];
 
 /// Column index in [`Cells`].
 pub mod col {
@@ -382,7 +382,7 @@ pub mod col {
 impl NetemCounters {
     /// The cells of one row (see the type's doc for what each means and when it is empty).
     pub fn cells(&self, dir: Direction, proto: Proto) -> Cells {
-        let mut c: Cells = [None; 9];
+        let mut c: Cells = [None; 10];
         let Some(d) = &self.dirs[dir as usize] else {
             return c;
         };
@@ -445,7 +445,7 @@ impl crate::report::export::Export for NetemCsv<'_> {
             let rows = Proto::ALL
                 .iter()
                 .map(|&p| (p.name(), self.counts.cells(dir, p)))
-                .chain(std::iter::once(("all", [None; 9])));
+                .chain(std::iter::once(("all", [None; 10])));
             for (proto, cells) in rows {
                 let mut rec = vec![
                     CSV_SCHEMA_VERSION.to_string(),
@@ -637,16 +637,17 @@ mod tests {
                 Some(0),
                 None,
                 Some(1),
+                None,
                 None
             ]
         );
-        assert_eq!(loss.cells(Direction::AtoB, Proto::Icmp), [None; 9]);
+        assert_eq!(loss.cells(Direction::AtoB, Proto::Icmp), [None; 10]);
         assert_eq!(
             loss.cells(Direction::AtoB, Proto::Tcp),
-            [None; 9],
+            [None; 10],
             "no TCP session"
         );
-        assert_eq!(loss.cells(Direction::BtoA, Proto::Udp), [None; 9]);
+        assert_eq!(loss.cells(Direction::BtoA, Proto::Udp), [None; 10]);
         let all = counters(Impairment {
             duplicate: 0.01,
             reorder: 0.02,
@@ -707,7 +708,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             udp.iter().collect::<Vec<_>>(),
-            ["1", "r1", "lbl", "a_to_b", "udp", "100", "95", "5", "0", "0", "0", "", "0", ""]
+            ["2", "r1", "lbl", "a_to_b", "udp", "100", "95", "5", "0", "0", "0", "", "0", "", ""]
         );
         let icmp = rows
             .iter()

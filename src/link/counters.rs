@@ -9,6 +9,9 @@
 //! * `duplicated`: extra copies written (one per duplicated original, right after it).
 //! * `corrupted`: forwarded originals with one flipped bit. A corrupted packet is never
 //!   duplicated, so with stale checksums a receiver loses exactly `corrupted` of them.
+//! * `fragments`: of `entered`, the IP fragments. A datagram larger than the path MTU crosses the link as
+//!   several packets, and every count here is of packets: a message is lost when any one of its fragments
+//!   is, and a corrupted fragment makes its whole datagram fail the UDP checksum.
 //! * `reordered`: RFC 4737 Type-P-Reordered over this direction's and protocol's entry
 //!   order, evaluated at the output on the packets a receiver accepts (intact originals,
 //!   and corrupted ones only with `corrupt_fix_checksum` on UDP). Copies never count.
@@ -27,7 +30,7 @@ use serde::Serialize;
 use super::{Direction, Proto};
 
 /// Version of the `link.csv` schema; bump when columns change.
-pub const CSV_SCHEMA_VERSION: u32 = 1;
+pub const CSV_SCHEMA_VERSION: u32 = 2;
 
 /// Counts for one direction and protocol (see the module doc for exact meanings).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -41,6 +44,7 @@ pub struct Counts {
     pub queue_drops: u64,
     pub unsent_at_stop: u64,
     pub write_errors: u64,
+    pub fragments: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -54,6 +58,7 @@ impl std::ops::AddAssign for Counts {
         self.queue_drops += o.queue_drops;
         self.unsent_at_stop += o.unsent_at_stop;
         self.write_errors += o.write_errors;
+        self.fragments += o.fragments;
     }
 }
 
@@ -68,8 +73,9 @@ pub(crate) enum Field {
     QueueDrops,
     UnsentAtStop,
     WriteErrors,
+    Fragments,
 }
-const NFIELDS: usize = 9;
+const NFIELDS: usize = 10;
 
 /// Live counters shared between the forwarding threads and readers.
 #[derive(Debug, Default)]
@@ -98,6 +104,7 @@ impl SharedCounters {
                     queue_drops: g(Field::QueueDrops),
                     unsent_at_stop: g(Field::UnsentAtStop),
                     write_errors: g(Field::WriteErrors),
+                    fragments: g(Field::Fragments),
                 };
             }
         }
@@ -113,7 +120,7 @@ pub struct LinkCounters {
 
 /// `link.csv`: one row per direction and protocol (`tcp`, `udp`, `icmp`, `other`) plus `all`. Columns:
 /// schema_version, run_id, label, direction, proto, entered, forwarded, dropped, duplicated, reordered,
-/// corrupted, queue_drops, unsent_at_stop, write_errors (all packet counts).
+/// corrupted, queue_drops, unsent_at_stop, write_errors, fragments (all packet counts).
 pub struct LinkCsv<'a> {
     counts: &'a LinkCounters,
     run_id: &'a str,
@@ -148,6 +155,7 @@ impl crate::report::export::Export for LinkCsv<'_> {
                     counts.queue_drops,
                     counts.unsent_at_stop,
                     counts.write_errors,
+                    counts.fragments,
                 ))?;
             }
         }
@@ -157,7 +165,7 @@ impl crate::report::export::Export for LinkCsv<'_> {
 }
 
 /// The `link.csv` columns, in order. This is the schema; see [`CSV_SCHEMA_VERSION`].
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 15] = [
     "schema_version",
     "run_id",
     "label",
@@ -172,6 +180,7 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "queue_drops",
     "unsent_at_stop",
     "write_errors",
+    "fragments",
 ];
 
 impl LinkCounters {

@@ -25,14 +25,23 @@ const IPPROTO_ICMPV6: u8 = 58;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketInfo {
     pub proto: Proto,
-    /// Byte offset where the L4 header starts, if the IP header parsed.
+    /// Byte offset where the L4 header starts, if the IP header parsed and this packet has it (a fragment
+    /// never counts as having one: its L4 checksum covers bytes in other packets).
     pub l4_start: Option<usize>,
     /// Byte offset where the L4 payload starts (after the UDP/TCP/ICMP header), if known.
     pub payload_start: Option<usize>,
     /// End of the IP packet (from its length field, bounded by the bytes we have).
     pub end: usize,
     pub is_ipv6: bool,
+    /// One IP fragment of a larger datagram (IPv4 MF or offset, or an IPv6 fragment header): the link
+    /// counts packets, and a datagram larger than the path MTU crosses it as several.
+    pub fragment: bool,
+    /// Where the IP payload starts (after the IPv6 fragment header, where there is one), if the header parsed.
+    pub ip_payload: Option<usize>,
 }
+
+/// IPv6 fragment header (RFC 8200 section 4.5): next header, reserved, offset:13 res:2 M:1, identification.
+const IPV6_FRAGMENT: u8 = 44;
 
 /// Classify a raw IP packet (no link header, as read from an IFF_NO_PI TUN).
 pub fn parse(pkt: &[u8]) -> PacketInfo {
@@ -42,11 +51,14 @@ pub fn parse(pkt: &[u8]) -> PacketInfo {
         payload_start: None,
         end: pkt.len(),
         is_ipv6: false,
+        fragment: false,
+        ip_payload: None,
     };
     let Some(&first) = pkt.first() else {
         return other;
     };
-    let (ip_proto, l4, end, is_ipv6) = match first >> 4 {
+    // (protocol, IP payload start, end, IPv6, fragment offset, more fragments)
+    let (ip_proto, l4, end, is_ipv6, offset, more) = match first >> 4 {
         4 => {
             if pkt.len() < 20 {
                 return other;
@@ -56,16 +68,15 @@ pub fn parse(pkt: &[u8]) -> PacketInfo {
             if ihl < 20 || total < ihl || total > pkt.len() {
                 return other;
             }
-            // A non-first fragment has no L4 header.
-            let frag_off = u16::from_be_bytes([pkt[6], pkt[7]]) & 0x1fff;
-            if frag_off != 0 {
-                return PacketInfo {
-                    proto: proto_of(pkt[9]),
-                    end: total,
-                    ..other
-                };
-            }
-            (pkt[9], ihl, total, false)
+            let flags_off = u16::from_be_bytes([pkt[6], pkt[7]]);
+            (
+                pkt[9],
+                ihl,
+                total,
+                false,
+                flags_off & 0x1fff,
+                flags_off & 0x2000 != 0,
+            )
         }
         6 => {
             if pkt.len() < 40 {
@@ -75,11 +86,29 @@ pub fn parse(pkt: &[u8]) -> PacketInfo {
             if total > pkt.len() {
                 return other;
             }
-            (pkt[6], 40, total, true)
+            if pkt[6] == IPV6_FRAGMENT {
+                if total < 48 {
+                    return other;
+                }
+                let off_m = u16::from_be_bytes([pkt[42], pkt[43]]);
+                (pkt[40], 48, total, true, off_m >> 3, off_m & 1 != 0)
+            } else {
+                (pkt[6], 40, total, true, 0, false)
+            }
         }
         _ => return other,
     };
     let proto = proto_of(ip_proto);
+    if offset != 0 || more {
+        return PacketInfo {
+            proto,
+            end,
+            is_ipv6,
+            fragment: true,
+            ip_payload: Some(l4),
+            ..other
+        };
+    }
     let l4_len = end - l4;
     let hdr = match proto {
         Proto::Udp | Proto::Icmp => (l4_len >= 8).then_some(8),
@@ -99,6 +128,8 @@ pub fn parse(pkt: &[u8]) -> PacketInfo {
         payload_start: hdr.map(|h| l4 + h),
         end,
         is_ipv6,
+        fragment: false,
+        ip_payload: Some(l4),
     }
 }
 
@@ -112,9 +143,14 @@ fn proto_of(p: u8) -> Proto {
 }
 
 /// The byte range a corruption may hit: the L4 payload, or the whole L4 segment when the
-/// payload is empty (a bare TCP ACK), or the IP payload for unparsed protocols.
-/// `None` when the packet is too malformed to say (then it is never corrupted).
+/// payload is empty (a bare TCP ACK), or the IP payload for unparsed protocols and for fragments
+/// (whose checksum cannot be made valid again: the link never reassembles). `None` when the packet is too malformed to say (then it is never corrupted).
 pub fn corruptible_range(info: &PacketInfo) -> Option<std::ops::Range<usize>> {
+    if info.fragment {
+        // Every fragment carries part of the datagram, so any of them may be hit.
+        let p = info.ip_payload?;
+        return (p < info.end).then_some(p..info.end);
+    }
     let l4 = info.l4_start?;
     match info.payload_start {
         Some(p) if p < info.end => Some(p..info.end),
@@ -259,6 +295,41 @@ pub(crate) mod tests {
         assert_eq!(info.l4_start, Some(20));
         assert_eq!(info.payload_start, Some(28));
         assert_eq!(corruptible_range(&info), Some(28..32));
+    }
+
+    #[test]
+    fn fragments_are_known_and_never_get_a_checksum_fix() {
+        // First fragment: MF set, offset 0. It has the UDP header, but its checksum covers the whole datagram.
+        let mut first = ipv4_udp(&[7u8; 64]);
+        first[6] = 0x20;
+        let info = parse(&first);
+        assert!(info.fragment);
+        assert_eq!(info.proto, Proto::Udp);
+        assert_eq!(info.l4_start, None);
+        assert_eq!(corruptible_range(&info), Some(20..first.len()));
+        let before = first.clone();
+        assert!(!fix_udp_checksum(&mut first));
+        assert_eq!(first, before);
+        // Last fragment: MF clear, offset 185 (1480 bytes).
+        let mut last = ipv4_udp(&[7u8; 64]);
+        last[6] = 0x00;
+        last[7] = 185;
+        let info = parse(&last);
+        assert!(info.fragment && info.proto == Proto::Udp && info.l4_start.is_none());
+        // Not a fragment: DF only.
+        assert!(!parse(&ipv4_udp(b"abcd")).fragment);
+        // IPv6 with a fragment header (next header 44) around UDP: offset 0, M set.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8 + 8 + 16, 44, 64];
+        v6.extend_from_slice(&[0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        v6.extend_from_slice(&[0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        v6.extend_from_slice(&[17, 0, 0x00, 0x01, 0, 0, 0, 9]);
+        v6.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, 0, 24, 0, 0]);
+        v6.extend_from_slice(&[1u8; 16]);
+        let info = parse(&v6);
+        assert!(info.fragment && info.is_ipv6, "{info:?}");
+        assert_eq!(info.proto, Proto::Udp);
+        assert_eq!(info.ip_payload, Some(48));
+        assert_eq!(corruptible_range(&info), Some(48..v6.len()));
     }
 
     #[test]

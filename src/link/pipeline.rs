@@ -121,8 +121,12 @@ impl Pipeline {
 
     /// A packet that arrived while every buffer was in flight: counted as a queue drop.
     pub(crate) fn overflow(&mut self, pkt: &[u8]) {
-        let proto = packet::parse(pkt).proto;
+        let info = packet::parse(pkt);
+        let proto = info.proto;
         self.add(proto, Field::Entered);
+        if info.fragment {
+            self.add(proto, Field::Fragments);
+        }
         self.entry_seq[proto as usize] += 1;
         self.add(proto, Field::QueueDrops);
         if !self.warned_pool {
@@ -140,6 +144,9 @@ impl Pipeline {
         let info = packet::parse(&self.bufs[slot as usize][..len]);
         let proto = info.proto;
         self.add(proto, Field::Entered);
+        if info.fragment {
+            self.add(proto, Field::Fragments);
+        }
         let seq = self.entry_seq[proto as usize];
         self.entry_seq[proto as usize] += 1;
         let span = packet::corruptible_range(&info);

@@ -5,12 +5,20 @@ use std::fs;
 
 /// `name` of `group` in /proc/net/snmp (`Udp`, `Tcp`, `Ip`...), or None where it is missing.
 pub fn snmp(group: &str, name: &str) -> Option<u64> {
-    parse(&fs::read_to_string("/proc/net/snmp").ok()?, group, name)
+    parse(&read("snmp")?, group, name)
 }
 
 /// `name` of `group` in /proc/net/netstat (`TcpExt`, `IpExt`...).
 pub fn netstat(group: &str, name: &str) -> Option<u64> {
-    parse(&fs::read_to_string("/proc/net/netstat").ok()?, group, name)
+    parse(&read("netstat")?, group, name)
+}
+
+/// The file of the calling thread's network namespace: /proc/net is the process leader's, and a lab host is a
+/// thread that entered its own namespace (thread-self exists since Linux 3.17).
+fn read(file: &str) -> Option<String> {
+    fs::read_to_string(format!("/proc/thread-self/net/{file}"))
+        .or_else(|_| fs::read_to_string(format!("/proc/net/{file}")))
+        .ok()
 }
 
 /// The value of `name` in the two lines of `group` in such a file.

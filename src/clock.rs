@@ -201,6 +201,8 @@ impl ClockModel {
 #[derive(Debug, Clone, Default)]
 pub struct ClockFit {
     same_host: bool,
+    /// The boot ids said one kernel, but an exchange broke one clock's order.
+    disagreed: bool,
     /// The current segment's exchanges (since the start or the last step), the most recent `MAX_SAMPLES`.
     samples: Vec<Sample>,
     /// An exchange that left the line, waiting for the next to confirm a step.
@@ -214,6 +216,18 @@ pub struct ClockFit {
 
 /// Exchanges kept per segment: a session of hours at one a second stays bounded.
 const MAX_SAMPLES: usize = 4096;
+
+/// The neighbourhood of an exchange whose smallest round trip is its floor: a few exchanges either side.
+const LOCAL_NS: i64 = 2_000_000_000;
+
+/// The round trip under which an exchange counts as little queued, given its neighbourhood's floor.
+fn rtt_cut(floor: i64) -> i64 {
+    floor.saturating_add((floor / 16).max(50_000))
+}
+
+/// How far an exchange may break one clock's order (t1 ≤ t2 ≤ t3 ≤ t4) before the ends are taken to read
+/// different clocks: more than an NTP slew (at most 500 ppm) moves a clock between two reads.
+const SAME_CLOCK_SLACK_NS: i64 = 1_000_000;
 
 impl ClockFit {
     pub fn new(same_host: bool) -> ClockFit {
@@ -235,6 +249,19 @@ impl ClockFit {
             self.min_rtt_ns.min(rtt)
         };
         self.max_rtt_ns = self.max_rtt_ns.max(rtt);
+        // Equal boot ids mean one kernel, and one kernel's clock orders every exchange. One that is out of
+        // order proves the ends read different clocks after all (a process under libfaketime, a clock set
+        // between reads): from here on the line is fitted as between two hosts, over every exchange so far.
+        if self.same_host
+            && (s.t2 < s.t1 - SAME_CLOCK_SLACK_NS || s.t3 > s.t4 + SAME_CLOCK_SLACK_NS)
+        {
+            self.same_host = false;
+            self.disagreed = true;
+            self.first = self.samples.first().map(|f| ClockModel {
+                ref_ns: mid(f),
+                ..ClockModel::default()
+            });
+        }
         if !self.same_host && self.is_off_the_line(&s) {
             match self.suspect.take() {
                 // Two good exchanges in a row off the line, on the same side: the clock stepped.
@@ -266,24 +293,38 @@ impl ClockFit {
             return false;
         }
         let rtt = s.rtt_ns();
-        if rtt > self.rtt_cut() {
+        if rtt > rtt_cut(self.local_min_rtt(s.t1).min(rtt)) {
             return false;
         }
         let off = (s.offset_ns() - self.model().offset_at(mid(s))).abs();
         off > rtt / 2 + 4 * self.track_ns() + 1_000_000
     }
 
-    /// The round trip below which an exchange counts as little queued.
-    fn rtt_cut(&self) -> i64 {
-        let mut r: Vec<i64> = self.samples.iter().map(Sample::rtt_ns).collect();
-        r.sort_unstable();
-        let q = r.get(r.len() / 4).copied().unwrap_or(0);
-        q.max(self.min_rtt_ns + 50_000)
+    /// The smallest round trip among the exchanges sent within `LOCAL_NS` of `t1` (the samples are in the
+    /// order they were sent, one at a time).
+    fn local_min_rtt(&self, t1: i64) -> i64 {
+        let lo = self
+            .samples
+            .partition_point(|x| x.t1 < t1.saturating_sub(LOCAL_NS));
+        let hi = self
+            .samples
+            .partition_point(|x| x.t1 <= t1.saturating_add(LOCAL_NS));
+        self.samples[lo..hi.max(lo)]
+            .iter()
+            .map(Sample::rtt_ns)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
+    /// The little-queued exchanges: each within a margin of the smallest round trip of its own neighbourhood
+    /// (a min filter, as Paxson and NTP's clock filter use). Local, because the round trip's floor moves: the
+    /// exchanges before the data run on an idle path, those during it share the path and the receiver's CPU
+    /// with the data, and a filter against the session's minimum would keep only the first few.
     fn good(&self) -> Vec<&Sample> {
-        let cut = self.rtt_cut();
-        self.samples.iter().filter(|s| s.rtt_ns() <= cut).collect()
+        self.samples
+            .iter()
+            .filter(|s| s.rtt_ns() <= rtt_cut(self.local_min_rtt(s.t1)))
+            .collect()
     }
 
     /// The fitted line (offset 0, no skew, on one host).
@@ -359,6 +400,11 @@ impl ClockFit {
     /// The receiver's clock's rate against the sender's, parts per million.
     pub fn drift_ppm(&self) -> f64 {
         self.model().skew_ppb as f64 / 1000.0
+    }
+
+    /// The boot ids said one host, but the exchanges showed two clocks (the fit treats them as two hosts).
+    pub fn clocks_disagreed(&self) -> bool {
+        self.disagreed
     }
 
     /// Clock steps detected (and fitted around).
@@ -480,6 +526,61 @@ mod tests {
             "{}",
             e.error_ns
         );
+    }
+
+    /// Boot ids that say one host, with a clock that is not the host's (libfaketime, 1000 ppm fast): the
+    /// first exchange out of one clock's order switches the fit to two hosts, and it follows the drift from
+    /// the first exchange on.
+    #[test]
+    fn one_host_with_two_clocks_is_found_out_and_fitted() {
+        let truth = |t: i64| t + t / 1000;
+        let mut fit = ClockFit::new(true);
+        fit.add(exchange(0, 20_000, 20_000, &truth));
+        assert!(!fit.clocks_disagreed());
+        assert_eq!(fit.estimate().offset_ns, 0);
+        for i in 1..20i64 {
+            fit.add(exchange(i * 500_000_000, 20_000, 20_000, &truth));
+        }
+        assert!(fit.clocks_disagreed());
+        let e = fit.estimate();
+        assert!(!e.same_host);
+        assert!(
+            (fit.drift_ppm() - 1000.0).abs() < 1.0,
+            "{}",
+            fit.drift_ppm()
+        );
+        assert!(
+            e.offset_ns.abs() < 1_000,
+            "offset at the first exchange: {}",
+            e.offset_ns
+        );
+        let m = fit.model();
+        let t = 9_000_000_000;
+        assert!((m.offset_at(t) - t / 1000).abs() < 2_000);
+    }
+
+    /// Eight quick exchanges on an idle path, then one every 250 ms at four times the round trip (the data
+    /// shares the path and the receiver's CPU): the later exchanges are the ones that see the drift, and the
+    /// filter must not throw them away against the idle path's floor.
+    #[test]
+    fn a_round_trip_floor_that_rises_with_the_data_does_not_freeze_the_fit() {
+        let truth = |t: i64| t - t / 1000; // the receiver 1000 ppm slow
+        let mut fit = ClockFit::new(false);
+        for i in 0..8i64 {
+            fit.add(exchange(i * 100_000, 12_000, 12_000, &truth));
+        }
+        for i in 1..40i64 {
+            let jitter = (i % 3) * 10_000;
+            fit.add(exchange(i * 250_000_000, 40_000 + jitter, 40_000, &truth));
+        }
+        assert!(
+            (fit.drift_ppm() + 1000.0).abs() < 5.0,
+            "{}",
+            fit.drift_ppm()
+        );
+        let m = fit.model();
+        let t = 10_000_000_000;
+        assert!((m.offset_at(t) + t / 1000).abs() < 30_000, "{:?}", m);
     }
 
     /// 15 ms one way, 5 ms back: every exchange is off by the same 5 ms, which no method can see; the bound

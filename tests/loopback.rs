@@ -217,6 +217,17 @@ fn echo_udp_and_tcp() {
     }
 }
 
+/// An interrupted row still adds up: what was sent and not received is lost, and what was still on its way
+/// at the cut is in_flight, not in sent.
+fn assert_lost_is_sent_minus_received(r: &Row) {
+    assert_eq!(
+        num(r, "lost"),
+        num(r, "sent") - num(r, "received"),
+        "lost != sent - received in {r:?}"
+    );
+    assert!(r["in_flight"].parse::<u64>().is_ok(), "{r:?}");
+}
+
 fn ctrl_c_on_the_sender(proto: &'static str) {
     let recv = Recv::start(proto, "127.0.0.1", &[]);
     let out = tempfile::tempdir().unwrap();
@@ -240,6 +251,7 @@ fn ctrl_c_on_the_sender(proto: &'static str) {
     assert!((500..=2000).contains(&sent), "sent {sent}");
     assert_eq!(num(r, "received"), sent, "loopback {proto} at 1000/s");
     assert_eq!(num(r, "lost"), 0);
+    assert_lost_is_sent_minus_received(r);
     // What was measured is all there: one per-message row per sent message (regression: the rows and even
     // the results were dropped when Ctrl-C also stopped the thread reading the control connection).
     let (_, msgs) = read_csv(
@@ -289,6 +301,7 @@ fn ctrl_c_on_the_receiver_still_gives_the_sender_a_row() {
         let sent = num(r, "sent");
         assert!(sent > 0 && sent < 100_000, "{proto}: sent {sent}");
         assert!(num(r, "received") <= sent);
+        assert_lost_is_sent_minus_received(r);
         let log = recv.log_text();
         assert!(log.contains("incomplete"), "{log}");
     }

@@ -399,6 +399,14 @@ fn sweep_interrupted_stops_compare_and_leaves_no_namespace() {
     let rows = read_summary(&name.join("summary.csv"));
     assert!(!rows.is_empty(), "the interrupted session wrote no row");
     assert!(rows.iter().all(|r| r["complete"] == "false"), "{rows:?}");
+    // ...and they add up: messages still on their way at the cut are in_flight, not lost.
+    for r in &rows {
+        let n = |c: &str| {
+            r[c].parse::<u64>()
+                .unwrap_or_else(|_| panic!("{c} in {r:?}"))
+        };
+        assert_eq!(n("lost"), n("sent") - n("received"), "{r:?}");
+    }
 }
 
 #[test]

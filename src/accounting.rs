@@ -111,6 +111,9 @@ pub struct Measured {
     pub rcvbuf_drops: Option<u64>,
     pub rcvbuf_exact: Option<bool>,
     pub checksum_errors: Option<u64>,
+    /// CPU time of the receiver's data thread during the session, ns (UDP: the receiving thread, which serves
+    /// concurrent sessions too).
+    pub cpu_ns: Option<u64>,
     /// The earliest send time among the unique arrivals (the sender's clock, from the messages themselves).
     pub first_send_ns: Option<i64>,
     /// First and last unique arrival, sender clock.
@@ -148,6 +151,7 @@ impl Default for Measured {
             rcvbuf_drops: None,
             rcvbuf_exact: None,
             checksum_errors: None,
+            cpu_ns: None,
             first_send_ns: None,
             first_recv_ns: None,
             last_recv_ns: None,
@@ -195,6 +199,8 @@ pub struct Account {
     pub rcvbuf_exact: bool,
     /// UDP datagrams the host's kernel dropped for a bad checksum during the session (InCsumErrors; host-wide).
     pub checksum_errors: Option<u64>,
+    /// CPU time of the data thread that read the session, ns.
+    pub cpu_ns: Option<u64>,
     first_send_ns: Option<i64>,
     first_recv_ns: Option<i64>,
     last_recv_ns: Option<i64>,
@@ -232,6 +238,7 @@ impl Account {
             rcvbuf_drops: None,
             rcvbuf_exact: true,
             checksum_errors: None,
+            cpu_ns: None,
             first_send_ns: None,
             first_recv_ns: None,
             last_recv_ns: None,
@@ -451,6 +458,7 @@ impl Account {
             rcvbuf_drops: self.rcvbuf_drops,
             rcvbuf_exact: self.rcvbuf_drops.map(|_| self.rcvbuf_exact),
             checksum_errors: self.checksum_errors,
+            cpu_ns: self.cpu_ns,
             first_send_ns: self.first_send_ns,
             first_recv_ns: self.first_recv_ns,
             last_recv_ns: self.last_recv_ns,
@@ -485,20 +493,39 @@ pub struct SendStats {
     pub last_send_ns: Option<i64>,
     /// Why sending ended early, when it did (peer gone, Ctrl-C).
     pub cut_short: Option<String>,
+    /// How late each message left against its schedule (send time − scheduled time), ns.
+    pub lag: Option<Histogram<u64>>,
+    /// CPU time of the send loop's thread, ns.
+    pub cpu_ns: Option<u64>,
+    /// Send calls that carried the messages (write, send, sendmmsg, or a GSO sendmsg).
+    pub calls: u64,
+    /// UDP GSO: datagrams handed to the kernel per send call (0: not used).
+    pub gso: u32,
 }
 
 impl SendStats {
-    pub fn stamp(&mut self, send_ns: i64) {
+    /// One message stamped `send_ns`, scheduled for `sched_ns`.
+    #[inline]
+    pub fn stamp(&mut self, send_ns: i64, sched_ns: i64) {
         self.first_send_ns.get_or_insert(send_ns);
         self.last_send_ns = Some(send_ns);
+        let lag = u64::try_from(send_ns.saturating_sub(sched_ns)).unwrap_or(0);
+        self.lag
+            .get_or_insert_with(new_ns_histogram)
+            .saturating_record(lag.max(1));
     }
 }
 
-/// Round trips measured from echo replies: (t4 − t1) − (t3 − t2), the receiver's holding time removed
-/// (RFC 2681, RFC 5357). Both differences are taken on one clock each, so no offset is needed.
+/// Round trips measured from echo replies, two ways (each difference on one clock, so no offset is needed):
+/// - `rtt`, as an application sees it and as sockperf and ping measure it: from the send call (t1) to the
+///   receive call returning the reply, everything on the way included (RFC 2681);
+/// - `rtt_kernel`: from t1 to the kernel's receive stamp on the reply (t4), less the receiver's holding time
+///   (t3 − t2), as TWAMP reports it (RFC 5357): the path's round trip without either end's scheduling. UDP
+///   only: a TCP read has no per-message stamp.
 pub struct EchoStats {
     session: u64,
     pub rtt: Histogram<u64>,
+    pub rtt_kernel: Histogram<u64>,
     pub seq: SeqTracker,
     pub invalid: u64,
     pub corrupt: u64,
@@ -511,6 +538,8 @@ pub struct EchoStats {
     sent: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// --per-message: each message's round trip (ns; 0 = no reply), for the first `MAX_ROWS` numbers.
     rtts: Option<Vec<u64>>,
+    /// CPU time of the thread that read the replies, ns.
+    pub cpu_ns: Option<u64>,
 }
 
 impl EchoStats {
@@ -519,6 +548,7 @@ impl EchoStats {
         EchoStats {
             session,
             rtt: new_ns_histogram(),
+            rtt_kernel: new_ns_histogram(),
             seq: SeqTracker::new(limit),
             invalid: 0,
             corrupt: 0,
@@ -527,6 +557,7 @@ impl EchoStats {
             keys: None,
             sent: None,
             rtts: None,
+            cpu_ns: None,
         }
     }
 
@@ -550,8 +581,9 @@ impl EchoStats {
         self.sent = Some(sent);
     }
 
-    /// One reply received at t4 (sender clock).
-    pub fn on_reply(&mut self, msg: &[u8], t4: i64) {
+    /// One reply, whose receive call returned at `t_app` and which the kernel stamped `t_kernel` (sender
+    /// clock).
+    pub fn on_reply(&mut self, msg: &[u8], t_app: i64, t_kernel: Option<i64>) {
         let Ok(h) = Header::parse(msg) else {
             self.invalid += 1;
             return;
@@ -587,10 +619,14 @@ impl EchoStats {
             Arrival::Duplicate => {}
             Arrival::InOrder | Arrival::Reordered => {
                 // i128: a reply's times are the peer's numbers and must not overflow.
-                let rtt =
-                    (i128::from(t4) - i128::from(h.send_ns)) - (i128::from(t3) - i128::from(t2));
-                let rtt = u64::try_from(rtt.max(1)).unwrap_or(u64::MAX);
+                let ns = |x: i128| u64::try_from(x.max(1)).unwrap_or(u64::MAX);
+                let rtt = ns(i128::from(t_app) - i128::from(h.send_ns));
                 self.rtt.saturating_record(rtt);
+                if let Some(t4) = t_kernel {
+                    let held = i128::from(t3) - i128::from(t2);
+                    self.rtt_kernel
+                        .saturating_record(ns(i128::from(t4) - i128::from(h.send_ns) - held));
+                }
                 if let Some(slot) = self.rtts.as_mut().and_then(|v| v.get_mut(h.seq as usize)) {
                     *slot = rtt;
                 }
@@ -672,15 +708,24 @@ mod tests {
     }
 
     #[test]
-    fn echo_rtt_removes_holding_time() {
+    fn echo_rtt_application_level_and_kernel_stamped() {
         let mut e = EchoStats::new(5, 10, false);
         let mut m = wire::template(5, 64, false);
         wire::stamp(&mut m, 0, 1_000, 1_000);
-        // Receiver got it at 50_000 and replied at 80_000 (its clock); back at the sender at 101_000.
+        // Receiver got it at 50_000 and replied at 80_000 (its clock); the kernel stamped the reply at 101_000
+        // and the receive call returned at 104_000 (sender clock).
         wire::make_echo_reply(&mut m, 50_000, 80_000);
-        e.on_reply(&m, 101_000);
-        assert_eq!(e.rtt.len(), 1);
-        // (101_000 − 1_000) − (80_000 − 50_000) = 70_000, within the histogram's 3 significant digits
-        assert!(e.rtt.equivalent(e.rtt.max(), 70_000));
+        e.on_reply(&m, 104_000, Some(101_000));
+        assert_eq!((e.rtt.len(), e.rtt_kernel.len()), (1, 1));
+        // Application level: 104_000 − 1_000, everything included.
+        assert!(e.rtt.equivalent(e.rtt.max(), 103_000));
+        // Kernel: (101_000 − 1_000) − (80_000 − 50_000) = 70_000 (3 significant digits).
+        assert!(e.rtt_kernel.equivalent(e.rtt_kernel.max(), 70_000));
+        // A reply without a kernel stamp (TCP) has only the application-level figure.
+        let mut m = wire::template(5, 64, false);
+        wire::stamp(&mut m, 1, 2_000, 2_000);
+        wire::make_echo_reply(&mut m, 60_000, 61_000);
+        e.on_reply(&m, 9_000, None);
+        assert_eq!((e.rtt.len(), e.rtt_kernel.len()), (2, 1));
     }
 }

@@ -124,6 +124,39 @@ pub struct TrafficArgs {
     /// trips, at least 500ms; a UDP session that has everything ends at once].
     #[arg(long, value_parser = g::duration, allow_hyphen_values = true)]
     pub linger: Option<Duration>,
+    /// With --echo: at most N messages without a reply at once; the next leaves when a reply comes back (or
+    /// one is given up after the linger time). `--outstanding 1 --rate 0` is ping-pong, what sockperf
+    /// ping-pong measures [default: no limit, the schedule alone].
+    #[arg(long, value_parser = g::outstanding, allow_hyphen_values = true)]
+    pub outstanding: Option<u32>,
+    /// How the sender waits for a message's send time: hybrid sleeps until shortly before it and spins the
+    /// rest (precise, little CPU), sleep only sleeps (least CPU, late by the kernel's wake-up), spin never
+    /// sleeps (one core busy) [default: hybrid].
+    #[arg(long, value_enum)]
+    pub timer: Option<TimerArg>,
+    /// UDP: hand the kernel many equal-size datagrams per send call (UDP GSO, Linux 4.18+), each still its own
+    /// message with its own header; auto uses it where the kernel accepts it, off sends one datagram per
+    /// buffer [default: auto].
+    #[arg(long, value_enum)]
+    pub gso: Option<GsoArg>,
+    /// TCP: one write call per message, as iperf -l does, instead of several due messages per write.
+    #[arg(long)]
+    pub write_per_message: bool,
+}
+
+/// `--timer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimerArg {
+    Hybrid,
+    Sleep,
+    Spin,
+}
+
+/// `--gso`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GsoArg {
+    Auto,
+    Off,
 }
 
 #[derive(Args, Debug, Clone)]

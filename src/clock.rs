@@ -70,21 +70,104 @@ pub fn system() -> std::time::SystemTime {
     std::time::SystemTime::now()
 }
 
-/// Sleep, then spin the last stretch, until `target` or until `stop()` says so (checked at least every 50 ms):
-/// the kernel's sleep overshoots by tens of µs, and spinning 100 µs per message is cheap at the rates where
-/// that matters.
-pub fn sleep_until(target: Instant, stop: &dyn Fn() -> bool) {
-    loop {
-        let now = Instant::now();
-        if now >= target || stop() {
-            return;
+/// How a send loop waits for the next send time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TimerMode {
+    /// Sleep until shortly before the time (by how late this thread's sleeps wake), then spin.
+    #[default]
+    Hybrid,
+    /// Only sleep: least CPU, late by the kernel's wake-up latency.
+    Sleep,
+    /// Only spin: on time, one core busy.
+    Spin,
+}
+
+/// Waits for send times as its [`TimerMode`] says. The hybrid timer (irtt's name for it) learns how late
+/// this thread's sleeps wake: it sleeps until that much before the time and spins the rest, so a send is on
+/// time without a core spinning between sends.
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    mode: TimerMode,
+    /// How late recent sleeps woke, ns (a ring).
+    late: Vec<u64>,
+    next: usize,
+    /// Sleep this much short of the time: the `MARGIN_PERCENTILE`th percentile of `late`.
+    margin: Duration,
+}
+
+/// The margin covers this share of recent sleeps' lateness: the rest leave late (pacing_lag_p99_us shows it),
+/// and a higher share spins longer before every message.
+const MARGIN_PERCENTILE: usize = 95;
+/// Sleeps remembered for the margin.
+const LATE_SAMPLES: usize = 128;
+/// The margin before anything is learnt, and its bounds.
+const MARGIN_START: Duration = Duration::from_micros(50);
+const MARGIN_MIN: Duration = Duration::from_micros(2);
+const MARGIN_MAX: Duration = Duration::from_millis(1);
+/// Longest single sleep: how late a stop request is noticed.
+const SLEEP_MAX: Duration = Duration::from_millis(50);
+
+impl Waiter {
+    /// Also asks the kernel for exact sleeps on the calling thread: call it on the thread that will wait.
+    pub fn new(mode: TimerMode) -> Waiter {
+        crate::sys::time::tight_timer_slack();
+        Waiter {
+            mode,
+            late: Vec::with_capacity(LATE_SAMPLES),
+            next: 0,
+            margin: MARGIN_START,
         }
-        let left = target - now;
-        if left > Duration::from_micros(200) {
-            std::thread::sleep((left - Duration::from_micros(100)).min(Duration::from_millis(50)));
+    }
+
+    pub fn mode(&self) -> TimerMode {
+        self.mode
+    }
+
+    /// Return at `target` (or just after it), or as soon as `stop` says so.
+    pub fn wait_until(&mut self, target: Instant, stop: &dyn Fn() -> bool) {
+        loop {
+            let now = Instant::now();
+            if now >= target || stop() {
+                return;
+            }
+            let left = target - now;
+            let short = match self.mode {
+                TimerMode::Spin => Duration::ZERO,
+                TimerMode::Sleep => left,
+                TimerMode::Hybrid => left.saturating_sub(self.margin),
+            };
+            if short.is_zero() {
+                std::hint::spin_loop();
+                continue;
+            }
+            let asked = short.min(SLEEP_MAX);
+            std::thread::sleep(asked);
+            if asked < SLEEP_MAX {
+                self.learn(now.elapsed().saturating_sub(asked));
+            }
+        }
+    }
+
+    /// One sleep woke `late`: the margin follows a high percentile of recent ones.
+    fn learn(&mut self, late: Duration) {
+        let ns = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
+        if self.late.len() < LATE_SAMPLES {
+            self.late.push(ns);
         } else {
-            std::hint::spin_loop();
+            self.late[self.next] = ns;
         }
+        self.next = (self.next + 1) % LATE_SAMPLES;
+        if self.next % 16 == 0 {
+            let mut v = self.late.clone();
+            v.sort_unstable();
+            let q = v[(v.len() * MARGIN_PERCENTILE / 100).min(v.len() - 1)];
+            self.margin = Duration::from_nanos(q).clamp(MARGIN_MIN, MARGIN_MAX);
+        }
+    }
+
+    /// What the hybrid timer currently sleeps short of a send time.
+    pub fn margin(&self) -> Duration {
+        self.margin
     }
 }
 
@@ -526,6 +609,27 @@ mod tests {
             "{}",
             e.error_ns
         );
+    }
+
+    /// The hybrid timer's margin follows how late sleeps wake: mostly 10 µs with one in ten at 300 µs, it
+    /// covers the 95th percentile (300 µs); all within 1 µs, it stays at its 2 µs floor.
+    #[test]
+    fn the_hybrid_margin_learns_how_late_sleeps_wake() {
+        let mut w = Waiter::new(TimerMode::Hybrid);
+        assert_eq!(w.margin(), MARGIN_START);
+        for i in 0..LATE_SAMPLES {
+            let late = if i % 10 == 0 { 300 } else { 10 };
+            w.learn(Duration::from_micros(late));
+        }
+        assert_eq!(w.margin(), Duration::from_micros(300));
+        for _ in 0..LATE_SAMPLES {
+            w.learn(Duration::from_nanos(500));
+        }
+        assert_eq!(w.margin(), MARGIN_MIN);
+        for _ in 0..LATE_SAMPLES {
+            w.learn(Duration::from_secs(1));
+        }
+        assert_eq!(w.margin(), MARGIN_MAX);
     }
 
     /// Boot ids that say one host, with a clock that is not the host's (libfaketime, 1000 ppm fast): the

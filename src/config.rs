@@ -16,8 +16,8 @@ use crate::error::UsageError;
 use crate::grammar::{HostPort, SizeSpec};
 use crate::lab::Engine;
 use crate::link::{GilbertElliott, Impairment, JitterDist, LinkSettings};
-use crate::traffic::Schedule;
 use crate::traffic::{Caps, Protocol, SizeMix, Traffic, DEFAULT_MAX_MESSAGES};
+use crate::traffic::{Schedule, TimerMode};
 use crate::wire;
 
 pub type Result<T> = std::result::Result<T, UsageError>;
@@ -262,7 +262,36 @@ pub fn traffic(
             wire::MIN_ECHO_LEN
         )));
     }
+    tuning(&mut t, a, protocol)?;
     Ok(t)
+}
+
+/// The send loop's tuning flags, each refused where it has no meaning rather than ignored.
+fn tuning(t: &mut Traffic, a: &TrafficArgs, protocol: Option<Protocol>) -> Result<()> {
+    if a.outstanding.is_some() && !a.echo {
+        return Err(usage(
+            "--outstanding counts messages waiting for their reply: add --echo, or drop --outstanding",
+        ));
+    }
+    if a.gso.is_some() && protocol == Some(Protocol::Tcp) {
+        return Err(usage(
+            "--gso is for UDP (TCP segments in the kernel anyway): drop --gso, or use udp send",
+        ));
+    }
+    if a.write_per_message && protocol == Some(Protocol::Udp) {
+        return Err(usage(
+            "--write-per-message is for TCP (UDP sends one datagram per message): drop it, or use tcp send",
+        ));
+    }
+    t.outstanding = a.outstanding;
+    t.timer = match a.timer {
+        None | Some(cli::TimerArg::Hybrid) => TimerMode::Hybrid,
+        Some(cli::TimerArg::Sleep) => TimerMode::Sleep,
+        Some(cli::TimerArg::Spin) => TimerMode::Spin,
+    };
+    t.gso = a.gso != Some(cli::GsoArg::Off);
+    t.write_per_message = a.write_per_message;
+    Ok(())
 }
 
 #[derive(Debug, Clone)]

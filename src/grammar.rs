@@ -15,6 +15,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const MIN_MSG_RATE: f64 = 0.01;
 /// The fastest paced rate: far beyond what a socket can do, and small enough that gaps stay representable.
 pub const MAX_MSG_RATE: f64 = 1e9;
+/// `--outstanding` at most: the sender keeps each unanswered message's send time, so the window is bounded.
+pub const MAX_OUTSTANDING: u32 = 65_536;
 /// The largest message count: exact in an f64, and more than any run sends.
 pub const MAX_COUNT: u64 = 1_000_000_000_000_000;
 
@@ -287,6 +289,11 @@ pub fn size_spec(s: &str) -> Result<SizeSpec, String> {
 /// A whole number of messages, 1 or more, with an optional k/M/G suffix (10^3, 10^6, 10^9): `10000`, `1M`.
 pub fn count(s: &str) -> Result<u64, String> {
     whole(s, 1, MAX_COUNT, "count")
+}
+
+/// `--outstanding`: messages without a reply at once, 1 to [`MAX_OUTSTANDING`].
+pub fn outstanding(s: &str) -> Result<u32, String> {
+    whole(s, 1, u64::from(MAX_OUTSTANDING), "outstanding").map(|v| v as u32)
 }
 
 /// A whole number from `lo` to `hi` (k/M/G suffixes allowed), converted to the flag's integer type.

@@ -148,7 +148,25 @@ pub struct Traffic {
     pub echo: bool,
     pub linger: Option<Duration>,
     pub per_message: bool,
+    /// --echo --outstanding: at most this many messages without a reply (sender-side only).
+    #[serde(default)]
+    pub outstanding: Option<u32>,
+    /// How the send loop waits for a send time (sender-side only).
+    #[serde(default)]
+    pub timer: TimerMode,
+    /// UDP: several datagrams per send call where the kernel has GSO (sender-side only).
+    #[serde(default = "yes")]
+    pub gso: bool,
+    /// TCP: one write call per message (sender-side only).
+    #[serde(default)]
+    pub write_per_message: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+pub use crate::clock::TimerMode;
 
 pub const DEFAULT_COUNT: u64 = 10_000;
 /// A receiver's default `--max-messages`; also what an unpaced sender bounded only by `--duration` announces.
@@ -169,6 +187,10 @@ impl Default for Traffic {
             echo: false,
             linger: None,
             per_message: false,
+            outstanding: None,
+            timer: TimerMode::Hybrid,
+            gso: true,
+            write_per_message: false,
         }
     }
 }

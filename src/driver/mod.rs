@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::auth::{Dir, SessionKeys};
 use crate::cancel::Cancel;
+use crate::clock::TimerMode;
 use crate::pacing::SendPlan;
 use crate::trace::Timer;
 
@@ -30,6 +31,8 @@ pub struct SendJob {
     /// Sequence numbers handed out so far, published before they are sent: an echo reply above them cannot be
     /// a reply, which bounds what a forged one can make the echo reader hold.
     pub issued: Arc<AtomicU64>,
+    /// How the loop waits for send times (the waiter is made on the sending thread: its timer slack is).
+    pub wait: TimerMode,
 }
 
 impl SendJob {

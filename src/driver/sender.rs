@@ -339,6 +339,7 @@ impl Driver<'_> {
             keys,
             sent: progress.clone(),
             issued,
+            wait: t.timer,
         };
         let send = match data {
             DataSock::Udp(s) => {
@@ -469,6 +470,8 @@ impl Driver<'_> {
             tcp_retransmits,
             clock: o.clock,
             echo_replies: echo.as_ref().map(|e| e.seq.received()),
+            echo_cpu_ns: echo.as_ref().and_then(|e| e.cpu_ns),
+            rtt_kernel: echo.as_ref().map(|e| e.rtt_kernel.clone()),
             rtt: echo.map(|e| e.rtt),
         };
         let meta = SessionMeta {

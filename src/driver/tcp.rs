@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
-use crate::clock::{self, now_ns};
+use crate::clock::{self, now_ns, Waiter};
 use crate::driver::SendJob;
 use crate::pacing::Due;
 use crate::session::stream::StreamReceiver;
+use crate::sys::time::thread_cpu_ns;
 use crate::trace::Timer;
 use crate::wire::{self, Framer};
 
@@ -38,6 +39,8 @@ pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
     let per_write = (WRITE_BATCH / size).clamp(1, 64);
     let mut buf = Vec::with_capacity(per_write * size);
     let mut st = SendStats::default();
+    let mut waiter = Waiter::new(job.wait);
+    let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
     'run: loop {
         buf.clear();
@@ -53,13 +56,13 @@ pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
                     let msg = &mut buf[at..at + len];
                     wire::stamp(msg, seq, sched_ns, send_ns);
                     job.seal(msg);
-                    st.stamp(send_ns);
+                    st.stamp(send_ns, sched_ns);
                     next_seq = seq + 1;
                     k += 1;
                 }
                 Due::At(t) if k == 0 => {
                     let cancel = &job.cancel;
-                    clock::sleep_until(t, &|| cancel.is_cancelled());
+                    waiter.wait_until(t, &|| cancel.is_cancelled());
                     if job.cancel.is_cancelled() {
                         break 'run;
                     }
@@ -72,6 +75,7 @@ pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
         job.issue(next_seq);
         let t = job.timer.start();
         let wrote = stream.write_all(&buf);
+        st.calls += 1;
         job.timer.done(t, wrote.is_ok());
         match wrote {
             Ok(()) => {
@@ -92,6 +96,7 @@ pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
     if st.cut_short.is_none() && job.cancel.is_cancelled() {
         st.cut_short = Some("interrupted".into());
     }
+    st.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
     st
 }
 
@@ -107,6 +112,7 @@ pub fn receive(
     leftover: &[u8],
     activity: &AtomicU64,
 ) -> Option<String> {
+    let cpu0 = thread_cpu_ns();
     let mut rx = StreamReceiver::new(acct, echo);
     let mut pending = leftover.len();
     rx.spare()[..pending].copy_from_slice(leftover);
@@ -166,6 +172,7 @@ pub fn receive(
         }
     };
     rx.finish(acct, at_eof);
+    acct.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
     if let Some(s) = timer.stats() {
         acct.trace.aggregate("recv", fd, rx.describe(), s);
     }
@@ -182,7 +189,13 @@ pub fn receive(
 }
 
 /// Read echo replies from the data stream until EOF or `cancel`.
-pub fn read_echoes(mut stream: TcpStream, size: usize, echo: &mut EchoStats, cancel: &Cancel) {
+pub fn read_echoes(stream: TcpStream, size: usize, echo: &mut EchoStats, cancel: &Cancel) {
+    let cpu0 = thread_cpu_ns();
+    read_echo_stream(stream, size, echo, cancel);
+    echo.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
+}
+
+fn read_echo_stream(mut stream: TcpStream, size: usize, echo: &mut EchoStats, cancel: &Cancel) {
     let mut framer = Framer::new(size);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
     loop {
@@ -203,7 +216,7 @@ pub fn read_echoes(mut stream: TcpStream, size: usize, echo: &mut EchoStats, can
         framer.filled(n);
         while let Some(frame) = framer.next_frame() {
             match frame {
-                Ok(m) => echo.on_reply(m, t4),
+                Ok(m) => echo.on_reply(m, t4, None),
                 Err(_) => {
                     echo.invalid += 1;
                     return;

@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
-use crate::clock::{self, now_ns};
+use crate::clock::{self, now_ns, Waiter};
 use crate::driver::SendJob;
 use crate::pacing::Due;
 use crate::session::udp_demux::{Datagram, UdpDemux};
 use crate::socket::{RecvBatch, SendBatch};
+use crate::sys::time::thread_cpu_ns;
 use crate::wire;
 
 /// Datagrams per sendmmsg/recvmmsg call.
@@ -29,6 +30,8 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
     let fd = sock.as_raw_fd();
     let mut batch = SendBatch::new(BATCH, &job.template);
     let mut st = SendStats::default();
+    let mut waiter = Waiter::new(job.wait);
+    let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
     'run: loop {
         let mut k = 0;
@@ -40,13 +43,13 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
                     let msg = batch.set_len(k, job.plan.size_of(seq));
                     wire::stamp(msg, seq, sched_ns, send_ns);
                     job.seal(msg);
-                    st.stamp(send_ns);
+                    st.stamp(send_ns, sched_ns);
                     next_seq = seq + 1;
                     k += 1;
                 }
                 Due::At(t) if k == 0 => {
                     let cancel = &job.cancel;
-                    clock::sleep_until(t, &|| cancel.is_cancelled());
+                    waiter.wait_until(t, &|| cancel.is_cancelled());
                     if job.cancel.is_cancelled() {
                         break 'run;
                     }
@@ -61,6 +64,7 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
         while done < k {
             let t = job.timer.start();
             let sent = batch.send(fd, done, k);
+            st.calls += 1;
             job.timer.done(t, sent.is_ok());
             match sent {
                 Ok(m) => done += m,
@@ -83,11 +87,13 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
     if job.cancel.is_cancelled() {
         st.cut_short = Some("interrupted".into());
     }
+    st.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
     st
 }
 
 /// Read echo replies until `cancel`.
 pub fn read_echoes(sock: &UdpSocket, echo: &mut EchoStats, cancel: &Cancel) {
+    let cpu0 = thread_cpu_ns();
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new(BATCH, SLOT);
     while !cancel.is_cancelled() {
@@ -100,12 +106,14 @@ pub fn read_echoes(sock: &UdpSocket, echo: &mut EchoStats, cancel: &Cancel) {
             Err(_) => continue,
         };
         echo.timer.done(t, true);
-        let fallback = now_ns();
+        // The receive call has returned: the application-level end of every reply in the batch.
+        let t_app = now_ns();
         for i in 0..n {
             let d = batch.get(i);
-            echo.on_reply(d.data, d.kernel_ns.unwrap_or(fallback));
+            echo.on_reply(d.data, t_app, d.kernel_ns);
         }
     }
+    echo.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
 }
 
 /// Orders from session drivers to the UDP receiving thread, which owns every UDP account meanwhile.
@@ -201,6 +209,7 @@ struct Reply {
     tx: mpsc::Sender<Box<Account>>,
     activity: Arc<AtomicU64>,
     checksum_errors_at_start: Option<u64>,
+    cpu_at_start: Option<u64>,
 }
 
 /// The receiving thread: the shared socket and one socket per session (each session's datagrams land in its
@@ -316,6 +325,7 @@ impl Server {
                             tx: reply,
                             activity,
                             checksum_errors_at_start: checksum_errors(),
+                            cpu_at_start: thread_cpu_ns(),
                         },
                     );
                     self.demux.add(account, peer, source_port, echo);
@@ -385,6 +395,10 @@ impl Server {
                 account.checksum_errors = r
                     .checksum_errors_at_start
                     .zip(checksum_errors())
+                    .map(|(a, b)| b.saturating_sub(a));
+                account.cpu_ns = r
+                    .cpu_at_start
+                    .zip(thread_cpu_ns())
                     .map(|(a, b)| b.saturating_sub(a));
                 let _ = r.tx.send(account);
             }

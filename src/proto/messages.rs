@@ -167,6 +167,8 @@ pub struct Results {
     pub rcvbuf_drops: Option<u64>,
     pub rcvbuf_exact: Option<bool>,
     pub checksum_errors: Option<u64>,
+    /// CPU time of the receiver's data thread during the session, ns.
+    pub cpu_ns: Option<u64>,
     /// First and last unique arrival, sender clock.
     pub first_recv_ns: Option<i64>,
     pub last_recv_ns: Option<i64>,
@@ -404,7 +406,7 @@ mod tests {
             }],
             ..Default::default()
         }));
-        let want = r#"{"type":"results","complete":true,"note":null,"seq":{"sent":6,"received":5,"lost":1,"duplicates":0,"reordered":0,"reorder_extent_max":0,"reordered_3":0,"loss_bursts":0,"loss_burst_max":0,"out_of_range":0,"next_expected":0},"latency":[[1000,2],[2047,1]],"transit":[],"ipdv":[],"jitter_ns":null,"negative_delays":0,"corrupt":0,"invalid":0,"unauthenticated":0,"bytes":0,"recv_calls":0,"split_messages":0,"coalesced_reads":0,"reads_one_message":0,"reads_partial":0,"rcvbuf_drops":0,"rcvbuf_exact":null,"checksum_errors":null,"first_recv_ns":null,"last_recv_ns":null,"lost_runs":[[5,1]],"echoed":0,"rows_not_kept":0,"trace":[{"t_ns":1,"side":"receiver","call":"bind","fd":3,"detail":"d","result":"0","duration_ns":9,"count":0,"total_ns":0,"p50_ns":0,"p99_ns":0}]}"#;
+        let want = r#"{"type":"results","complete":true,"note":null,"seq":{"sent":6,"received":5,"lost":1,"duplicates":0,"reordered":0,"reorder_extent_max":0,"reordered_3":0,"loss_bursts":0,"loss_burst_max":0,"out_of_range":0,"next_expected":0},"latency":[[1000,2],[2047,1]],"transit":[],"ipdv":[],"jitter_ns":null,"negative_delays":0,"corrupt":0,"invalid":0,"unauthenticated":0,"bytes":0,"recv_calls":0,"split_messages":0,"coalesced_reads":0,"reads_one_message":0,"reads_partial":0,"rcvbuf_drops":0,"rcvbuf_exact":null,"checksum_errors":null,"cpu_ns":null,"first_recv_ns":null,"last_recv_ns":null,"lost_runs":[[5,1]],"echoed":0,"rows_not_kept":0,"trace":[{"t_ns":1,"side":"receiver","call":"bind","fd":3,"detail":"d","result":"0","duration_ns":9,"count":0,"total_ns":0,"p50_ns":0,"p99_ns":0}]}"#;
         assert_eq!(json(&r), want);
         assert_eq!(serde_json::from_str::<Ctl>(want).unwrap(), r);
     }

@@ -38,8 +38,11 @@ pub struct SenderSide {
     pub tcp_connect_us: Option<f64>,
     pub tcp_retransmits: Option<u64>,
     pub clock: OffsetEstimate,
-    /// Round trips from echo replies, ns.
+    /// Round trips from echo replies, ns: application level, and kernel-stamped (see `EchoStats`).
     pub rtt: Option<Histogram<u64>>,
+    pub rtt_kernel: Option<Histogram<u64>>,
+    /// CPU time of the thread that read the echo replies, ns.
+    pub echo_cpu_ns: Option<u64>,
     /// Echo: the messages whose reply came back (unique).
     pub echo_replies: Option<u64>,
 }
@@ -125,6 +128,23 @@ pub struct SessionReport {
     /// Whether `udp_rcvbuf_drops` is exactly this session's: true when its datagrams came through its own
     /// socket (or the shared socket dropped nothing meanwhile).
     pub udp_rcvbuf_exact: Option<bool>,
+    /// Echo, UDP: the round trip from the send call to the kernel's receive stamp on the reply, less the
+    /// receiver's holding time (RFC 5357); `latency_*` are the application-level round trip. µs.
+    pub rtt_kernel_p50_us: Option<f64>,
+    pub rtt_kernel_p99_us: Option<f64>,
+    pub rtt_kernel_p999_us: Option<f64>,
+    /// Paced sessions: how late messages left against their schedule (send call − scheduled time), 99th
+    /// percentile, µs. Large when the sender, not the network, was late.
+    pub pacing_lag_p99_us: Option<f64>,
+    /// CPU time per message, µs: the sender's data threads (send loop, echo reader) per message sent; the
+    /// receiver's data thread per message received (UDP: its one receiving thread, which also serves any
+    /// concurrent session).
+    pub sender_cpu_us_per_msg: Option<f64>,
+    pub receiver_cpu_us_per_msg: Option<f64>,
+    /// UDP: datagrams handed to the kernel per send call with UDP GSO; 0 when not used.
+    pub gso: Option<u32>,
+    /// Messages per send call (sendmmsg batch, GSO buffer, or TCP write).
+    pub msgs_per_write: Option<f64>,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -172,6 +192,7 @@ impl SessionReport {
             r.clock_drift_ppm = Some(r3(x.clock.skew_ppb as f64 / 1000.0));
             r.clock_track_us = Some(us(x.clock.track_ns));
             r.clock_steps = Some(x.clock.steps);
+            r.sending(x, meta.traffic.rate > 0.0);
         }
         if let Some(m) = m {
             r.delivery(sender, m, meta.protocol == Protocol::Udp);
@@ -279,6 +300,27 @@ impl SessionReport {
         self.pdv_us = pdv_ns(&m.transit).map(|p| r3(p as f64 / 1000.0));
         self.goodput_mbps = span_s.map(|t| r3(m.bytes as f64 * 8.0 / t / 1e6));
         self.msgs_per_s = span_s.map(|t| r3(m.seq.received as f64 / t));
+        self.receiver_cpu_us_per_msg = m
+            .cpu_ns
+            .map(|c| r3(c as f64 / 1000.0 / m.seq.received.max(1) as f64));
+    }
+
+    /// What the sender measured of its own sending: lateness, CPU, calls, and the kernel-stamped round trip.
+    fn sending(&mut self, x: &SenderSide, paced: bool) {
+        let s = &x.send;
+        let q = |h: &Histogram<u64>, p: f64| r3(h.value_at_quantile(p) as f64 / 1000.0);
+        if paced {
+            self.pacing_lag_p99_us = s.lag.as_ref().filter(|h| !h.is_empty()).map(|h| q(h, 0.99));
+        }
+        let cpu = s.cpu_ns.map(|c| c + x.echo_cpu_ns.unwrap_or(0));
+        self.sender_cpu_us_per_msg = cpu.map(|c| r3(c as f64 / 1000.0 / s.sent.max(1) as f64));
+        self.gso = (self.protocol == "udp").then_some(s.gso);
+        self.msgs_per_write = (s.calls > 0).then(|| r3(s.sent as f64 / s.calls as f64));
+        if let Some(h) = x.rtt_kernel.as_ref().filter(|h| !h.is_empty()) {
+            self.rtt_kernel_p50_us = Some(q(h, 0.5));
+            self.rtt_kernel_p99_us = Some(q(h, 0.99));
+            self.rtt_kernel_p999_us = Some(q(h, 0.999));
+        }
     }
 }
 
@@ -364,8 +406,8 @@ mod tests {
             ..Default::default()
         };
         let mut send = SendStats::default();
-        send.stamp(1_000_000_000);
-        send.stamp(1_900_000_000);
+        send.stamp(1_000_000_000, 1_000_000_000);
+        send.stamp(1_900_000_000, 1_900_000_000);
         send.sent = 10;
         let side = SenderSide {
             send,
@@ -421,7 +463,7 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 62);
+        assert_eq!(cols.len(), 70);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
             cols.iter().position(|c| c == "reads_partial_message"),
@@ -431,6 +473,9 @@ mod tests {
         assert_eq!(cols[53], "unauthenticated");
         assert_eq!(cols[56], "in_flight");
         assert_eq!(cols[59], "clock_steps");
-        assert_eq!(cols.last().map(String::as_str), Some("udp_rcvbuf_exact"));
+        assert_eq!(cols[61], "udp_rcvbuf_exact");
+        assert_eq!(cols[62], "rtt_kernel_p50_us");
+        assert_eq!(cols[65], "pacing_lag_p99_us");
+        assert_eq!(cols.last().map(String::as_str), Some("msgs_per_write"));
     }
 }

@@ -154,6 +154,8 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
         echo: s.echo,
         linger,
         per_message: s.per_message,
+        // How the sender sends is its own business; the receiver reads whatever comes.
+        ..Traffic::default()
     })
 }
 
@@ -298,6 +300,7 @@ pub fn results(m: &Measured) -> proto::Results {
         rcvbuf_drops: m.rcvbuf_drops,
         rcvbuf_exact: m.rcvbuf_exact,
         checksum_errors: m.checksum_errors,
+        cpu_ns: m.cpu_ns,
         first_recv_ns: m.first_recv_ns,
         last_recv_ns: m.last_recv_ns,
         lost_runs: m.lost_runs.clone(),
@@ -337,6 +340,7 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
         rcvbuf_drops: r.rcvbuf_drops,
         rcvbuf_exact: r.rcvbuf_exact,
         checksum_errors: r.checksum_errors,
+        cpu_ns: r.cpu_ns,
         // The sender knows its own first send; the receiver's guess is not needed.
         first_send_ns: None,
         first_recv_ns: r.first_recv_ns,

@@ -14,6 +14,17 @@ pub fn realtime_ns() -> i64 {
     })
 }
 
+/// CPU time this thread has used, ns (CLOCK_THREAD_CPUTIME_ID); None where the clock is missing.
+pub fn thread_cpu_ns() -> Option<u64> {
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .ok()
+        .map(|ts| {
+            #[allow(clippy::unnecessary_cast)]
+            let ns = ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64;
+            ns
+        })
+}
+
 /// Make this thread's sleeps wake within ~1 µs of the deadline instead of the default 50 µs slack.
 /// Best effort: a kernel that refuses leaves the default, which only makes pacing coarser.
 pub fn tight_timer_slack() {

@@ -215,7 +215,8 @@ impl Account {
             self.invalid += 1;
             return None;
         }
-        let recv_ns = recv_local_ns - self.offset_ns;
+        // Saturating: the offset is the sender's number (its Start), and a hostile one must not overflow.
+        let recv_ns = recv_local_ns.saturating_sub(self.offset_ns);
         if !wire::verify(msg, hdr) {
             // The header may be what was corrupted: its seq is shown in the per-message row, never recorded.
             self.corrupt += 1;
@@ -322,7 +323,7 @@ impl Account {
                 .events()
                 .into_iter()
                 .map(|mut e| {
-                    e.t_ns -= self.offset_ns;
+                    e.t_ns = e.t_ns.saturating_sub(self.offset_ns);
                     e
                 })
                 .collect(),

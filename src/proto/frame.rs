@@ -144,7 +144,7 @@ impl FrameDecoder {
             return Ok(None);
         }
         let msg = serde_json::from_slice(&self.buf[4..4 + len])
-            .map_err(|e| FrameError::Unreadable(e.to_string()));
+            .map_err(|e| FrameError::Unreadable(printable(&e.to_string())));
         self.buf.drain(..4 + len);
         msg.map(Some)
     }
@@ -153,6 +153,15 @@ impl FrameDecoder {
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+}
+
+/// serde's errors quote the peer's text raw ("unknown variant `…`"): bounded and without control characters
+/// before it reaches a log line or a terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(300)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// One message as a frame: u32 big-endian length, then the JSON.

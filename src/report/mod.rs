@@ -149,7 +149,8 @@ impl SessionReport {
             .and_then(|x| x.send.first_send_ns)
             .or(m.first_send_ns);
         let span_s = match (first, m.last_recv_ns) {
-            (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
+            // i128: a receiver's own copy takes both ends from the peer's numbers.
+            (Some(a), Some(b)) if b > a => Some((i128::from(b) - i128::from(a)) as f64 / 1e9),
             _ => None,
         };
         let f = |g: fn(&HistSummary) -> f64, h: &Option<HistSummary>| h.as_ref().map(|h| r3(g(h)));

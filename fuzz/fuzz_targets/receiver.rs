@@ -5,7 +5,8 @@
 //! Invariants: no `Admit` for a hello the validator or the caps refuse, and at most one; every deadline lies
 //! ahead of the time of the last input (or there is none, exactly when closed); a closed connection stays
 //! closed and asks for nothing more; everything written is whole frames our sender can read; every log line
-//! is bounded and free of control characters; the account's figures agree.
+//! is bounded and free of control characters; the account's figures agree; the receiver's own report row
+//! builds from what it measured.
 #![no_main]
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use sockbench::accounting::Account;
 use sockbench::clock::Now;
 use sockbench::proto::{self, Ctl};
+use sockbench::report::{SessionMeta, SessionReport};
 use sockbench::session::receiver::{Action, Admission, ConnConfig, ReceiverConn};
 use sockbench::session::translate;
 use sockbench::traffic::{Caps, Protocol, Traffic};
@@ -156,6 +158,17 @@ fn handle(
                 if let Some(n) = &r.measured.note {
                     check_text(n, "a results note");
                 }
+                // The receiver's own copy of the report row, built from the peer's numbers.
+                let meta = SessionMeta {
+                    run_id: a.run_id.clone(),
+                    started_utc: a.started_utc.clone(),
+                    label: a.label.clone(),
+                    protocol: cfg.protocol,
+                    peer: "198.18.0.1".into(),
+                    traffic: a.traffic.clone(),
+                };
+                let row = SessionReport::build(&meta, None, &r.measured, r.measured.complete);
+                assert!(row.duration_s.is_none_or(|d| d.is_finite() && d > 0.0));
             }
             Action::Log(l) => check_text(&l, "a log line"),
             Action::Close => {

@@ -28,7 +28,7 @@ const RATE_GAP_NS: i64 = 1_000;
 
 /// `n` stamped messages of `size` bytes, seqs 0..n, and their parsed headers.
 fn messages(size: usize, n: u64) -> (Vec<Vec<u8>>, Vec<Header>) {
-    let tpl = wire::template(SESSION, size);
+    let tpl = wire::template(SESSION, size, false);
     let msgs: Vec<Vec<u8>> = (0..n)
         .map(|seq| {
             let mut m = tpl.clone();
@@ -74,7 +74,7 @@ fn bench_stamp(c: &mut Criterion) {
     let mut g = c.benchmark_group("stamp");
     g.throughput(Throughput::Elements(1));
     for size in [64usize, 1400] {
-        let mut msg = wire::template(SESSION, size);
+        let mut msg = wire::template(SESSION, size, false);
         let mut seq = 0u64;
         g.bench_function(format!("{size}B"), |b| {
             b.iter(|| {
@@ -100,6 +100,31 @@ fn bench_parse_verify(c: &mut Criterion) {
                 let h = Header::parse(m).unwrap();
                 black_box(wire::verify(m, &h))
             })
+        });
+    }
+    g.finish();
+}
+
+/// --key-file's cost per message: the sender's MAC after the stamp, the receiver's check before accounting.
+fn bench_mac(c: &mut Criterion) {
+    let secret = sockbench::auth::Secret::from_bytes(b"a benchmark key of enough bytes").unwrap();
+    let keys = secret.session_keys(SESSION, &[1; 16], &[2; 16]);
+    let up = sockbench::auth::Dir::SenderToReceiver;
+    let mut g = c.benchmark_group("mac");
+    g.throughput(Throughput::Elements(1));
+    for size in [64usize, 1400] {
+        let mut msg = wire::template(SESSION, size, true);
+        let mut seq = 0u64;
+        g.bench_function(format!("stamp_seal_{size}B"), |b| {
+            b.iter(|| {
+                seq += 1;
+                let t = T0 + seq as i64;
+                wire::stamp(black_box(&mut msg), seq, t, t + 100);
+                keys.seal_message(up, &mut msg);
+            })
+        });
+        g.bench_function(format!("verify_{size}B"), |b| {
+            b.iter(|| black_box(keys.verify_message(up, black_box(&msg))))
         });
     }
     g.finish();
@@ -223,6 +248,6 @@ fn bench_framer(c: &mut Criterion) {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = bench_stamp, bench_parse_verify, bench_seq_tracker, bench_delay_stats, bench_account, bench_framer
+    targets = bench_stamp, bench_parse_verify, bench_mac, bench_seq_tracker, bench_delay_stats, bench_account, bench_framer
 }
 criterion_main!(hot_path);

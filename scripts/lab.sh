@@ -16,7 +16,7 @@ if [[ -d /run && -w /run ]]; then STATE=/run/sockbench-lab; else STATE=/tmp/sock
 usage() {
     cat <<EOF
 Usage:
-  $PROG up [--emulator] [--symmetric] [--seed N] [impairment flags]
+  $PROG up [--emulator | --netem] [--symmetric] [--seed N] [--spare-tcp-port PORT] [impairment flags]
   $PROG down
   $PROG status
 
@@ -27,8 +27,12 @@ Impairments apply to A->B (add --symmetric for both ways) and use netem.sh's fla
   --duplicate 1% --corrupt 0.1% --rate 10mbit --limit 1000
 The hosts are joined by a veth pair with netem when the kernel has it; otherwise (or with
 --emulator) by two TUN devices with 'sockbench link' forwarding between them in the
-background (its counts are in $STATE/link.csv). The binary is \$SOCKBENCH, or
-target/release/sockbench (built with cargo if missing).
+background (its counts are in $STATE/link.csv). --netem insists on netem (exit 3 where the
+kernel has none; scripts/vm.sh runs this script in a VM that has it). The binary is
+\$SOCKBENCH, or target/release/sockbench (built with cargo if missing; the emulator only).
+--spare-tcp-port PORT (netem only, repeatable): netem impairs only TCP and UDP, and not TCP to
+or from PORT: the control connection of a UDP receiver listening on PORT. netem's drop counter
+('$PROG status') then counts the UDP data alone. The emulator ignores it (it counts per protocol).
 'down' removes everything and is safe to run twice. Needs root.
 EOF
 }
@@ -37,13 +41,18 @@ die() {
     echo "$PROG: $*" >&2
     exit 1
 }
+# Bad input: exit 2 (the project's usage status).
+bad() {
+    echo "$PROG: $*" >&2
+    exit 2
+}
 
 need_root() {
     [[ $(id -u) -eq 0 ]] || die "needs root (creates namespaces and devices): run with sudo"
     command -v ip >/dev/null || die "'ip' is missing: apt-get install iproute2"
 }
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+ns_exists() { ip netns list | awk '{print $1}' | grep -x "$1" >/dev/null; }
 
 # The PID of our background link process, if it is still that process.
 link_pid() {
@@ -51,7 +60,7 @@ link_pid() {
     local pid
     pid=$(cat "$STATE/link.pid")
     [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--a-netns $NS_A" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -- "--a-netns $NS_A" >/dev/null || return 1
     echo "$pid"
 }
 
@@ -103,7 +112,8 @@ cmd_status() {
             echo "namespace $ns:"
             ip -n "$ns" -br addr show | sed 's/^/  /'
             ip -n "$ns" -br link show | grep -v '^lo' | while read -r dev _; do
-                tc -n "$ns" qdisc show dev "${dev%@*}" 2>/dev/null | grep netem | sed 's/^/  /' || true
+                # The netem line and its counters ("dropped" = what netem dropped, losses included).
+                tc -n "$ns" -s qdisc show dev "${dev%@*}" 2>/dev/null | grep -A1 'qdisc netem' | sed 's/^/  /' || true
             done
         else
             echo "namespace $ns: absent"
@@ -125,32 +135,45 @@ cmd_status() {
 
 cmd_up() {
     need_root
-    local emulator=0 symmetric=0 seed="" netem_flags=() link_flags=()
+    local emulator=0 netem=0 symmetric=0 seed="" netem_flags=() link_flags=() spare=()
     while [[ $# -gt 0 ]]; do
         case "$1" in
         --emulator) emulator=1; shift; continue ;;
+        --netem) netem=1; shift; continue ;;
         --symmetric) symmetric=1; shift; continue ;;
         -h | --help) usage; exit 0 ;;
         esac
-        [[ $# -ge 2 ]] || die "$1 needs a value"
+        [[ $# -ge 2 ]] || bad "$1 needs a value (see --help)"
         case "$1" in
         --seed) seed=$2 ;;
+        --spare-tcp-port) spare+=("$1" "$2") ;;
         --loss | --loss-correlation | --delay | --jitter | --reorder | --reorder-gap | --duplicate | --corrupt)
             netem_flags+=("$1" "$2")
             link_flags+=("$1" "$2")
             ;;
         --rate) netem_flags+=("$1" "$2"); link_flags+=(--link-rate "$2") ;;
         --limit) netem_flags+=("$1" "$2"); link_flags+=(--queue "$2") ;;
-        *) die "unknown option '$1' (see --help)" ;;
+        *) bad "unknown option '$1' (see --help)" ;;
         esac
         shift 2
     done
+    [[ $emulator -eq 0 || $netem -eq 0 ]] || bad "--emulator and --netem exclude each other"
     if ns_exists $NS_A || ns_exists $NS_B; then
         die "the lab is already up ($PROG status); run '$PROG down' first"
     fi
     if [[ $emulator -eq 0 ]] && ! "$HERE/netem.sh" check >/dev/null 2>&1; then
+        if [[ $netem -eq 1 ]]; then
+            echo "$PROG: --netem, but this kernel has no sch_netem (kernel $(uname -r)); either" >&2
+            echo "  run the lab in a VM whose kernel has it: scripts/vm.sh setup; scripts/vm.sh run -- $0 up ..., or" >&2
+            echo "  use the built-in emulator: $0 up --emulator ..." >&2
+            exit 3
+        fi
         echo "$PROG: no netem in this kernel; using the built-in link emulator" >&2
         emulator=1
+    fi
+    if [[ $emulator -eq 1 && ${#spare[@]} -gt 0 ]]; then
+        echo "$PROG: note: --spare-tcp-port is for netem; the emulator impairs all traffic and counts it per protocol" >&2
+        spare=()
     fi
     local bin=""
     [[ $emulator -eq 1 ]] && bin=$(find_binary)
@@ -170,8 +193,10 @@ cmd_up() {
         ip -n $NS_A link set sbveth-a up
         ip -n $NS_B link set sbveth-b up
         if [[ ${#netem_flags[@]} -gt 0 ]]; then
-            "$HERE/netem.sh" apply sbveth-a --netns $NS_A "${netem_flags[@]}"
-            [[ $symmetric -eq 1 ]] && "$HERE/netem.sh" apply sbveth-b --netns $NS_B "${netem_flags[@]}"
+            "$HERE/netem.sh" apply sbveth-a --netns $NS_A "${netem_flags[@]}" "${spare[@]}"
+            if [[ $symmetric -eq 1 ]]; then
+                "$HERE/netem.sh" apply sbveth-b --netns $NS_B "${netem_flags[@]}" "${spare[@]}"
+            fi
         fi
     else
         echo "userspace emulator ($bin link)" >"$STATE/mode"
@@ -185,8 +210,8 @@ cmd_up() {
         # Wait until both devices are up with their addresses, or the process has died.
         local ok=0
         for _ in $(seq 100); do
-            if ip -n $NS_A -br addr show dev sbtun0 2>/dev/null | grep -q "$ADDR_A" &&
-                ip -n $NS_B -br addr show dev sbtun0 2>/dev/null | grep -q "$ADDR_B"; then
+            if ip -n $NS_A -br addr show dev sbtun0 2>/dev/null | grep "$ADDR_A" >/dev/null &&
+                ip -n $NS_B -br addr show dev sbtun0 2>/dev/null | grep "$ADDR_B" >/dev/null; then
                 ok=1
                 break
             fi

@@ -36,7 +36,8 @@ A plot whose inputs are absent is skipped with a note on stderr. Repeated
 sessions of one condition are averaged; error bars span min..max.
 Exit status: 0 ok, 1 a figure failed to draw (a bug: please report it),
 2 bad input (missing DIR, no summary.csv, malformed CSV,
-a --condition that matches no run).
+a --condition that matches no run, nothing to plot), 3 matplotlib is missing
+(one line says what to run).
 """
 
 import argparse
@@ -88,6 +89,24 @@ class InputError(Exception):
 
 def note(msg):
     print(f"plot.py: {msg}", file=sys.stderr)
+
+
+def missing_matplotlib():
+    """What to run when this Python has no matplotlib, in one line. scripts/test.sh makes .venv/ with it."""
+    def short(path):
+        rel = os.path.relpath(path)
+        return path if rel.startswith("..") else rel
+    here = os.path.dirname(os.path.abspath(__file__))
+    venv = os.path.join(os.path.dirname(here), ".venv")
+    py, me = os.path.join(venv, "bin", "python3"), short(os.path.join(here, "plot.py"))
+    who = f"{sys.executable or 'python3'} has no matplotlib"
+    in_venv = (os.path.realpath(sys.prefix) == os.path.realpath(venv)
+               or os.path.abspath(sys.executable or "").startswith(venv + os.sep))
+    if os.path.isfile(py) and not in_venv:
+        return f"{who}: run {short(py)} {me} ... instead (the venv scripts/test.sh made)"
+    return (f"{who}: run {short(os.path.join(here, 'test.sh'))} once (it makes .venv/ with it), "
+            f"then {short(py)} {me} ...; "
+            f"or apt-get install python3-matplotlib")
 
 
 # ---------------------------------------------------------------------------
@@ -322,19 +341,37 @@ def context_of(row, key):
     fixed = tuple(sorted((k, v) for k, v in labels.items()
                          if k not in (key, "sweep")
                          and not (k in IMPAIRMENTS and is_zero_or_absent(labels, k))))
-    return (fixed, row.get("msg_size"), row.get("rate_target") or "", row["mode"])
+    return (fixed, sizes_of(row), row.get("rate_target") or "", row["mode"])
+
+
+def sizes_of(row):
+    """('fixed', N), or ('mixed', largest) for a run with mixed sizes (--size A..B or A,B,C): summary.csv's
+    msg_size is then the largest message. The mean size delivered (goodput over message rate) tells the
+    two apart; both columns are rounded to 3 decimals, hence the slack."""
+    size, goodput, rate = row.get("msg_size"), row.get("goodput_mbps"), row.get("msgs_per_s")
+    if size and goodput and rate:
+        mean = goodput * 1e6 / 8 / rate
+        slack = max(1.0, 0.01 * size, 2 * (62.5 + mean * 0.0005) / rate)
+        if size - mean > slack:
+            return ("mixed", size)
+    return ("fixed", size)
 
 
 def describe_context(ctx):
-    fixed, msg_size, rate, mode = ctx
+    fixed, (sizes, msg_size), rate, mode = ctx
     parts = [fmt_condition(k, v) for k, v in fixed]
     msg = ""
     if msg_size is not None:
-        msg = f"{fmt_num(msg_size)}-byte messages"
+        msg = (f"{fmt_num(msg_size)}-byte messages" if sizes == "fixed"
+               else f"mixed message sizes up to {fmt_num(msg_size)} bytes")
     if rate:
         r, unit = parse_value(rate)
-        rate_txt = f"{fmt_num(r)} msg/s" if r is not None and not unit else rate
-        msg = f"{msg} at {rate_txt}" if msg else f"{rate_txt}"
+        if r == 0:
+            rate_txt = ", unpaced (--rate 0)" if msg else "unpaced (--rate 0)"
+        else:
+            rate_txt = f"at {fmt_num(r)} msg/s" if r is not None and not unit else f"at {rate}"
+            rate_txt = f" {rate_txt}" if msg else rate_txt
+        msg = f"{msg}{rate_txt}"
     if msg:
         parts.append(msg)
     if mode == "echo":
@@ -818,7 +855,8 @@ def plot_latency_over_seq(res, out_dir, formats, written, condition):
             "udp": res.messages[(udp["run_id"], "udp")]}
     allv = [r["latency_us"] for m in msgs.values() for r in m if r["latency_us"] is not None]
     unit, scale = latency_unit(allv)
-    fig, axes = new_figure(nrows=2, sharex=True)
+    # One y range for both panels, so that TCP's and UDP's latencies compare at a glance.
+    fig, axes = new_figure(nrows=2, sharex=True, sharey=True)
     fig.set_size_inches(FIGSIZE[0], 6.5)
     special = [("reordered", C_REORDERED, "^", "reordered"),
                ("duplicate", C_DUPLICATE, "x", "duplicate"),
@@ -847,12 +885,6 @@ def plot_latency_over_seq(res, out_dir, formats, written, condition):
             used.add("lost")
             ax.vlines(lost, 0, 0.06, transform=trans, color=C_LOST, linewidth=0.9,
                       zorder=5)
-        vals = [r["latency_us"] * scale for r in m if r["latency_us"] is not None]
-        if not maybe_log_y(ax, vals, span=20):
-            top = max(vals) if vals else 1
-            bot = min(vals) if vals else 0
-            pad = max((top - bot) * 0.15, top * 0.02)
-            ax.set_ylim(max(0, bot - pad * 1.6), top + pad)
         n_lost = len(lost)
         n_all = len({r["seq"] for r in m})
         counts = Counter(r["status"] for r in m)
@@ -863,6 +895,12 @@ def plot_latency_over_seq(res, out_dir, formats, written, condition):
                      fontweight="bold")
         style_axes(ax)
         ax.set_ylabel(f"latency ({unit})")
+    vals = [v * scale for v in allv]
+    if not maybe_log_y(axes[0], vals, span=20):
+        top = max(vals) if vals else 1
+        bot = min(vals) if vals else 0
+        pad = max((top - bot) * 0.15, top * 0.02)
+        axes[0].set_ylim(max(0, bot - pad * 1.6), top + pad)
     axes[1].set_xlabel("sequence number")
     handles = [Line2D([], [], color=COLOR[p], marker="o", linestyle="none", markersize=5,
                       label=f"{NAME[p]} in order") for p in PROTOCOLS]
@@ -996,7 +1034,11 @@ def main(argv=None):
         note(f"error: {e}")
         return 2
 
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        note(f"error: {missing_matplotlib()}")
+        return 3
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10.5,
@@ -1020,7 +1062,9 @@ def main(argv=None):
     for path in written:
         print(path)
     if not written and not failed:
-        note("nothing plotted: none of the plots had its inputs")
+        note(f"error: nothing plotted from {args.dir}: none of the {len(ALL_PLOTS)} figures had its inputs "
+             f"(each 'skipped' note above says what it needs)")
+        return 2
     return 1 if failed else 0
 
 

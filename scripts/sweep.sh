@@ -11,7 +11,7 @@ REPO=$(dirname "$HERE")
 usage() {
     cat <<EOF
 Usage: $PROG [--name NAME] [--size BYTES] [--rate R] [--count N] [--quick]
-             [--all-messages] [--seed N] [--no-plot] [--engine auto|compare|lab] [--emulator]
+             [--all-messages] [--seed N] [--no-plot] [--engine auto|compare|lab|netem] [--emulator]
 
 Runs a TCP session, then a UDP session with identical traffic, once per path condition, each
 with --label set to the condition, all appending to results/NAME/summary.csv, then runs
@@ -38,8 +38,13 @@ Engines (which path the packets take):
   auto     (default) lab when this kernel has sch_netem (checked like netem.sh/lab.sh do:
            a netem qdisc in a throwaway namespace), compare otherwise. So: netem on hosts
            that have it, the built-in emulator everywhere else.
+  netem    the lab engine, through veth + tc netem only: refused where the kernel has no
+           sch_netem (run it in a VM that has it: scripts/vm.sh run -- scripts/sweep.sh
+           --engine netem ...). The lab engine on netem spares the UDP sessions' control
+           connection (lab.sh --spare-tcp-port 5301), so netem's drop counter counts
+           the UDP data alone; each condition's line in sweep.log gives it next to UDP's losses.
   --emulator   with the lab engine, make lab.sh use the emulator even where netem exists
-           (implies --engine lab when --engine is auto; refused with --engine compare).
+           (implies --engine lab when --engine is auto; refused with --engine compare/netem).
 The log (sweep.log) says which engine and which path each condition used.
 
 Options:
@@ -54,7 +59,7 @@ Options:
                   folder small: about 80 bytes per message per session)
   --seed N        impairment seed (default 1)
   --no-plot       only the CSVs
-  --engine E      auto, compare or lab (see above; default auto)
+  --engine E      auto, compare, lab or netem (see above; default auto)
   --emulator      lab engine through the built-in emulator (see above)
   -h, --help      this text
 
@@ -65,8 +70,10 @@ Time, default grid (3000 messages at 1000 msg/s), on a 2-core VM:
                    roughly 17 x (2 x count/rate + 3.5 s); lab.sh up (0.3 s) and down
                    (about 2 s: it stops the emulator), and the wait for the emulator's
                    once-a-second counts (up to 1.2 s) come on top of the sessions
-  lab with netem   not measured (no sch_netem on that VM); expect less than with the
-                   emulator: no emulator to stop, no counts to wait for
+  lab with netem   no sch_netem on that VM. Inside scripts/vm.sh's VM (TCG, software
+                   emulation, where every process start is slow): 287 s for the default
+                   grid (14-26 s per condition), --quick 44-85 s (more while the host is
+                   busy); see scripts/README.md
 It scales with --count/--rate. --quick takes about 10 s (compare) or 20 s (lab).
 
 Outputs, in results/NAME/: summary.csv (two rows per condition, TCP and UDP; one shared
@@ -122,11 +129,18 @@ done
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a whole number, not '$seed'" 2
 [[ $count =~ ^[0-9]+(\.[0-9]+)?[kKMG]?$ ]] || die "--count must be a number of messages (e.g. 3000 or 10k), not '$count'" 2
 case "$engine" in
-auto | compare | lab) ;;
-*) die "--engine must be auto, compare or lab, not '$engine'" 2 ;;
+auto | compare | lab | netem) ;;
+*) die "--engine must be auto, compare, lab or netem, not '$engine'" 2 ;;
 esac
 if [[ $emulator -eq 1 ]]; then
     [[ $engine != compare ]] || die "--emulator is for the lab engine (compare always uses the emulator)" 2
+    [[ $engine != netem ]] || die "--emulator and --engine netem exclude each other (--engine lab --emulator for the emulator)" 2
+    engine=lab
+fi
+# --engine netem: the lab engine, on netem or not at all.
+netem_only=0
+if [[ $engine == netem ]]; then
+    netem_only=1
     engine=lab
 fi
 
@@ -156,6 +170,9 @@ have_netem=0
 if [[ $engine == auto ]]; then
     [[ $have_netem -eq 1 ]] && engine=lab || engine=compare
 fi
+if [[ $netem_only -eq 1 && $have_netem -eq 0 ]]; then
+    die "--engine netem: this kernel ($(uname -r)) has no sch_netem (scripts/netem.sh check says why); run the sweep in a VM whose kernel has it: scripts/vm.sh setup; scripts/vm.sh run -- scripts/sweep.sh --engine netem ..., or use --engine lab --emulator"
+fi
 # lab.sh's fixed names and state directory (see scripts/lab.sh).
 LAB=$HERE/lab.sh
 NS_A=sb-lab-a
@@ -166,7 +183,7 @@ UDP_PORT=5301
 if [[ -d /run && -w /run ]]; then LAB_STATE=/run/sockbench-lab; else LAB_STATE=/tmp/sockbench-lab; fi
 if [[ $engine == lab ]]; then
     [[ -x $LAB ]] || die "$LAB is missing or not executable"
-    if ip netns list 2>/dev/null | awk '{print $1}' | grep -qxE "$NS_A|$NS_B"; then
+    if ip netns list 2>/dev/null | awk '{print $1}' | grep -xE "$NS_A|$NS_B" >/dev/null; then
         die "a lab.sh lab is already up ($NS_A/$NS_B; another sweep, or one made by hand): see '$LAB status', remove it with '$LAB down'"
     fi
     if [[ $emulator -eq 1 || $have_netem -eq 0 ]]; then
@@ -283,7 +300,7 @@ if [[ $engine == compare ]]; then
 elif [[ $emulator -eq 1 ]]; then
     path_note="engine lab: scripts/lab.sh with the built-in emulator (--emulator)"
 elif [[ $have_netem -eq 1 ]]; then
-    path_note="engine lab: scripts/lab.sh with veth + tc netem"
+    path_note="engine lab: scripts/lab.sh with veth + tc netem$([[ $netem_only -eq 1 ]] && echo ' (--engine netem)'); the UDP sessions' control connection (TCP port $UDP_PORT) bypasses netem"
 else
     path_note="engine lab: no sch_netem in this kernel, so scripts/lab.sh uses the built-in emulator"
 fi
@@ -337,7 +354,7 @@ lab_session() {
     lab_recv=$!
     # Ready when its TCP socket listens (UDP's control connection shares the port number).
     for _ in $(seq 100); do
-        if ip netns exec $NS_B ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+        if ip netns exec $NS_B ss -Hltn "sport = :$port" 2>/dev/null | grep . >/dev/null; then
             ok=1
             break
         fi
@@ -413,15 +430,24 @@ copy_link_csv() {
     done
     rm -f "$tmp"
 }
+# netem_dropped: the drop counter of the netem qdisc on A's veth (losses and queue overflows), or
+# nothing when there is none.
+netem_dropped() {
+    tc -n $NS_A -s qdisc show dev sbveth-a 2>/dev/null |
+        awk '/^qdisc netem/ {n = 1; next} n && /dropped/ {sub(/.*dropped /, ""); sub(/,.*/, ""); print; exit}'
+}
 # run_lab LABEL FLAGS PM; sets result and returns 0 if everything worked.
 run_lab() {
-    local label=$1 flags=$2 pm=$3 emu=() mode tcp_id udp_id tcp_lost udp_lost tcp_p99 udp_p99 bad=0
-    [[ $emulator -eq 1 ]] && emu=(--emulator)
+    local label=$1 flags=$2 pm=$3 path=() mode tcp_id udp_id tcp_lost udp_lost tcp_p99 udp_p99 bad=0
+    # On netem, the UDP session's control connection (TCP on the UDP port) bypasses netem, so netem's
+    # drops during that session are the UDP data's alone; lab.sh ignores this with the emulator.
+    if [[ $emulator -eq 1 ]]; then path=(--emulator); else path=(--spare-tcp-port "$UDP_PORT"); fi
+    [[ $netem_only -eq 1 ]] && path+=(--netem)
     result=""
     lab_up=1
     # shellcheck disable=SC2206 # flags are our own
-    if ! "$LAB" up "${emu[@]}" $flags --seed "$seed" >"$outdir/.lab.out" 2>&1 </dev/null; then
-        note "   lab.sh up failed: $LAB up ${emu[*]} $flags --seed $seed"
+    if ! "$LAB" up "${path[@]}" $flags --seed "$seed" >"$outdir/.lab.out" 2>&1 </dev/null; then
+        note "   lab.sh up failed: $LAB up ${path[*]} $flags --seed $seed"
         sed 's/^/   /' "$outdir/.lab.out" | tail -5 | tee -a "$log" >&2
         # Someone else's lab appeared since the start: not ours to take down.
         grep -q "already up" "$outdir/.lab.out" && lab_up=0
@@ -432,9 +458,13 @@ run_lab() {
     lab_session tcp "$label" "$pm" || bad=1
     tcp_id=$run_id tcp_lost=$lost tcp_p99=$p99
     udp_id="" udp_lost="?" udp_p99="?"
+    local netem_note="" d0 d1
     if [[ $bad -eq 0 ]]; then
+        d0=$(netem_dropped)
         lab_session udp "$label" "$pm" || bad=1
         udp_id=$run_id udp_lost=$lost udp_p99=$p99
+        d1=$(netem_dropped)
+        [[ -n $d0 && -n $d1 ]] && netem_note=", netem dropped $((d1 - d0)) in the UDP session"
     fi
     local t_end link=""
     t_end=$(date +%s.%N)
@@ -447,7 +477,7 @@ run_lab() {
     fi
     lab_down
     case "$mode" in userspace*) mode=emulator ;; veth*) mode=netem ;; esac
-    result="lost TCP/UDP $tcp_lost / $udp_lost, p99 $tcp_p99 / $udp_p99 ($mode$link)"
+    result="lost TCP/UDP $tcp_lost / $udp_lost, p99 $tcp_p99 / $udp_p99 ($mode$link$netem_note)"
     return $bad
 }
 
@@ -475,11 +505,14 @@ took=$(($(date +%s) - start))
 note "== grid done in ${took} s ($((took / 60)) min $((took % 60)) s); $failed condition(s) failed; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ $plot -eq 1 ]]; then
-    if ! python3 -c 'import matplotlib' 2>/dev/null; then
-        note "$PROG: matplotlib is missing, so no plots: python3 -m pip install -r scripts/requirements.txt, then python3 scripts/plot.py $outdir"
+    # The Python that has matplotlib: scripts/test.sh's .venv/ (Debian's python3 refuses pip), else python3.
+    py="$REPO/.venv/bin/python3"
+    "$py" -c 'import matplotlib' 2>/dev/null || py=python3
+    if ! "$py" -c 'import matplotlib' 2>/dev/null; then
+        note "$PROG: no Python with matplotlib, so no plots: run scripts/test.sh once (it makes .venv/), then .venv/bin/python3 scripts/plot.py $outdir"
         exit 1
     fi
-    python3 "$HERE/plot.py" "$outdir" 2>&1 | tee -a "$log" >&2 || {
+    "$py" "$HERE/plot.py" "$outdir" 2>&1 | tee -a "$log" >&2 || {
         note "$PROG: plot.py failed; the CSVs in $outdir are complete"
         exit 1
     }

@@ -532,6 +532,73 @@ class Tests:
 
         self.case("incomplete sessions noted and left out", incomplete_ignored)
 
+        def nothing_plotted():
+            d = os.path.join(base, "nothing")
+            fresh(d)
+            rows = make_dataset(d, messages=False, links=False)
+            with open(os.path.join(d, "summary.csv"), "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+                w.writeheader()
+                r = dict(rows[1], label="plain")  # one UDP session, no sweep label: no figure's input
+                w.writerow(r)
+            rc, out, err = run([d])
+            assert rc == 2, f"exit {rc}; stderr {err.strip()}"
+            assert out == "", out
+            last = err.strip().splitlines()[-1]
+            assert last.startswith("plot.py: error: nothing plotted"), err
+
+        self.case("nothing to plot: exit 2, the last line says why", nothing_plotted)
+
+        def no_matplotlib():
+            # -S: no site-packages, so no matplotlib, as with Debian's bare python3.
+            p = subprocess.run([sys.executable, "-S", PLOT, full], capture_output=True, text=True,
+                               timeout=60)
+            assert p.returncode == 3, f"exit {p.returncode}; stderr {p.stderr.strip()}"
+            lines = p.stderr.strip().splitlines()
+            assert len(lines) == 1 and "matplotlib" in lines[0] and "Traceback" not in p.stderr, \
+                p.stderr
+            assert "test.sh" in lines[0] or ".venv" in lines[0], lines[0]
+
+        self.case("no matplotlib: exit 3, one line saying what to run", no_matplotlib)
+
+        def subtitles():
+            import plot
+
+            def row(size, goodput, rate_msgs, rate="1000"):
+                return {"labels": {}, "msg_size": size, "goodput_mbps": goodput,
+                        "msgs_per_s": rate_msgs, "rate_target": rate, "mode": "oneway"}
+            # 64-byte messages at 1000 msg/s: 0.512 Mbit/s.
+            fixed = plot.describe_context(plot.context_of(row(64.0, 0.512, 1000.0), "loss"))
+            assert fixed == "64-byte messages at 1000 msg/s", fixed
+            # --size 64..1400 --rate 0: msg_size is the largest; the mean delivered is ~730 bytes.
+            mixed = plot.describe_context(plot.context_of(
+                row(1400.0, 1168.0, 200000.0, rate="0"), "loss"))
+            assert mixed == "mixed message sizes up to 1400 bytes, unpaced (--rate 0)", mixed
+            # Slow and rounded: 64 B at 10 msg/s is 0.005 Mbit/s in the CSV, still one size.
+            slow = plot.describe_context(plot.context_of(row(64.0, 0.005, 10.0, "10"), "loss"))
+            assert slow == "64-byte messages at 10 msg/s", slow
+
+        self.case("subtitles: mixed sizes and unpaced runs said as such", subtitles)
+
+        def shared_y():
+            import plot
+            import matplotlib
+            matplotlib.use("Agg")
+            kept = []
+            real_save = plot.save
+            plot.save = lambda fig, *a, **k: kept.append(fig)
+            try:
+                res = plot.Results(full)
+                plot.plot_latency_over_seq(res, base, ["png"], [], None)
+            finally:
+                plot.save = real_save
+            assert kept, "latency_over_seq drew nothing"
+            tcp, udp = kept[0].axes[:2]
+            assert tcp.get_ylim() == udp.get_ylim(), (tcp.get_ylim(), udp.get_ylim())
+            assert tcp.get_yscale() == udp.get_yscale()
+
+        self.case("latency_over_seq: both panels share one y range", shared_y)
+
         def unit_labels():
             import plot
             assert plot.parse_label("loss=5%,delay=10ms,sweep=loss") == \

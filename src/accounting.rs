@@ -6,6 +6,7 @@
 
 use hdrhistogram::Histogram;
 
+use crate::auth::{Dir, SessionKeys};
 use crate::stats::{new_ns_histogram, Arrival, DelayStats, SeqSummary, SeqTracker};
 use crate::trace::{Event, Tracer};
 use crate::traffic::Traffic;
@@ -59,6 +60,8 @@ pub struct Measured {
     pub negative_delays: u64,
     pub corrupt: u64,
     pub invalid: u64,
+    /// Messages that failed their MAC (--key-file): forged, never accounted.
+    pub unauthenticated: u64,
     /// Bytes of unique, valid messages.
     pub bytes: u64,
     pub recv_calls: u64,
@@ -95,6 +98,7 @@ impl Default for Measured {
             negative_delays: 0,
             corrupt: 0,
             invalid: 0,
+            unauthenticated: 0,
             bytes: 0,
             recv_calls: 0,
             split_messages: 0,
@@ -116,6 +120,12 @@ impl Default for Measured {
 /// Per-message rows kept for --per-message at most; beyond it rows are counted, not kept, so memory stays
 /// bounded whatever the session announced.
 pub const MAX_ROWS: usize = 2_000_000;
+/// An upper bound on one ns histogram's memory (3 significant digits over 1 ns .. 1 hour: 2048 sub-buckets
+/// × 31 buckets of 8 bytes, about 256 KiB).
+const HIST_BYTES: u64 = 300 << 10;
+/// Runs of lost sequence numbers kept for --per-message at most (16 MiB); numbers in runs beyond it are counted
+/// in `rows_not_kept`.
+pub const MAX_LOST_RUNS: usize = 1 << 20;
 
 pub struct Account {
     pub session: u64,
@@ -143,6 +153,10 @@ pub struct Account {
     pub echoed: u64,
     /// The receiver's socket calls for this session (`--trace`), on the receiver's clock.
     pub trace: Tracer,
+    /// An authenticated session's keys: every message must carry its MAC.
+    keys: Option<SessionKeys>,
+    /// Messages that failed their MAC while their CRC held: forged, never accounted.
+    pub unauthenticated: u64,
 }
 
 impl Account {
@@ -171,6 +185,21 @@ impl Account {
             rows_not_kept: 0,
             echoed: 0,
             trace: Tracer::off(),
+            keys: None,
+            unauthenticated: 0,
+        }
+    }
+
+    /// An authenticated session: messages must carry their MAC, and echo replies get one.
+    pub fn set_keys(&mut self, keys: SessionKeys) {
+        self.keys = Some(keys);
+    }
+
+    /// Turn a message already made into its echo reply (`wire::make_echo_reply`) into a MAC'd one, if the
+    /// session is authenticated.
+    pub fn seal_reply(&self, msg: &mut [u8]) {
+        if let Some(k) = &self.keys {
+            k.seal_message(Dir::ReceiverToSender, msg);
         }
     }
 
@@ -217,6 +246,13 @@ impl Account {
         }
         // Saturating: the offset is the sender's number (its Start), and a hostile one must not overflow.
         let recv_ns = recv_local_ns.saturating_sub(self.offset_ns);
+        if let Some(k) = &self.keys {
+            // Before anything is trusted. Intact but failing its MAC: forged. Damaged: corrupt, as below.
+            if !k.verify_message(Dir::SenderToReceiver, msg) && wire::verify(msg, hdr) {
+                self.unauthenticated += 1;
+                return None;
+            }
+        }
         if !wire::verify(msg, hdr) {
             // The header may be what was corrupted: its seq is shown in the per-message row, never recorded.
             self.corrupt += 1;
@@ -276,6 +312,34 @@ impl Account {
         }
     }
 
+    /// The most memory an account for `t` can ever hold, whatever arrives: the sequence table (one bit per
+    /// announced message), the reorder-extent runs, the delay statistics, the per-message rows and lost runs
+    /// (with --per-message), and a TCP stream's buffers. A receiver admits sessions against its budget with it.
+    pub fn worst_case_bytes(t: &Traffic) -> u64 {
+        const DELAY_STATS: u64 = 3 * HIST_BYTES + (crate::stats::IPDV_RING as u64) * 32;
+        let rows = if t.per_message {
+            (MAX_ROWS as u64).min(t.count.saturating_mul(2)) * std::mem::size_of::<Row>() as u64 * 2
+                + (MAX_LOST_RUNS as u64).min(t.count) * 16
+        } else {
+            0
+        };
+        let stream = (256u64 << 10).max(2 * t.size as u64) * 2;
+        SeqTracker::max_heap_bytes(t.count)
+            .saturating_add(DELAY_STATS)
+            .saturating_add(rows)
+            .saturating_add(stream)
+            .saturating_add(64 << 10)
+    }
+
+    /// Bytes this account holds now (tables, rows; not the fixed-size parts), for tests and diagnostics.
+    pub fn heap_bytes(&self) -> usize {
+        self.seq.heap_bytes()
+            + self
+                .rows
+                .as_ref()
+                .map_or(0, |r| r.capacity() * std::mem::size_of::<Row>())
+    }
+
     /// The message size the session announced.
     pub fn size(&self) -> usize {
         self.size
@@ -289,6 +353,11 @@ impl Account {
     /// Ctrl-C before Done) the received count is the only honest lower bound and the result is incomplete.
     pub fn measured(&self, sent: Option<u64>, complete: bool, note: Option<String>) -> Measured {
         let sent_n = sent.unwrap_or_else(|| self.seq.received());
+        let (lost_runs, lost_not_kept) = if self.rows.is_some() {
+            self.seq.lost_runs(sent_n, MAX_LOST_RUNS)
+        } else {
+            (Vec::new(), 0)
+        };
         Measured {
             complete: complete && sent.is_some(),
             note,
@@ -300,6 +369,7 @@ impl Account {
             negative_delays: self.delay.negative_delays(),
             corrupt: self.corrupt,
             invalid: self.invalid,
+            unauthenticated: self.unauthenticated,
             bytes: self.bytes,
             recv_calls: self.recv_calls,
             split_messages: self.split_messages,
@@ -310,13 +380,9 @@ impl Account {
             first_send_ns: self.first_send_ns,
             first_recv_ns: self.first_recv_ns,
             last_recv_ns: self.last_recv_ns,
-            lost_runs: if self.rows.is_some() {
-                self.seq.lost_runs(sent_n)
-            } else {
-                Vec::new()
-            },
+            lost_runs,
             echoed: self.echoed,
-            rows_not_kept: self.rows_not_kept,
+            rows_not_kept: self.rows_not_kept.saturating_add(lost_not_kept),
             // On the sender's clock, like every other time the receiver reports.
             trace: self
                 .trace
@@ -362,8 +428,15 @@ pub struct EchoStats {
     pub seq: SeqTracker,
     pub invalid: u64,
     pub corrupt: u64,
+    /// Replies that failed their MAC (--key-file): forged, not counted as round trips.
+    pub unauthenticated: u64,
     /// --trace: the receive calls that brought replies.
     pub timer: crate::trace::Timer,
+    keys: Option<SessionKeys>,
+    /// Sequence numbers the sender has used so far: a reply above them is not a reply (bounds the table).
+    sent: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// --per-message: each message's round trip (ns; 0 = no reply), for the first `MAX_ROWS` numbers.
+    rtts: Option<Vec<u64>>,
 }
 
 impl EchoStats {
@@ -375,8 +448,32 @@ impl EchoStats {
             seq: SeqTracker::new(limit),
             invalid: 0,
             corrupt: 0,
+            unauthenticated: 0,
             timer: crate::trace::Timer::new(traced),
+            keys: None,
+            sent: None,
+            rtts: None,
         }
+    }
+
+    /// Keep each message's round trip, for the per-message CSV (the first `MAX_ROWS` of `count`).
+    pub fn keep_per_message(&mut self, count: u64) {
+        self.rtts = Some(vec![0; count.min(MAX_ROWS as u64) as usize]);
+    }
+
+    /// Each message's round trip (ns; 0 = no reply), when kept.
+    pub fn per_message(&self) -> Option<&[u64]> {
+        self.rtts.as_deref()
+    }
+
+    /// Replies must carry the receiver's MAC.
+    pub fn set_keys(&mut self, keys: SessionKeys) {
+        self.keys = Some(keys);
+    }
+
+    /// Replies must answer a message already sent: `sent` is the send loop's running count.
+    pub fn bound_by(&mut self, sent: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.sent = Some(sent);
     }
 
     /// One reply received at t4 (sender clock).
@@ -389,8 +486,22 @@ impl EchoStats {
             self.invalid += 1;
             return;
         }
+        if let Some(k) = &self.keys {
+            if !k.verify_message(Dir::ReceiverToSender, msg) && wire::verify(msg, &h) {
+                self.unauthenticated += 1;
+                return;
+            }
+        }
         if !wire::verify(msg, &h) {
             self.corrupt += 1;
+            return;
+        }
+        let sent = self
+            .sent
+            .as_ref()
+            .map_or(u64::MAX, |s| s.load(std::sync::atomic::Ordering::Relaxed));
+        if h.seq >= sent {
+            self.invalid += 1;
             return;
         }
         let Some((t2, t3)) = wire::echo_times(msg) else {
@@ -404,8 +515,11 @@ impl EchoStats {
                 // i128: a reply's times are the peer's numbers and must not overflow.
                 let rtt =
                     (i128::from(t4) - i128::from(h.send_ns)) - (i128::from(t3) - i128::from(t2));
-                self.rtt
-                    .saturating_record(u64::try_from(rtt.max(0)).unwrap_or(u64::MAX));
+                let rtt = u64::try_from(rtt.max(1)).unwrap_or(u64::MAX);
+                self.rtt.saturating_record(rtt);
+                if let Some(slot) = self.rtts.as_mut().and_then(|v| v.get_mut(h.seq as usize)) {
+                    *slot = rtt;
+                }
             }
         }
     }
@@ -416,7 +530,7 @@ mod tests {
     use super::*;
 
     fn msg(seq: u64) -> Vec<u8> {
-        let mut m = wire::template(9, 64);
+        let mut m = wire::template(9, 64, false);
         wire::stamp(&mut m, seq, 1_000, 2_000);
         m
     }
@@ -486,7 +600,7 @@ mod tests {
     #[test]
     fn echo_rtt_removes_holding_time() {
         let mut e = EchoStats::new(5, 10, false);
-        let mut m = wire::template(5, 64);
+        let mut m = wire::template(5, 64, false);
         wire::stamp(&mut m, 0, 1_000, 1_000);
         // Receiver got it at 50_000 and replied at 80_000 (its clock); back at the sender at 101_000.
         wire::make_echo_reply(&mut m, 50_000, 80_000);

@@ -70,6 +70,20 @@ pub struct SendArgs {
     pub traffic: TrafficArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Authentication, for both ends.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AuthArgs {
+    /// A file holding a secret shared by sender and receiver (16 bytes or more, e.g. from
+    /// `head -c 32 /dev/urandom | base64`): both ends prove they know it, and every control frame, message
+    /// and echo reply carries a MAC, so nobody without it can start a session, inject or alter a message, or
+    /// take over a data connection. Messages grow a 16-byte MAC inside --size (64 bytes at least; 80 with
+    /// --echo).
+    #[arg(long, env = "SOCKBENCH_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Send times.
@@ -84,7 +98,7 @@ pub enum Schedule {
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrafficArgs {
     /// Messages to send, e.g. 10000 or 1M [default: 10000; compare: 2000; with only --duration, as many as
-    /// the rate sends in that time (unpaced: no limit)].
+    /// the rate sends in that time (unpaced: 268435456 = 2^28, what a receiver tracks by default)].
     #[arg(long, short = 'n', value_parser = g::count, allow_hyphen_values = true)]
     pub count: Option<u64>,
     /// Stop after this long, e.g. 10s, 500ms, 2m (a number needs a unit). With --count too, whichever
@@ -150,6 +164,8 @@ pub struct RecvArgs {
     #[arg(long)]
     pub reuse_port: bool,
     #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
     pub caps: CapArgs,
 }
 
@@ -170,6 +186,18 @@ pub struct CapArgs {
     /// Most sessions served at the same time [default: 64].
     #[arg(long, value_parser = g::whole_in::<usize>(1, 100_000), allow_hyphen_values = true)]
     pub max_sessions: Option<usize>,
+    /// Most messages one session may announce, e.g. 1G; each tracked message costs one bit of memory
+    /// [default: 268435456 (2^28, a 32 MiB table)].
+    #[arg(long, value_parser = g::count, allow_hyphen_values = true)]
+    pub max_messages: Option<u64>,
+    /// Memory budget for all sessions' worst case together, e.g. 4G (k/M/G = 1024-based); a session that
+    /// would not fit is refused until others end [default: 1G].
+    #[arg(long, value_parser = g::size, allow_hyphen_values = true)]
+    pub max_memory: Option<usize>,
+    /// Cut a running session whose sender has been silent this long (no data, no control message), e.g. 10s;
+    /// a slow sender gets at least four of its message gaps [default: 30s].
+    #[arg(long, value_parser = g::duration, allow_hyphen_values = true)]
+    pub idle_timeout: Option<Duration>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -183,6 +211,8 @@ pub struct CompareArgs {
     /// Run on loopback even when the private lab could be built (no impairment flags then).
     #[arg(long)]
     pub loopback: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Shape of the delay jitter around --delay.

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::Secret;
 use crate::cancel::{self, Cancel};
 use crate::config::{CompareConfig, PathRequest, RecvConfig, SendConfig};
 use crate::driver::receiver::Receiver;
@@ -34,16 +35,22 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         }
         let t = traffic.clone();
         let o = output.clone();
-        let out = path.run_session(proto, &run, outputs.dir(), move |addr: SocketAddr| {
-            SendConfig {
+        let secret = cfg.secret.clone();
+        let out = path.run_session(
+            proto,
+            &run,
+            outputs.dir(),
+            cfg.secret.clone(),
+            move |addr| SendConfig {
                 protocol: proto,
                 peer_name: addr.to_string(),
                 target: addr,
                 alternatives: vec![addr],
                 traffic: t,
                 output: o,
-            }
-        })?;
+                secret,
+            },
+        )?;
         sessions.push(out);
     }
     // The impairment with its seed goes into every row, so the run can be repeated exactly.
@@ -86,6 +93,9 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         outputs.summary_path().display(),
         run.run_id
     )?;
+    if let Some(f) = sessions.iter().find_map(|s| s.failure.as_ref()) {
+        anyhow::bail!("{f}");
+    }
     Ok(
         if sessions.iter().any(|s| s.interrupted) || cancel::interrupted() {
             Outcome::Interrupted
@@ -229,22 +239,29 @@ impl PathPlan {
         }
     }
 
+    /// One session over this path; `secret`: the receiver's key (--key-file), the sender's is in its config.
     fn run_session(
         &self,
         proto: Protocol,
         run: &RunInfo,
         out: &OutDir,
+        secret: Option<Secret>,
         make_cfg: impl FnOnce(SocketAddr) -> SendConfig + Send + 'static,
     ) -> anyhow::Result<SessionOutput> {
         match self {
-            PathPlan::Loopback { .. } => loopback_session(proto, run, out, make_cfg),
+            PathPlan::Loopback { .. } => loopback_session(proto, run, out, secret, make_cfg),
             PathPlan::Lab { lab, .. } => {
                 let listen = SocketAddr::new(lab.addr(Host::B), 0);
-                let rstop = cancel::process().child();
+                // As on loopback: the receiver outlives a Ctrl-C of the sender, so the results of what was sent
+                // still come back.
+                let rstop = Cancel::new();
                 let rs = rstop.clone();
                 let (tx, rx) = std::sync::mpsc::channel();
                 let recv = lab.spawn_in(Host::B, move || -> anyhow::Result<()> {
-                    let rcfg = RecvConfig::in_process(proto, listen);
+                    let rcfg = RecvConfig {
+                        secret,
+                        ..RecvConfig::in_process(proto, listen)
+                    };
                     let receiver = Receiver::bind(rcfg, rs, true)?;
                     let _ = tx.send(receiver.local_addr());
                     receiver.serve()?;
@@ -291,9 +308,13 @@ pub fn loopback_session(
     proto: Protocol,
     run: &RunInfo,
     out: &OutDir,
+    secret: Option<Secret>,
     make_cfg: impl FnOnce(SocketAddr) -> SendConfig,
 ) -> anyhow::Result<SessionOutput> {
-    let rcfg = RecvConfig::in_process(proto, "127.0.0.1:0".parse()?);
+    let rcfg = RecvConfig {
+        secret,
+        ..RecvConfig::in_process(proto, "127.0.0.1:0".parse()?)
+    };
     // The receiver outlives a Ctrl-C of the sender by a little: it still sends the results of what was sent.
     let rstop = Cancel::new();
     let receiver = Receiver::bind(rcfg, rstop.clone(), true)?;

@@ -7,15 +7,16 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::Secret;
 use crate::cli::{
-    self, BacklogArgs, CapArgs, Cli, Command, CompareArgs, ImpairArgs, LinkArgs, OutputArgs,
-    PortsArgs, RecvArgs, Role, SendArgs, TrafficArgs,
+    self, AuthArgs, BacklogArgs, CapArgs, Cli, Command, CompareArgs, ImpairArgs, LinkArgs,
+    OutputArgs, PortsArgs, RecvArgs, Role, SendArgs, TrafficArgs,
 };
 use crate::error::UsageError;
 use crate::grammar::{HostPort, SizeSpec};
 use crate::link::{GilbertElliott, Impairment, JitterDist, LinkSettings};
 use crate::traffic::Schedule;
-use crate::traffic::{Caps, Protocol, SizeMix, Traffic};
+use crate::traffic::{Caps, Protocol, SizeMix, Traffic, DEFAULT_MAX_MESSAGES};
 use crate::wire;
 
 pub type Result<T> = std::result::Result<T, UsageError>;
@@ -150,10 +151,11 @@ fn raise_to_header(n: usize, what: &str) -> usize {
 /// announces, so the duration, not a default count, ends it. Exact for the periodic schedule (message i is
 /// due at round(i / rate), as `pacing::Pacer` computes it, and is sent while it is due before `d`). For
 /// Poisson, 10 standard deviations above the mean (10 + λd + 10·√(λd)): the session stops there if it gets
-/// that far, which happens with probability below 10^-20. Unpaced: no bound (`u64::MAX`).
+/// that far, which happens with probability below 10^-20. Unpaced: as many as a receiver tracks by default
+/// (`DEFAULT_MAX_MESSAGES`, 2^28): the session ends at the duration or there, whichever comes first.
 pub fn count_within(rate: f64, schedule: Schedule, d: Duration) -> u64 {
     if rate <= 0.0 {
-        return u64::MAX;
+        return DEFAULT_MAX_MESSAGES;
     }
     let d_ns = d.as_nanos() as f64;
     let gap = 1e9 / rate;
@@ -297,6 +299,41 @@ pub struct SendConfig {
     pub alternatives: Vec<SocketAddr>,
     pub traffic: Traffic,
     pub output: Output,
+    /// --key-file: authenticate the session.
+    pub secret: Option<Secret>,
+}
+
+/// The key of `--key-file` (or SOCKBENCH_KEY_FILE), read and checked now: a missing or short file is a usage
+/// error before anything starts.
+pub fn secret(a: &AuthArgs) -> Result<Option<Secret>> {
+    a.key_file
+        .as_deref()
+        .map(|p| Secret::read(p).map_err(|e| usage(format!("--key-file: {e}"))))
+        .transpose()
+}
+
+/// With a key every message carries a 16-byte MAC inside its size: the sizes must leave room for it.
+fn check_room_for_mac(t: &Traffic, secret: &Option<Secret>) -> Result<()> {
+    if secret.is_none() {
+        return Ok(());
+    }
+    let need = if t.echo {
+        wire::MIN_ECHO_LEN + wire::MAC_TRAILER_LEN
+    } else {
+        wire::HEADER_LEN + wire::MAC_TRAILER_LEN
+    };
+    if t.min_size() < need {
+        return Err(usage(format!(
+            "with --key-file every message carries a {}-byte MAC: use --size {need} or more{}",
+            wire::MAC_TRAILER_LEN,
+            if t.echo {
+                " (--echo also needs room for the receiver's times)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
 }
 
 impl SendConfig {
@@ -308,6 +345,8 @@ impl SendConfig {
             Traffic::default().count,
         )?;
         let output = Output::from_args(&a.output)?;
+        let secret = secret(&a.auth)?;
+        check_room_for_mac(&traffic, &secret)?;
         let alternatives = resolve_all(&a.host, protocol.default_port())?;
         let target = alternatives[0];
         Ok(SendConfig {
@@ -317,6 +356,7 @@ impl SendConfig {
             alternatives,
             traffic,
             output,
+            secret,
         })
     }
 }
@@ -330,6 +370,11 @@ pub fn caps(a: &CapArgs) -> Result<Caps> {
              accept in messages per second, e.g. --max-rate 1M (unpaced senders are bounded by --max-duration)",
         ));
     }
+    if a.idle_timeout == Some(Duration::ZERO) {
+        return Err(usage(
+            "--idle-timeout 0 would cut every session at once: give e.g. --idle-timeout 30s",
+        ));
+    }
     if a.max_duration == Some(Duration::ZERO) {
         return Err(usage(
             "--max-duration 0 would refuse every session: give e.g. --max-duration 1h",
@@ -340,6 +385,9 @@ pub fn caps(a: &CapArgs) -> Result<Caps> {
         max_rate: a.max_rate.unwrap_or(d.max_rate),
         max_size: a.max_size.unwrap_or(d.max_size),
         max_sessions: a.max_sessions.unwrap_or(d.max_sessions),
+        max_messages: a.max_messages.unwrap_or(d.max_messages),
+        max_memory: a.max_memory.map_or(d.max_memory, |m| m as u64),
+        idle_timeout: a.idle_timeout.unwrap_or(d.idle_timeout),
     })
 }
 
@@ -352,6 +400,8 @@ pub struct RecvConfig {
     pub caps: Caps,
     pub trace: bool,
     pub reuse_port: bool,
+    /// --key-file: senders must authenticate.
+    pub secret: Option<Secret>,
 }
 
 impl RecvConfig {
@@ -377,6 +427,7 @@ impl RecvConfig {
             caps: caps(&a.caps)?,
             trace: a.trace,
             reuse_port: a.reuse_port,
+            secret: secret(&a.auth)?,
         })
     }
 
@@ -390,6 +441,7 @@ impl RecvConfig {
             caps: Caps::default(),
             trace: false,
             reuse_port: false,
+            secret: None,
         }
     }
 }
@@ -546,6 +598,8 @@ pub struct CompareConfig {
     pub path: PathRequest,
     /// `--seed`; a fresh one is drawn (and printed) when the lab runs without it.
     pub seed: Option<u64>,
+    /// --key-file: both sessions authenticated (sender and receiver share it).
+    pub secret: Option<Secret>,
 }
 
 impl CompareConfig {
@@ -570,11 +624,14 @@ impl CompareConfig {
             (false, true) => PathRequest::Impaired(impairment),
             (false, false) => PathRequest::Auto,
         };
+        let secret = secret(&a.auth)?;
+        check_room_for_mac(&traffic, &secret)?;
         Ok(CompareConfig {
             traffic,
             output: Output::from_args(&a.output)?,
             path,
             seed: a.impair.seed,
+            secret,
         })
     }
 }
@@ -704,7 +761,7 @@ mod tests {
         assert_eq!(t.expected_duration(), Some(Duration::from_secs(30)));
         assert_eq!(
             send(&["--duration", "30s", "--rate", "0"]).traffic.count,
-            u64::MAX
+            DEFAULT_MAX_MESSAGES
         );
         assert_eq!(send(&["--duration", "1s", "--count", "5"]).traffic.count, 5);
         assert_eq!(send(&["--rate", "5k"]).traffic.count, 10_000);

@@ -235,13 +235,15 @@ pub fn size(s: &str) -> Result<usize, String> {
             "size '{s}' must not be negative: give a positive number of bytes, e.g. 64"
         ));
     }
-    let (digits, mult) = match t.strip_suffix(['k', 'K']) {
-        Some(d) => (d, 1024usize),
-        None => (t, 1),
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1usize << 10),
+        Some((i, 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "'{s}' is not a size in bytes: write e.g. 64, 1400 or 64k (k = 1024)"
+            "'{s}' is not a size in bytes: write e.g. 64, 1400, 64k or 512M (k = 1024, M = 1024k, G = 1024M)"
         ));
     }
     let v = digits
@@ -622,6 +624,8 @@ mod tests {
         assert_eq!(size("64"), Ok(64));
         assert_eq!(size("1k"), Ok(1024));
         assert_eq!(size("64K"), Ok(65_536));
+        assert_eq!(size("512M"), Ok(512 << 20));
+        assert_eq!(size("1G"), Ok(1 << 30));
         assert_eq!(
             err(size("0")),
             "size '0' must be a positive number of bytes (48 at least: the header)"
@@ -632,7 +636,7 @@ mod tests {
         );
         assert_eq!(
             err(size("lots")),
-            "'lots' is not a size in bytes: write e.g. 64, 1400 or 64k (k = 1024)"
+            "'lots' is not a size in bytes: write e.g. 64, 1400, 64k or 512M (k = 1024, M = 1024k, G = 1024M)"
         );
         assert!(err(size("1.5k")).contains("not a size"));
         assert!(err(size("+5")).contains("not a size"));

@@ -4,6 +4,7 @@
 //! `run` is the whole program; `main.rs` only calls it, so tests run the tool in-process.
 
 pub mod accounting;
+pub mod auth;
 pub mod cancel;
 pub mod cli;
 pub mod clock;
@@ -167,6 +168,9 @@ fn run_send(cfg: &SendConfig) -> anyhow::Result<Outcome> {
         writeln!(stdout, "incomplete: {n}")?;
     }
     writeln!(stdout, "CSV: {}", outputs.summary_path().display())?;
+    if let Some(f) = &out.failure {
+        anyhow::bail!("{f}");
+    }
     Ok(if out.interrupted {
         Outcome::Interrupted
     } else {

@@ -21,8 +21,8 @@ pub const NS_HIST_DIGITS: u8 = 3;
 /// of bitset, the most one message can make the tracker allocate; it is also a loss gap of over a
 /// billion messages, longer than any real outage at any rate we send.
 pub const MAX_SEQ_JUMP: u64 = 1 << 30;
-/// Most run-compressed record points a [`SeqTracker`] keeps for reorder-extent lookups (24 MiB).
-pub const MAX_RECORD_RUNS: usize = 1 << 20;
+/// Most run-compressed record points a [`SeqTracker`] keeps for reorder-extent lookups (6 MiB).
+pub const MAX_RECORD_RUNS: usize = 1 << 18;
 /// Slots in the IPDV pairing ring of [`DelayStats`].
 pub const IPDV_RING: usize = 4096;
 
@@ -56,6 +56,9 @@ pub struct SeqSummary {
     pub loss_bursts: u64,
     pub loss_burst_max: u64,
     pub out_of_range: u64,
+    /// RFC 4737 NextExp at the end: one above the highest sequence number received (0 if none). What a
+    /// session cut short had not yet reached was still in flight.
+    pub next_expected: u64,
 }
 
 /// Combining sessions: counts add, maxima take the larger.
@@ -71,6 +74,7 @@ impl std::ops::AddAssign for SeqSummary {
         self.loss_bursts += o.loss_bursts;
         self.loss_burst_max = self.loss_burst_max.max(o.loss_burst_max);
         self.out_of_range += o.out_of_range;
+        self.next_expected = self.next_expected.max(o.next_expected);
     }
 }
 
@@ -261,16 +265,37 @@ impl SeqTracker {
             loss_bursts: bursts,
             loss_burst_max: burst_max,
             out_of_range: self.out_of_range,
+            next_expected: self.next_exp,
         }
     }
 
-    /// Maximal runs of lost sequence numbers below `sent`, as (first_seq, length), ascending. Tail
-    /// losses included. Can hold up to `sent / 2` entries; [`SeqTracker::for_each_lost_run`]
-    /// visits them without allocating.
-    pub fn lost_runs(&self, sent: u64) -> Vec<(u64, u64)> {
+    /// Maximal runs of lost sequence numbers below `sent`, as (first_seq, length), ascending, the first
+    /// `max` of them (tail losses included); and how many lost numbers the runs left out hold. There can be up to `sent / 2`
+    /// runs; [`SeqTracker::for_each_lost_run`] visits them all without allocating.
+    pub fn lost_runs(&self, sent: u64, max: usize) -> (Vec<(u64, u64)>, u64) {
         let mut v = Vec::new();
-        self.for_each_lost_run(sent, |s, l| v.push((s, l)));
-        v
+        let mut left_out = 0u64;
+        self.for_each_lost_run(sent, |s, l| {
+            if v.len() < max {
+                v.push((s, l));
+            } else {
+                left_out += l;
+            }
+        });
+        (v, left_out)
+    }
+
+    /// Bytes this tracker holds now (bitset and record runs), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.bits.capacity() * 8 + self.runs.capacity() * std::mem::size_of::<RecordRun>()
+    }
+
+    /// The most bytes a tracker for sequence numbers below `limit` can ever hold.
+    pub fn max_heap_bytes(limit: u64) -> u64 {
+        // The bitset grows by doubling (Vec::resize), so its capacity may reach twice what it needs.
+        let words = limit.div_ceil(64);
+        words.saturating_mul(16)
+            + (MAX_RECORD_RUNS as u64).saturating_mul(2 * std::mem::size_of::<RecordRun>() as u64)
     }
 
     /// Calls `f(first_seq, length)` for each maximal run of lost sequence numbers in `0..sent`,
@@ -668,9 +693,10 @@ mod tests {
                 loss_bursts: 1,
                 loss_burst_max: 1,
                 out_of_range: 0,
+                next_expected: 5,
             }
         );
-        assert_eq!(t.lost_runs(6), [(5, 1)]);
+        assert_eq!(t.lost_runs(6, usize::MAX).0, [(5, 1)]);
         assert_eq!(t.received(), 5);
     }
 
@@ -698,10 +724,11 @@ mod tests {
             SeqSummary {
                 sent: 1000,
                 received: 1000,
+                next_expected: 1000,
                 ..Default::default()
             }
         );
-        assert!(t.lost_runs(1000).is_empty());
+        assert!(t.lost_runs(1000, usize::MAX).0.is_empty());
         // In-order traffic compresses to one record run and 16 bitset words.
         assert_eq!(t.record_runs(), 1);
         assert_eq!(t.bitset_words(), 16);
@@ -717,13 +744,16 @@ mod tests {
             (7, 3, 1, 3)
         );
         assert_eq!((s.reordered, s.duplicates), (0, 0));
-        assert_eq!(t.lost_runs(10), [(7, 3)]);
+        assert_eq!(t.lost_runs(10, usize::MAX).0, [(7, 3)]);
     }
 
     #[test]
     fn nothing_arrived_huge_sent_is_one_run() {
         let t = SeqTracker::new(u64::MAX);
-        assert_eq!(t.lost_runs(10_000_000_000), [(0, 10_000_000_000)]);
+        assert_eq!(
+            t.lost_runs(10_000_000_000, usize::MAX).0,
+            [(0, 10_000_000_000)]
+        );
         let s = t.summary(10_000_000_000);
         assert_eq!(
             (s.lost, s.loss_bursts, s.loss_burst_max),
@@ -805,15 +835,18 @@ mod tests {
         let mut t = SeqTracker::new(150);
         feed(&mut t, &seqs);
         assert_eq!(
-            t.lost_runs(150),
+            t.lost_runs(150, usize::MAX).0,
             [(1, 1), (4, 3), (9, 1), (70, 60), (140, 10)]
         );
         let s = t.summary(150);
         assert_eq!((s.lost, s.loss_bursts, s.loss_burst_max), (75, 5, 60));
         assert_eq!(s.received + s.lost, 150);
         // sent ending inside the bitset, mid-run and mid-word.
-        assert_eq!(t.lost_runs(100), [(1, 1), (4, 3), (9, 1), (70, 30)]);
-        assert_eq!(t.lost_runs(5), [(1, 1), (4, 1)]);
+        assert_eq!(
+            t.lost_runs(100, usize::MAX).0,
+            [(1, 1), (4, 3), (9, 1), (70, 30)]
+        );
+        assert_eq!(t.lost_runs(5, usize::MAX).0, [(1, 1), (4, 1)]);
     }
 
     #[test]
@@ -859,7 +892,7 @@ mod tests {
             (2, 1, 1, 1)
         );
         assert_eq!(s.duplicates, 1);
-        assert_eq!(t.lost_runs(3), [(2, 1)]);
+        assert_eq!(t.lost_runs(3, usize::MAX).0, [(2, 1)]);
     }
 
     #[test]
@@ -922,6 +955,7 @@ mod tests {
                 loss_bursts: 2,
                 loss_burst_max: 1,
                 out_of_range: 0,
+                next_expected: 5,
             }
         );
     }
@@ -1242,7 +1276,7 @@ mod tests {
         prop_assert_eq!(s.duplicates, n.duplicates);
         prop_assert_eq!(s.reordered, n.reordered);
         prop_assert_eq!(s.reordered_3, n.reordered_3);
-        prop_assert_eq!(t.lost_runs(sent), n.runs.clone());
+        prop_assert_eq!(t.lost_runs(sent, usize::MAX).0, n.runs.clone());
         prop_assert_eq!(s.loss_bursts, n.runs.len() as u64);
         prop_assert_eq!(
             s.loss_burst_max,

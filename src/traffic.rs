@@ -151,6 +151,8 @@ pub struct Traffic {
 }
 
 pub const DEFAULT_COUNT: u64 = 10_000;
+/// A receiver's default `--max-messages`; also what an unpaced sender bounded only by `--duration` announces.
+pub const DEFAULT_MAX_MESSAGES: u64 = 1 << 28;
 pub const DEFAULT_RATE: f64 = 1000.0;
 pub const DEFAULT_SIZE: usize = 64;
 
@@ -206,6 +208,15 @@ pub struct Caps {
     pub max_rate: f64,
     pub max_size: usize,
     pub max_sessions: usize,
+    /// Most messages one session may announce: the receiver tracks every sequence number below the announced
+    /// count, one bit each, so this bounds a session's largest table (2^28 → 32 MiB).
+    pub max_messages: u64,
+    /// The receiver's memory budget: a session is admitted only if the worst case of every session running,
+    /// its own included, fits.
+    pub max_memory: u64,
+    /// How long a running session's sender may stay silent (no data, no control message) before the session
+    /// is cut as vanished; never less than four of its message gaps.
+    pub idle_timeout: Duration,
 }
 
 impl Caps {
@@ -223,6 +234,13 @@ impl Caps {
                 "message size {} is below the header size {}",
                 t.size,
                 wire::HEADER_LEN
+            ));
+        }
+        if t.count > self.max_messages {
+            return Some(format!(
+                "{} messages exceed this receiver's limit of {} per session (send fewer with --count or --duration, \
+                 or start the receiver with a larger --max-messages)",
+                t.count, self.max_messages
             ));
         }
         if t.rate > self.max_rate {
@@ -252,6 +270,9 @@ impl Default for Caps {
             max_rate: 10e6,
             max_size: 1 << 20,
             max_sessions: 64,
+            max_messages: DEFAULT_MAX_MESSAGES,
+            max_memory: 1 << 30,
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -275,10 +296,19 @@ mod tests {
             .unwrap()
             .contains("--max-rate"));
         let long = Traffic {
-            count: 1_000_000_000,
+            count: 100_000_000,
             rate: 1.0,
             ..t.clone()
         };
+        let many = Traffic {
+            count: 1 << 29,
+            rate: 0.0,
+            ..t.clone()
+        };
+        assert!(Caps::default()
+            .refuse(Protocol::Udp, &many)
+            .unwrap()
+            .contains("--max-messages"));
         assert!(Caps::default()
             .refuse(Protocol::Udp, &long)
             .unwrap()

@@ -42,6 +42,11 @@ pub const MIN_ECHO_LEN: usize = HEADER_LEN + ECHO_TRAILER_LEN;
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
 pub const FLAG_ECHO_REPLY: u8 = 1;
+/// The message ends with a MAC of everything before it (`--key-file`); the CRC then covers everything but
+/// those last bytes.
+pub const FLAG_MAC: u8 = 2;
+/// Bytes of the MAC at the end of a message with `FLAG_MAC` (see `auth`).
+pub const MAC_TRAILER_LEN: usize = 16;
 
 /// The header fields of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,12 +135,23 @@ impl Header {
     }
 }
 
-/// CRC-32 of a whole message, computed as if its checksum field were zero.
+/// The bytes the CRC covers: the whole message, or all but its MAC trailer when it has one.
+#[inline]
+pub fn crc_covered(msg: &[u8]) -> usize {
+    if msg.len() >= HEADER_LEN + MAC_TRAILER_LEN && msg[5] & FLAG_MAC != 0 {
+        msg.len() - MAC_TRAILER_LEN
+    } else {
+        msg.len()
+    }
+}
+
+/// CRC-32 of a message (all but a MAC trailer), computed as if its checksum field were zero.
 pub fn checksum(msg: &[u8]) -> u32 {
+    let end = crc_covered(msg).max(16).min(msg.len());
     let mut h = crc32fast::Hasher::new();
-    h.update(&msg[..12]);
+    h.update(&msg[..12.min(msg.len())]);
     h.update(&[0; 4]);
-    h.update(&msg[16..]);
+    h.update(msg.get(16..end).unwrap_or_default());
     h.finalize()
 }
 
@@ -166,12 +182,14 @@ pub fn stamp(msg: &mut [u8], seq: u64, sched_ns: i64, send_ns: i64) {
 }
 
 /// Build the session's message template: header fields for seq 0 and a payload of pseudo-random bytes seeded
-/// by the session id, so a corrupted payload cannot go unnoticed and runs can be repeated.
-pub fn template(session: u64, size: usize) -> Vec<u8> {
+/// by the session id, so a corrupted payload cannot go unnoticed and runs can be repeated. With `mac`, the
+/// messages carry a MAC trailer (`FLAG_MAC`), which the sender writes after stamping each one.
+pub fn template(session: u64, size: usize, mac: bool) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};
     let mut msg = vec![0u8; size];
     rand::rngs::SmallRng::seed_from_u64(session).fill_bytes(&mut msg[HEADER_LEN..]);
     Header {
+        flags: if mac { FLAG_MAC } else { 0 },
         len: size as u32,
         session,
         ..Header::default()
@@ -184,7 +202,7 @@ pub fn template(session: u64, size: usize) -> Vec<u8> {
 /// Turn a received message into its echo reply in place: set the reply flag, write the receiver's receive and
 /// send times into bytes 48..64, and re-seal. Returns false (and leaves it alone) when it is too short.
 pub fn make_echo_reply(msg: &mut [u8], rx_ns: i64, tx_ns: i64) -> bool {
-    if msg.len() < MIN_ECHO_LEN {
+    if crc_covered(msg) < MIN_ECHO_LEN {
         return false;
     }
     msg[5] |= FLAG_ECHO_REPLY;
@@ -196,7 +214,7 @@ pub fn make_echo_reply(msg: &mut [u8], rx_ns: i64, tx_ns: i64) -> bool {
 
 /// The receiver's (receive, send) times from an echo reply.
 pub fn echo_times(msg: &[u8]) -> Option<(i64, i64)> {
-    (msg.len() >= MIN_ECHO_LEN).then(|| (u64_at(msg, 48) as i64, u64_at(msg, 56) as i64))
+    (crc_covered(msg) >= MIN_ECHO_LEN).then(|| (u64_at(msg, 48) as i64, u64_at(msg, 56) as i64))
 }
 
 /// Splits a TCP byte stream into messages and counts how the stream's reads lined up with them.
@@ -318,7 +336,7 @@ mod tests {
     use super::*;
 
     fn msg(session: u64, seq: u64, size: usize) -> Vec<u8> {
-        let mut m = template(session, size);
+        let mut m = template(session, size, false);
         stamp(&mut m, seq, 1_000, 2_000);
         m
     }
@@ -431,7 +449,7 @@ mod tests {
 
     #[test]
     fn short_messages_of_a_mixed_session_seal_correctly() {
-        let t = template(5, 1400);
+        let t = template(5, 1400, false);
         let mut m = t[..200].to_vec();
         stamp(&mut m, 3, 10, 20);
         let h = Header::parse(&m).unwrap();
@@ -471,5 +489,24 @@ mod tests {
             f.next_frame(),
             Some(Err(WireError::BadLength(5000)))
         ));
+    }
+
+    #[test]
+    fn a_mac_trailer_is_outside_the_crc() {
+        let mut m = template(5, 96, true);
+        stamp(&mut m, 3, 1, 2);
+        let h = Header::parse(&m).unwrap();
+        assert_eq!(h.flags & FLAG_MAC, FLAG_MAC);
+        assert_eq!(crc_covered(&m), 80);
+        // Whatever the MAC bytes are, the CRC still holds: the MAC is written after the stamp.
+        m[90] ^= 0xff;
+        assert!(verify(&m, &h));
+        m[70] ^= 1;
+        assert!(!verify(&m, &h));
+        // An echo reply needs its 16-byte trailer of times before the MAC.
+        let mut small = template(5, 64, true);
+        stamp(&mut small, 0, 1, 1);
+        assert!(!make_echo_reply(&mut small, 1, 2));
+        assert_eq!(echo_times(&small), None);
     }
 }

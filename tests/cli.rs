@@ -662,3 +662,43 @@ fn compare_prints_and_records_the_impairment_seed() {
         }
     }
 }
+
+/// Issue 12: a run that ends before its first session leaves no empty summary.csv behind (files are created
+/// only when there is a row to write), and a header whose final newline was lost does not swallow the next row.
+#[test]
+fn failed_runs_leave_no_summary_and_a_cut_header_is_repaired() {
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port("127.0.0.1");
+    for proto in ["tcp", "udp"] {
+        let o = send(
+            proto,
+            &format!("127.0.0.1:{port}"),
+            out.path(),
+            &["--count", "1"],
+        );
+        assert_eq!(o.status.code(), Some(2), "{proto}: {o:?}");
+    }
+    assert!(
+        !out.path().join("summary.csv").exists(),
+        "a failed send created summary.csv"
+    );
+
+    // The header alone, as a run killed between its two writes would leave it.
+    let header = sockbench::report::columns().join(",");
+    std::fs::write(out.path().join("summary.csv"), header).unwrap();
+    let r = Recv::start("udp", "127.0.0.1", &[]);
+    let o = send(
+        "udp",
+        &r.target(),
+        out.path(),
+        &["--count", "20", "--rate", "0"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = summary_rows(out.path());
+    assert_eq!(
+        rows.len(),
+        1,
+        "the row after a header without newline vanished"
+    );
+    assert_eq!(num(&rows[0], "received"), 20);
+}

@@ -99,7 +99,7 @@ fn text_ok(s: &str) -> bool {
 const SESSION: u64 = 0x5eed;
 
 fn msg(seq: u64, size: usize) -> Vec<u8> {
-    let mut m = wire::template(SESSION, size);
+    let mut m = wire::template(SESSION, size, false);
     wire::stamp(&mut m, seq, T0_NS + seq as i64, T0_NS + seq as i64 + 7);
     m
 }
@@ -306,7 +306,7 @@ fn control_stream() -> impl Strategy<Value = Vec<u8>> {
     )
         .prop_map(|(data, frames, ms)| {
             let mut b = if data {
-                proto::data_preamble(7).to_vec()
+                proto::data_preamble(7, None)
             } else {
                 proto::control_preamble().to_vec()
             };
@@ -321,7 +321,7 @@ fn control_stream() -> impl Strategy<Value = Vec<u8>> {
 #[derive(Debug, PartialEq)]
 enum Seen {
     Preamble(Preamble, usize),
-    Msg(Ctl),
+    Msg(Box<Ctl>),
     Err(String),
 }
 
@@ -361,7 +361,7 @@ fn decode(bytes: &[u8], sizes: &[usize], limit: usize) -> Vec<Seen> {
         assert!(frames.pending() <= before + rest.len());
         loop {
             match frames.next_message() {
-                Ok(Some(m)) => seen.push(Seen::Msg(m)),
+                Ok(Some(m)) => seen.push(Seen::Msg(Box::new(m))),
                 Ok(None) => break,
                 Err(e) => {
                     seen.push(Seen::Err(e.to_string()));
@@ -486,6 +486,7 @@ fn hello(p: Protocol, traffic: proto::TrafficSpec) -> Ctl {
         boot_id: String::new(),
         software: "test".into(),
         trace: false,
+        nonce: None,
     })
 }
 
@@ -517,7 +518,7 @@ fn assert_sane(t: &Traffic, p: Protocol) {
     let _ = t.expected_duration();
     let _ = Caps::default().refuse(p, t);
     assert_eq!(
-        translate::traffic(&translate::traffic_spec(t), p).as_ref(),
+        translate::traffic(&translate::traffic_spec(t), p, false).as_ref(),
         Ok(t)
     );
 }
@@ -528,7 +529,7 @@ proptest! {
     #[test]
     fn the_hello_validator_accepts_only_sane_traffic(s in hello_spec(), udp in any::<bool>()) {
         let p = if udp { Protocol::Udp } else { Protocol::Tcp };
-        if let Ok(t) = translate::traffic(&s, p) {
+        if let Ok(t) = translate::traffic(&s, p, false) {
             assert_sane(&t, p);
         }
     }
@@ -754,6 +755,8 @@ fn receiver_stream(t1s: i64, t2_offset: i64) -> Vec<u8> {
         version: proto::VERSION,
         boot_id: "other".into(),
         software: "test".into(),
+        nonce: None,
+        proof: None,
     })];
     for _ in 0..sender::CLOCK_EXCHANGES {
         let t2 = t1s.wrapping_add(t2_offset);
@@ -832,7 +835,10 @@ proptest! {
                 match a {
                     sender::Action::Failed(e) => {
                         ends += 1;
-                        let (SetupError::Refused(m) | SetupError::NotAReceiver(m) | SetupError::Failed(m)) = &e;
+                        let (SetupError::Refused(m)
+                            | SetupError::NotAReceiver(m)
+                            | SetupError::WrongKey(m)
+                            | SetupError::Failed(m)) = &e;
                         prop_assert!(text_ok(m), "{:?}", m);
                     }
                     sender::Action::Finished(o) => {
@@ -890,6 +896,8 @@ fn hostile_clock_replies_do_not_overflow_the_offset_estimate() {
                 version: proto::VERSION,
                 boot_id: "other".into(),
                 software: "test".into(),
+                nonce: None,
+                proof: None,
             })),
             now,
         );
@@ -935,7 +943,7 @@ fn unreadable_frame_errors_carry_no_control_characters_and_are_bounded() {
 fn hostile_send_times_do_not_overflow_the_receivers_own_report() {
     let mut a = Account::new(SESSION, 4, 64, false);
     a.set_offset(i64::MIN + 1);
-    let mut m = wire::template(SESSION, 64);
+    let mut m = wire::template(SESSION, 64, false);
     wire::stamp(&mut m, 0, i64::MIN, i64::MIN);
     a.on_message(&m, &Header::parse(&m).unwrap(), T0_NS);
     let measured = a.measured(Some(4), true, None);

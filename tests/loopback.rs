@@ -71,7 +71,8 @@ fn check_sender_files(dir: &Path, proto: &str, count: u64, label: &str) -> Row {
             "send_ns",
             "recv_ns",
             "latency_us",
-            "status"
+            "status",
+            "rtt_us"
         ]
     );
     assert_eq!(msgs.len() as u64, count);

@@ -34,24 +34,44 @@ fn require(what: &str, missing: Option<String>) -> bool {
             panic!("{what} cannot run in CI: {w}")
         }
         Some(w) => {
-            eprintln!("SKIPPED: {what} cannot run here: {w}");
+            // libtest names the test's thread after the test: say which one skipped (scripts/test.sh lists them).
+            let test = std::thread::current().name().unwrap_or("").to_string();
+            eprintln!("SKIPPED {test}: {what} cannot run here: {w}");
             false
         }
     }
 }
 
-fn matplotlib_missing() -> Option<String> {
-    match Command::new("python3")
+fn imports_matplotlib(python: &Path) -> bool {
+    Command::new(python)
         .args(["-c", "import matplotlib"])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-    {
-        Err(_) => Some("python3 is missing".into()),
-        Ok(s) if !s.success() => Some(
-            "matplotlib is missing (python3 -m pip install -r scripts/requirements.txt)".into(),
-        ),
-        Ok(_) => None,
+        .is_ok_and(|s| s.success())
+}
+
+/// The Python that runs plot.py, found as scripts/test.sh and sweep.sh find it: the repository's .venv/ (which
+/// test.sh makes, since Debian's own python3 refuses pip installs), else python3 from PATH.
+fn python() -> PathBuf {
+    let venv = repo().join(".venv/bin/python3");
+    if imports_matplotlib(&venv) {
+        venv
+    } else {
+        PathBuf::from("python3")
     }
+}
+
+fn matplotlib_missing() -> Option<String> {
+    let py = python();
+    if Command::new(&py).arg("--version").output().is_err() {
+        return Some("python3 is missing".into());
+    }
+    (!imports_matplotlib(&py)).then(|| {
+        "no Python with matplotlib: scripts/test.sh makes .venv/ with it (needs python3-venv), \
+         or apt-get install python3-matplotlib"
+            .into()
+    })
 }
 
 fn lab_missing() -> Option<String> {
@@ -167,7 +187,7 @@ fn plot_py_draws_valid_pngs_from_real_csvs() {
     assert_eq!(rows.len(), 2 * labels.len(), "two sessions per compare");
 
     let plots = dir.path().join("figures");
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(repo().join("scripts/plot.py"))
         .arg(&data)
         .arg("--out")
@@ -618,7 +638,7 @@ fn plot_py_pairs_separate_tcp_and_udp_runs_by_label() {
     let rows = read_summary(&data.join("summary.csv"));
     assert_eq!(rows.len(), 3);
     let plots = dir.path().join("figures");
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(repo().join("scripts/plot.py"))
         .arg(&data)
         .args(["--out"])

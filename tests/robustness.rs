@@ -36,18 +36,18 @@ fn udp_garbage(addr: SocketAddr) {
         rng.fill_bytes(&mut b);
         let _ = s.send_to(&b, addr);
     }
-    let mut wrong_magic = wire::template(1, 64);
+    let mut wrong_magic = wire::template(1, 64, false);
     wrong_magic[0] ^= 0xff;
     let _ = s.send_to(&wrong_magic, addr);
-    let valid = wire::template(rand::random(), 64);
+    let valid = wire::template(rand::random(), 64, false);
     for cut in [0, 1, 4, 12, 20, 47] {
         let _ = s.send_to(&valid[..cut], addr);
     }
     for _ in 0..50 {
-        let _ = s.send_to(&wire::template(rand::random(), 64), addr);
-        let _ = s.send_to(&wire::template(rand::random(), 9000), addr);
+        let _ = s.send_to(&wire::template(rand::random(), 64, false), addr);
+        let _ = s.send_to(&wire::template(rand::random(), 9000, false), addr);
     }
-    let mut liar = wire::template(rand::random(), 64);
+    let mut liar = wire::template(rand::random(), 64, false);
     liar[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
     let _ = s.send_to(&liar, addr);
 }
@@ -63,8 +63,8 @@ fn tcp_garbage(addr: SocketAddr) {
         junk,
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         [
-            control::data_preamble(rand::random()).to_vec(),
-            wire::template(7, 64),
+            control::data_preamble(rand::random(), None),
+            wire::template(7, 64, false),
         ]
         .concat(),
         [
@@ -339,9 +339,11 @@ fn udp_echo_is_never_an_amplifier_or_reflector() {
     // No session: a well-formed message for an unknown session gets nothing back.
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     stranger.connect(recv.addr).unwrap();
-    stranger.send(&wire::template(rand::random(), 64)).unwrap();
     stranger
-        .send(&wire::template(rand::random(), 1400))
+        .send(&wire::template(rand::random(), 64, false))
+        .unwrap();
+    stranger
+        .send(&wire::template(rand::random(), 1400, false))
         .unwrap();
     assert!(replies(&stranger, Duration::from_millis(400)).is_empty());
 

@@ -11,7 +11,7 @@ use sockbench_fuzz::{check_text, ArbCtl};
 #[derive(Arbitrary, Debug)]
 enum Part {
     Raw(Vec<u8>),
-    Frame(ArbCtl),
+    Frame(Box<ArbCtl>),
     /// A frame header announcing `len`, then `body` (which may be shorter or longer).
     Announce {
         len: u32,
@@ -20,7 +20,7 @@ enum Part {
     /// A frame of text (with the dictionary's JSON tokens, libFuzzer builds near-messages from it).
     Text(String),
     ControlPreamble,
-    DataPreamble(u64),
+    DataPreamble(u64, Option<[u8; 16]>),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -33,7 +33,7 @@ struct Input {
 
 #[derive(Debug, PartialEq)]
 enum Seen {
-    Msg(Ctl),
+    Msg(Box<Ctl>),
     Err(String),
 }
 
@@ -43,6 +43,7 @@ fn err_kind(e: &FrameError) -> String {
         FrameError::NotSockbench(b) => format!("not {b:?}"),
         FrameError::TooLarge { len, max } => format!("large {len} {max}"),
         FrameError::Unreadable(_) => "unreadable".into(),
+        FrameError::Forged => "forged".into(),
     }
 }
 
@@ -89,7 +90,7 @@ fn run(bytes: &[u8], sizes: &[usize], limit: usize) -> Decoded {
                     let mut d = FrameDecoder::new(proto::MAX_FRAME);
                     d.push(&again).unwrap();
                     assert_eq!(d.next_message().unwrap().map(|x| x.kind()), Some(m.kind()));
-                    seen.push(Seen::Msg(m));
+                    seen.push(Seen::Msg(Box::new(m)));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -123,7 +124,7 @@ fuzz_target!(|inp: Input| {
                 bytes.extend_from_slice(t.as_bytes());
             }
             Part::ControlPreamble => bytes.extend_from_slice(&proto::control_preamble()),
-            Part::DataPreamble(s) => bytes.extend_from_slice(&proto::data_preamble(*s)),
+            Part::DataPreamble(s, mac) => bytes.extend(proto::data_preamble(*s, *mac)),
         }
     }
     let limit = if inp.small_limit {

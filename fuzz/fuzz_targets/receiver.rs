@@ -26,7 +26,7 @@ use sockbench_fuzz::{check_account, check_text, decode_writes, ArbCtl, Piece};
 #[derive(Arbitrary, Debug)]
 enum Ev {
     Bytes(Vec<u8>),
-    Frame(ArbCtl),
+    Frame(Box<ArbCtl>),
     /// A frame of text: near-messages built from the dictionary's JSON tokens.
     Text(String),
     Preamble,
@@ -78,7 +78,7 @@ struct World {
 fn check_admission(a: &Admission, protocol: Protocol, caps: &Caps) {
     let t: &Traffic = &a.traffic;
     assert!(t.size >= wire::HEADER_LEN && t.size <= protocol.max_size() && t.size <= caps.max_size);
-    assert!(t.count > 0);
+    assert!(t.count > 0 && t.count <= caps.max_messages);
     assert!(t.rate.is_finite() && t.rate <= caps.max_rate);
     assert!(t.rate == 0.0 || (translate::MIN_RATE..=translate::MAX_RATE).contains(&t.rate));
     if let Some(m) = &t.mix {
@@ -103,7 +103,7 @@ fn check_admission(a: &Admission, protocol: Protocol, caps: &Caps) {
     }
     // Validating what was admitted changes nothing.
     assert_eq!(
-        translate::traffic(&translate::traffic_spec(t), protocol).as_ref(),
+        translate::traffic(&translate::traffic_spec(t), protocol, false).as_ref(),
         Ok(t)
     );
 }
@@ -224,6 +224,7 @@ fn good_hello(
         boot_id: String::new(),
         software: "fuzz".into(),
         trace: false,
+        nonce: None,
     })
 }
 
@@ -260,7 +261,7 @@ fuzz_target!(|inp: Input| {
             Ev::Frame(f) => Some(proto::encode(&f.get())),
             Ev::Text(t) => Some([&(t.len() as u32).to_be_bytes()[..], t.as_bytes()].concat()),
             Ev::Preamble => Some(proto::control_preamble().to_vec()),
-            Ev::DataPreamble(s) => Some(proto::data_preamble(*s).to_vec()),
+            Ev::DataPreamble(s) => Some(proto::data_preamble(*s, None)),
             Ev::GoodHello {
                 session,
                 count,
@@ -319,6 +320,8 @@ fuzz_target!(|inp: Input| {
                         w.handed += 1;
                     }
                     check_account(acct, &a.traffic, w.handed);
+                    // The driver tells the connection its data path moved.
+                    c.on_data_activity(now);
                 }
             }
             Ev::DataFinished(note) => {

@@ -24,7 +24,7 @@ use sockbench_fuzz::{check_text, decode_writes, ArbCtl, SessionShape};
 #[derive(Arbitrary, Debug)]
 enum Ev {
     Bytes(Vec<u8>),
-    Frame(ArbCtl),
+    Frame(Box<ArbCtl>),
     /// A frame of text: near-messages built from the dictionary's JSON tokens.
     Text(String),
     GoodAccept {
@@ -101,8 +101,10 @@ fn handle(s: &mut SenderSession, w: &mut World, now: Now) {
             Action::Rows(_) | Action::OpenData => {}
             Action::Failed(e) => {
                 w.ends += 1;
-                let (SetupError::Refused(m) | SetupError::NotAReceiver(m) | SetupError::Failed(m)) =
-                    &e;
+                let (SetupError::Refused(m)
+                | SetupError::NotAReceiver(m)
+                | SetupError::WrongKey(m)
+                | SetupError::Failed(m)) = &e;
                 check_text(m, "a set-up error");
                 w.over = true;
             }
@@ -111,6 +113,9 @@ fn handle(s: &mut SenderSession, w: &mut World, now: Now) {
                 assert!(o.linger <= translate::MAX_LINGER);
                 if let Some(n) = &o.note {
                     check_text(n, "a session note");
+                }
+                if let Some(n) = &o.suspect {
+                    check_text(n, "why the results are suspect");
                 }
                 if let Some(r) = &o.results {
                     assert!(r.trace.len() <= translate::MAX_TRACE_EVENTS);
@@ -149,7 +154,7 @@ fuzz_target!(|inp: Input| {
                 panic!("no hello")
             };
             assert_eq!(
-                translate::traffic(&h.traffic, protocol).as_ref(),
+                translate::traffic(&h.traffic, protocol, false).as_ref(),
                 Ok(&traffic)
             );
         }
@@ -192,6 +197,8 @@ fuzz_target!(|inp: Input| {
                     "other".into()
                 },
                 software: "fuzz".into(),
+                nonce: None,
+                proof: None,
             })),
             Ev::EchoTime { offset_ns, hold_ns } => {
                 let t2 = w.last_t1.wrapping_add(*offset_ns);
@@ -223,6 +230,7 @@ fuzz_target!(|inp: Input| {
                     let mut m = sockbench::wire::template(
                         inp.shape.session,
                         t.size_of(inp.shape.session, seq),
+                        false,
                     );
                     sockbench::wire::stamp(&mut m, seq, 1, 2);
                     let h = sockbench::wire::Header::parse(&m).unwrap();

@@ -21,7 +21,12 @@ struct Input {
     spec: ArbTrafficSpec,
     udp: bool,
     session: u64,
+    /// The messages carry a MAC trailer (--key-file).
+    mac: bool,
     results: ArbResults,
+    /// What the sender knows it sent, for `check_results`.
+    sent: u64,
+    size: u16,
 }
 
 fuzz_target!(|inp: Input| {
@@ -31,15 +36,16 @@ fuzz_target!(|inp: Input| {
         Protocol::Tcp
     };
     let spec = inp.spec.get();
-    if let Ok(t) = translate::traffic(&spec, protocol) {
-        assert!(t.size >= wire::HEADER_LEN && t.size <= protocol.max_size());
+    let least = wire::HEADER_LEN + if inp.mac { wire::MAC_TRAILER_LEN } else { 0 };
+    if let Ok(t) = translate::traffic(&spec, protocol, inp.mac) {
+        assert!(t.size >= least && t.size <= protocol.max_size());
         assert!(t.count > 0);
         assert!(t.rate.is_finite() && t.rate >= 0.0);
         assert!(t.rate == 0.0 || (translate::MIN_RATE..=translate::MAX_RATE).contains(&t.rate));
         assert_ne!(t.duration, Some(Duration::ZERO));
         assert!(t.linger.is_none_or(|l| l <= translate::MAX_LINGER));
         if let Some(m) = &t.mix {
-            assert!(m.min() >= wire::HEADER_LEN && m.min() <= m.max() && m.max() == t.size);
+            assert!(m.min() >= least && m.min() <= m.max() && m.max() == t.size);
             if let SizeMix::List(l) = m {
                 assert!(!l.is_empty() && l.len() <= translate::MAX_SIZE_LIST);
             }
@@ -54,7 +60,7 @@ fuzz_target!(|inp: Input| {
         let _ = t.expected_duration();
         let _ = Caps::default().refuse(protocol, &t);
         assert_eq!(
-            translate::traffic(&translate::traffic_spec(&t), protocol).as_ref(),
+            translate::traffic(&translate::traffic_spec(&t), protocol, inp.mac).as_ref(),
             Ok(&t)
         );
     }
@@ -72,6 +78,13 @@ fuzz_target!(|inp: Input| {
         assert_eq!(again.seq, m.seq);
         assert_eq!(again.latency, m.latency);
         assert_eq!(again.ipdv, m.ipdv);
+        // Results the sender believes hold against what it sent.
+        if translate::check_results(&m, inp.sent, usize::from(inp.size)).is_ok() {
+            let s = &m.seq;
+            assert!(s.received <= inp.sent && s.sent <= inp.sent && s.next_expected <= inp.sent);
+            assert_eq!(s.lost, s.sent.saturating_sub(s.received));
+            assert!(s.reordered <= s.received && s.loss_bursts <= s.lost);
+        }
         // The sender writes its report row from these figures.
         let meta = SessionMeta {
             run_id: String::new(),

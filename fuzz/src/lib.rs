@@ -120,6 +120,7 @@ pub struct ArbHello {
     pub traffic: ArbTrafficSpec,
     pub boot_id: String,
     pub trace: bool,
+    pub nonce: Option<String>,
 }
 
 #[derive(Arbitrary, Debug, Clone)]
@@ -135,12 +136,12 @@ pub struct ArbTraceEvent {
 pub struct ArbResults {
     pub complete: bool,
     pub note: Option<String>,
-    pub seq: [u64; 10],
+    pub seq: [u64; 11],
     pub latency: Vec<(u64, u64)>,
     pub transit: Vec<(u64, u64)>,
     pub ipdv: Vec<(u64, u64)>,
     pub jitter_ns: Option<f64>,
-    pub counts: [u64; 9],
+    pub counts: [u64; 10],
     pub rcvbuf_drops: Option<u64>,
     pub first_recv_ns: Option<i64>,
     pub last_recv_ns: Option<i64>,
@@ -166,6 +167,7 @@ impl ArbResults {
                 loss_bursts: s[7],
                 loss_burst_max: s[8],
                 out_of_range: s[9],
+                next_expected: s[10],
             },
             latency: self.latency.clone(),
             transit: self.transit.clone(),
@@ -174,6 +176,7 @@ impl ArbResults {
             negative_delays: c[0],
             corrupt: c[1],
             invalid: c[2],
+            unauthenticated: c[9],
             bytes: c[3],
             recv_calls: c[4],
             split_messages: c[5],
@@ -214,7 +217,10 @@ pub enum ArbCtl {
     Accept {
         version: Option<u16>,
         boot_id: String,
+        nonce: Option<String>,
+        proof: Option<String>,
     },
+    Proof(String),
     Reject(String),
     TimeReq(i64),
     TimeResp(i64, i64, i64),
@@ -254,12 +260,21 @@ impl ArbCtl {
                 boot_id: h.boot_id.clone(),
                 software: "fuzz".into(),
                 trace: h.trace,
+                nonce: h.nonce.clone(),
             }),
-            ArbCtl::Accept { version, boot_id } => Ctl::Accept(proto::Accept {
+            ArbCtl::Accept {
+                version,
+                boot_id,
+                nonce,
+                proof,
+            } => Ctl::Accept(proto::Accept {
                 version: version.unwrap_or(proto::VERSION),
                 boot_id: boot_id.clone(),
                 software: "fuzz".into(),
+                nonce: nonce.clone(),
+                proof: proof.clone(),
             }),
+            ArbCtl::Proof(p) => Ctl::Proof { proof: p.clone() },
             ArbCtl::Reject(r) => Ctl::Reject { reason: r.clone() },
             ArbCtl::TimeReq(t1) => Ctl::TimeReq { t1: *t1 },
             ArbCtl::TimeResp(t1, t2, t3) => Ctl::TimeResp {
@@ -364,7 +379,7 @@ impl Piece {
                     .unwrap_or_else(|| size_of(seq))
                     .max(wire::HEADER_LEN);
                 let session = if *other_session { !session } else { session };
-                let mut m = wire::template(session, size);
+                let mut m = wire::template(session, size, false);
                 let t = 1_700_000_000_000_000_000 + seq as i64 * 1000;
                 wire::stamp(&mut m, seq, t, t + 10);
                 for d in damage {
@@ -453,7 +468,7 @@ impl SessionShape {
         };
         // The fixture is a session a receiver could admit: the hello validator agrees.
         assert_eq!(
-            translate::traffic(&translate::traffic_spec(&t), Protocol::Udp).as_ref(),
+            translate::traffic(&translate::traffic_spec(&t), Protocol::Udp, false).as_ref(),
             Ok(&t)
         );
         t
@@ -479,13 +494,14 @@ pub fn check_account(a: &Account, t: &Traffic, handed: u64) {
         t.count
     );
     assert_eq!(
-        m.invalid + m.corrupt + s.received + s.duplicates,
+        m.invalid + m.corrupt + m.unauthenticated + s.received + s.duplicates,
         handed,
-        "received {}, duplicates {}, corrupt {}, invalid {}",
+        "received {}, duplicates {}, corrupt {}, invalid {}, unauthenticated {}",
         s.received,
         s.duplicates,
         m.corrupt,
-        m.invalid
+        m.invalid,
+        m.unauthenticated
     );
     assert_eq!(s.lost + s.received, t.count);
     assert!(s.reordered <= s.received);

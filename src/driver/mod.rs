@@ -7,3 +7,43 @@ pub mod receiver;
 pub mod sender;
 pub mod tcp;
 pub mod udp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::auth::{Dir, SessionKeys};
+use crate::cancel::Cancel;
+use crate::pacing::SendPlan;
+use crate::trace::Timer;
+
+/// What a send loop needs besides its socket: the schedule, the message template, cancellation, the
+/// session's keys (authenticated sessions MAC every message) and the counters other threads read.
+pub struct SendJob {
+    pub plan: SendPlan,
+    pub template: Vec<u8>,
+    pub cancel: Cancel,
+    /// --trace: times each send call.
+    pub timer: Timer,
+    pub keys: Option<SessionKeys>,
+    /// Messages the kernel accepted so far (the progress display).
+    pub sent: Arc<AtomicU64>,
+    /// Sequence numbers handed out so far, published before they are sent: an echo reply above them cannot be
+    /// a reply, which bounds what a forged one can make the echo reader hold.
+    pub issued: Arc<AtomicU64>,
+}
+
+impl SendJob {
+    /// Finish a stamped message: its MAC, when the session is authenticated.
+    #[inline]
+    pub fn seal(&self, msg: &mut [u8]) {
+        if let Some(k) = &self.keys {
+            k.seal_message(Dir::SenderToReceiver, msg);
+        }
+    }
+
+    /// Sequence numbers below `n` are about to leave.
+    #[inline]
+    pub fn issue(&self, n: u64) {
+        self.issued.fetch_max(n, Ordering::Relaxed);
+    }
+}

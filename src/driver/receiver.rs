@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::accounting::Account;
+use crate::auth::{self, SessionKeys, MAC_LEN};
 use crate::cancel::Cancel;
 use crate::clock::{self, boot_id, now_ns};
 use crate::config::RecvConfig;
@@ -28,14 +29,18 @@ use crate::socket;
 use crate::trace::{self, Event, Tracer};
 use crate::traffic::Protocol;
 
+/// Connections that have not yet said a valid hello, at most: in total, and from one address.
+pub const MAX_PENDING: usize = 256;
+pub const MAX_PENDING_PER_ADDR: usize = 16;
+
 /// How often a connection's thread looks at cancellation and its data path while waiting for bytes.
 const TICK: Duration = Duration::from_millis(20);
 /// TCP: after the sender's Done, the stream gets at least this long to drain to EOF.
 const TCP_DRAIN_MIN: Duration = Duration::from_secs(2);
 
-/// A TCP data connection handed to its session: the stream, the trace event of its accept(), and bytes that
-/// followed its preamble.
-type DataConn = (TcpStream, Event, Vec<u8>);
+/// A TCP data connection handed to its session: the stream, the trace event of its accept(), bytes that
+/// followed its preamble, and the preamble's MAC (authenticated sessions).
+type DataConn = (TcpStream, Event, Vec<u8>, Option<[u8; MAC_LEN]>);
 
 struct TcpSlot {
     peer: IpAddr,
@@ -60,12 +65,37 @@ struct Shared {
     summary: Option<Mutex<SummaryCsv>>,
     cancel: Cancel,
     quiet: bool,
+    /// Bytes reserved for the worst case of the sessions running (against `--max-memory`).
+    reserved: AtomicU64,
+    /// Connections that have not yet said a valid hello, in total and per source address.
+    pending: Mutex<HashMap<IpAddr, usize>>,
+    pending_total: AtomicUsize,
+    /// Connections refused because too many were pending, since the last log line about it.
+    refused_pending: AtomicU64,
 }
 
 impl Shared {
     fn log(&self, msg: std::fmt::Arguments) {
         if !self.quiet {
             eprintln!("sockbench {} recv: {msg}", self.cfg.protocol);
+        }
+    }
+
+    /// A connection refused for too many pending: logged once a second at most, with how many.
+    fn refused(&self, peer: SocketAddr) {
+        static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+        let n = self.refused_pending.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = clock::mono();
+        let Ok(mut last) = LAST.lock() else {
+            return;
+        };
+        if last.is_none_or(|t| clock::since(t) >= Duration::from_secs(1)) {
+            *last = Some(now);
+            self.refused_pending.store(0, Ordering::Relaxed);
+            self.log(format_args!(
+                "refused {n} connection(s) (latest from {peer}): too many connections have not said hello yet \
+                 (at most {MAX_PENDING}, {MAX_PENDING_PER_ADDR} per address)"
+            ));
         }
     }
 
@@ -107,6 +137,7 @@ impl Receiver {
         let udp = udp_sock.map(|s| UdpServer::spawn(s, cancel.clone()));
         let mut conn = ConnConfig::new(cfg.protocol, cfg.caps.clone());
         conn.boot_id = boot_id();
+        conn.secret = cfg.secret.clone();
         let shared = Arc::new(Shared {
             udp_tx: udp.as_ref().map(|u| Mutex::new(u.tx.clone())),
             cfg,
@@ -120,6 +151,10 @@ impl Receiver {
             summary,
             cancel,
             quiet,
+            reserved: AtomicU64::new(0),
+            pending: Mutex::default(),
+            pending_total: AtomicUsize::new(0),
+            refused_pending: AtomicU64::new(0),
         });
         Ok(Receiver {
             listener,
@@ -154,17 +189,20 @@ impl Receiver {
                         clock::since(t0).as_nanos() as u64,
                     );
                     threads.retain(|t| !t.is_finished());
-                    // Every connection gets a thread until it has said hello (10 s at most): bound them, so a
-                    // flood of idle connections cannot exhaust threads. Sessions are capped separately.
-                    if threads.len() >= 4 * sh.cfg.caps.max_sessions + 16 {
-                        sh.log(format_args!(
-                            "closed a connection from {peer}: too many connections at once"
-                        ));
+                    // A stranger holds a thread until it has said a valid hello (10 s at most). Too many of them
+                    // at once, in total or from one address, and newcomers are refused at once: a flood of
+                    // half-hellos cannot take the place of real sessions, and nothing here ever blocks on them.
+                    // The thread count is a backstop over that (pending + sessions + their data connections).
+                    let backstop = MAX_PENDING + 2 * sh.cfg.caps.max_sessions + 16;
+                    let Some(pending) =
+                        Pending::take(&sh, peer.ip()).filter(|_| threads.len() < backstop)
+                    else {
+                        sh.refused(peer);
                         continue;
-                    }
+                    };
                     let sh2 = sh.clone();
                     threads.push(std::thread::spawn(move || {
-                        serve_conn(&sh2, stream, peer, accepted)
+                        serve_conn(&sh2, stream, peer, accepted, pending)
                     }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -249,6 +287,57 @@ fn warn_rcvbuf(granted: usize) {
     }
 }
 
+/// A connection counted as pending (no valid hello yet) until released.
+struct Pending {
+    sh: Arc<Shared>,
+    ip: IpAddr,
+    held: bool,
+}
+
+impl Pending {
+    /// Count one more pending connection from `ip`, if the limits allow it.
+    fn take(sh: &Arc<Shared>, ip: IpAddr) -> Option<Pending> {
+        let ip = ip.to_canonical();
+        let mut map = sh.pending.lock().ok()?;
+        let mine = map.entry(ip).or_insert(0);
+        if *mine >= MAX_PENDING_PER_ADDR || sh.pending_total.load(Ordering::SeqCst) >= MAX_PENDING {
+            if *mine == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *mine += 1;
+        sh.pending_total.fetch_add(1, Ordering::SeqCst);
+        Some(Pending {
+            sh: sh.clone(),
+            ip,
+            held: true,
+        })
+    }
+
+    /// The connection said a valid hello (or proved to be a data connection): no longer a stranger.
+    fn release(&mut self) {
+        if !std::mem::take(&mut self.held) {
+            return;
+        }
+        self.sh.pending_total.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut map) = self.sh.pending.lock() {
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// The data path of one session, as the connection's thread holds it.
 enum DataPath {
     None,
@@ -282,9 +371,20 @@ struct Conn<'a> {
     slot: Option<u64>,
     slot_rx: Option<mpsc::Receiver<DataConn>>,
     data: DataPath,
+    /// Bytes of the memory budget this session holds.
+    reserved: u64,
+    /// What the data path has seen (datagrams or bytes), and the value last looked at.
+    activity: Arc<AtomicU64>,
+    seen: u64,
 }
 
-fn serve_conn(sh: &Shared, stream: TcpStream, peer: SocketAddr, accepted: Event) {
+fn serve_conn(
+    sh: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    accepted: Event,
+    mut pending: Pending,
+) {
     let mut ctl = match CtlStream::new(stream) {
         Ok(c) => c,
         Err(_) => return,
@@ -297,6 +397,9 @@ fn serve_conn(sh: &Shared, stream: TcpStream, peer: SocketAddr, accepted: Event)
         slot: None,
         slot_rx: None,
         data: DataPath::None,
+        reserved: 0,
+        activity: Arc::new(AtomicU64::new(0)),
+        seen: 0,
     };
     let mut accepted = Some(accepted);
     let (mut ctl_open, mut told_cancel) = (true, false);
@@ -309,11 +412,17 @@ fn serve_conn(sh: &Shared, stream: TcpStream, peer: SocketAddr, accepted: Event)
                         c.on_closed(&why, clock::now());
                     }
                 }
-                Action::DataConnection { session, leftover } => {
+                Action::DataConnection {
+                    session,
+                    leftover,
+                    mac,
+                } => {
+                    pending.release();
                     let ev = accepted.take().unwrap_or_else(|| accept_event(peer));
-                    return conn.hand_over(ctl.into_stream(), session, ev, leftover);
+                    return conn.hand_over(ctl.into_stream(), session, (ev, leftover, mac));
                 }
                 Action::Admit(a) => {
+                    pending.release();
                     let answer = conn.admit(&a);
                     c.on_admitted(answer, clock::now());
                 }
@@ -334,17 +443,7 @@ fn serve_conn(sh: &Shared, stream: TcpStream, peer: SocketAddr, accepted: Event)
                 }
             }
         }
-        if sh.cancel.is_cancelled() && !told_cancel {
-            told_cancel = true;
-            c.on_cancel(clock::now());
-            continue;
-        }
-        if let Some((account, note)) = conn.poll_data() {
-            c.on_data_finished(account, note);
-            continue;
-        }
-        if conn.data_arrived() {
-            c.on_data_ready(clock::now());
+        if conn.feed(&mut c, &mut told_cancel) {
             continue;
         }
         let wait = c.next_deadline().map_or(TICK, |t| {
@@ -379,26 +478,51 @@ fn accept_event(peer: SocketAddr) -> Event {
 }
 
 impl Conn<'_> {
-    /// This connection is a TCP data connection: give it to the session waiting for it.
-    fn hand_over(&self, stream: TcpStream, session: u64, ev: Event, leftover: Vec<u8>) {
+    /// Tell the session what happened away from its control connection (Ctrl-C, its data path ended or
+    /// arrived, data flowing). True when it was told something, so its actions come first.
+    fn feed(&mut self, c: &mut ReceiverConn, told_cancel: &mut bool) -> bool {
+        if self.sh.cancel.is_cancelled() && !*told_cancel {
+            *told_cancel = true;
+            c.on_cancel(clock::now());
+            return true;
+        }
+        if let Some((account, note)) = self.poll_data() {
+            c.on_data_finished(account, note);
+            return true;
+        }
+        if self.data_arrived(c.keys()) {
+            c.on_data_ready(clock::now());
+            return true;
+        }
+        let seen = self.activity.load(Ordering::Relaxed);
+        if seen != self.seen {
+            self.seen = seen;
+            c.on_data_activity(clock::now());
+        }
+        false
+    }
+
+    /// This connection is a TCP data connection: give it to the session waiting for it (which keeps its slot
+    /// until a connection passes its checks: one that fails cannot push the real one out).
+    fn hand_over(
+        &self,
+        stream: TcpStream,
+        session: u64,
+        rest: (Event, Vec<u8>, Option<[u8; MAC_LEN]>),
+    ) {
         let sh = self.sh;
-        let slot = sh
-            .tcp_slots
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&session));
-        match slot {
-            Some(s) if s.peer.to_canonical() == self.peer.ip().to_canonical() => {
+        let (ev, leftover, mac) = rest;
+        let tx = sh.tcp_slots.lock().ok().and_then(|s| {
+            s.get(&session)
+                .filter(|slot| slot.peer.to_canonical() == self.peer.ip().to_canonical())
+                .map(|slot| slot.tx.clone())
+        });
+        match tx {
+            Some(tx) => {
                 sh.data_accepts.fetch_add(1, Ordering::SeqCst);
-                let _ = s.tx.send((stream, ev, leftover));
+                let _ = tx.send((stream, ev, leftover, mac));
             }
-            other => {
-                // A slot of another peer goes back: this connection does not take it.
-                if let Some(s) = other {
-                    if let Ok(mut slots) = sh.tcp_slots.lock() {
-                        slots.insert(session, s);
-                    }
-                }
+            None => {
                 // Closing tells the sender to try a new connection (a new hash, with --reuse-port).
                 sh.data_refused.fetch_add(1, Ordering::SeqCst);
                 if !sh.cfg.reuse_port {
@@ -416,12 +540,38 @@ impl Conn<'_> {
     fn admit(&mut self, a: &Admission) -> Result<(), String> {
         let sh = self.sh;
         let max = sh.cfg.caps.max_sessions;
+        let budget = sh.cfg.caps.max_memory;
+        let need = Account::worst_case_bytes(&a.traffic);
+        let mib = |b: u64| b.div_ceil(1 << 20);
+        if need > budget {
+            return Err(format!(
+                "the session would need up to {} MiB here, more than this receiver's --max-memory of {} MiB: send \
+                 fewer messages (--count), or start the receiver with a larger --max-memory",
+                mib(need),
+                mib(budget)
+            ));
+        }
         if sh.active.fetch_add(1, Ordering::SeqCst) >= max {
             sh.active.fetch_sub(1, Ordering::SeqCst);
             return Err(format!(
                 "busy: {max} sessions already running (the receiver's --max-sessions); try again later"
             ));
         }
+        let fits = sh
+            .reserved
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
+                r.checked_add(need).filter(|&t| t <= budget)
+            });
+        if fits.is_err() {
+            sh.active.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!(
+                "busy: the sessions running hold this receiver's memory budget (--max-memory {} MiB; this one \
+                 needs up to {} MiB); try again later",
+                mib(budget),
+                mib(need)
+            ));
+        }
+        self.reserved = need;
         self.admitted = true;
         if sh.cfg.protocol == Protocol::Tcp {
             let (tx, rx) = mpsc::channel();
@@ -462,6 +612,7 @@ impl Conn<'_> {
                     source_port,
                     echo,
                     reply,
+                    activity: self.activity.clone(),
                 });
                 self.data = DataPath::Udp { session, rx };
                 true
@@ -475,14 +626,33 @@ impl Conn<'_> {
         }
     }
 
-    /// TCP: has the data connection come? Then its reading thread starts.
-    fn data_arrived(&mut self) -> bool {
-        let DataPath::TcpWaiting { rx, .. } = &self.data else {
+    /// TCP: has the data connection come (and, authenticated, with the preamble MAC of this session's keys)?
+    /// Then its reading thread starts.
+    fn data_arrived(&mut self, keys: Option<&SessionKeys>) -> bool {
+        let DataPath::TcpWaiting { rx, account, .. } = &self.data else {
             return false;
         };
-        let Ok((mut stream, ev, leftover)) = rx.try_recv() else {
+        let Ok((mut stream, ev, leftover, mac)) = rx.try_recv() else {
             return false;
         };
+        if let Some(k) = keys {
+            let want = k.preamble_mac(account.session);
+            if !mac.is_some_and(|m| auth::same(&m, &want)) {
+                self.sh.data_refused.fetch_add(1, Ordering::SeqCst);
+                self.sh.log(format_args!(
+                    "closed a data connection for session {:016x} from {}: its preamble's MAC failed (another key, \
+                     or an attempt to take the session over)",
+                    account.session, self.peer
+                ));
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return false;
+            }
+        }
+        if let Some(id) = self.slot.take() {
+            if let Ok(mut slots) = self.sh.tcp_slots.lock() {
+                slots.remove(&id);
+            }
+        }
         let DataPath::TcpWaiting {
             mut account, echo, ..
         } = std::mem::replace(&mut self.data, DataPath::None)
@@ -490,10 +660,21 @@ impl Conn<'_> {
             return false;
         };
         account.trace.extend([ev]);
+        // Echo replies leave when written: Nagle would hold them for the next one and add its delay to the
+        // round trip (the connection has it from accept already; set here again so the trace shows it).
+        let fd = stream.as_raw_fd();
+        let _ = account.trace.call(
+            "setsockopt",
+            fd,
+            || "TCP_NODELAY=1".into(),
+            || stream.set_nodelay(true),
+            |_| "0".into(),
+        );
         let cancel = self.sh.cancel.child();
         let c2 = cancel.clone();
+        let activity = self.activity.clone();
         let handle = std::thread::spawn(move || {
-            let end = tcp::receive(&mut stream, &mut account, echo, &c2, &leftover);
+            let end = tcp::receive(&mut stream, &mut account, echo, &c2, &leftover, &activity);
             (account, end)
         });
         self.data = DataPath::TcpRunning {
@@ -578,6 +759,8 @@ impl Conn<'_> {
         }
         if std::mem::take(&mut self.admitted) {
             sh.active.fetch_sub(1, Ordering::SeqCst);
+            sh.reserved
+                .fetch_sub(std::mem::take(&mut self.reserved), Ordering::SeqCst);
         }
     }
 

@@ -14,11 +14,12 @@ use anyhow::anyhow;
 use hdrhistogram::Histogram;
 
 use crate::accounting::{EchoStats, Measured, SendStats};
+use crate::auth::SessionKeys;
 use crate::cancel::Cancel;
 use crate::clock::{self, boot_id, now_ns, OffsetEstimate};
 use crate::config::SendConfig;
 use crate::driver::ctl::{CtlStream, Got};
-use crate::driver::{tcp, udp};
+use crate::driver::{tcp, udp, SendJob};
 use crate::error::usage;
 use crate::pacing::SendPlan;
 use crate::proto;
@@ -47,6 +48,9 @@ pub struct SessionOutput {
     pub data_connects: u32,
     /// Why the session is incomplete, when it is.
     pub note: Option<String>,
+    /// The run failed although a row was written (the receiver's figures did not hold, or it sent none):
+    /// what to tell the user. The caller writes the files, then exits non-zero with this.
+    pub failure: Option<String>,
 }
 
 impl SessionOutput {
@@ -94,6 +98,8 @@ struct Driver<'a> {
     running: Option<Running>,
     send_timer: Option<Timer>,
     msgs: Option<MessagesCsv>,
+    /// The echo reader's figures, once it has stopped.
+    echo: Option<EchoStats>,
 }
 
 /// Run one session against the receiver in `cfg`; `cancel` (normally a child of the process root) stops the
@@ -113,6 +119,7 @@ pub fn run_session(
     scfg.label = cfg.output.label.clone();
     scfg.trace = cfg.output.trace;
     scfg.boot_id = boot_id();
+    scfg.secret = cfg.secret.clone();
     let mut s = SenderSession::new(scfg, clock::now());
     let mut d = Driver {
         cfg,
@@ -125,6 +132,7 @@ pub fn run_session(
         running: None,
         send_timer: None,
         msgs: None,
+        echo: None,
     };
     if cfg.traffic.per_message {
         d.msgs = Some(MessagesCsv::create(&out.file(
@@ -147,18 +155,14 @@ pub fn run_session(
                     let port = d.open_data()?;
                     s.on_data_opened(port);
                 }
-                Action::ConnectData { .. } => d.connect_tcp_data()?,
-                Action::BeginSending => d.begin_sending(cancel)?,
+                Action::ConnectData { .. } => d.connect_tcp_data(s.keys())?,
+                Action::BeginSending => d.begin_sending(cancel, s.keys().cloned())?,
                 Action::StopSending => {
                     if let Some(r) = &d.running {
                         r.send_cancel.cancel();
                     }
                 }
-                Action::Rows(rows) => {
-                    if let Some(m) = &mut d.msgs {
-                        m.rows(&rows)?;
-                    }
-                }
+                Action::Rows(rows) => d.write_rows(&rows)?,
                 Action::Failed(e) => return Err(setup_error(cfg, target, e)),
                 Action::Finished(o) => finished = Some(*o),
             }
@@ -214,6 +218,9 @@ fn setup_error(cfg: &SendConfig, target: SocketAddr, e: SetupError) -> anyhow::E
              runs there",
             cfg.protocol
         )),
+        SetupError::WrongKey(why) => usage(format!(
+            "the receiver at {target} did not prove it knows the key: {why}; give both ends the same --key-file"
+        )),
         SetupError::Failed(why) => anyhow!("the session with {target} could not start: {why}"),
     }
 }
@@ -233,8 +240,8 @@ impl Driver<'_> {
         }
     }
 
-    /// Open a TCP data connection and send its preamble naming the session.
-    fn connect_tcp_data(&mut self) -> anyhow::Result<()> {
+    /// Open a TCP data connection and send its preamble naming the session (with its MAC, authenticated).
+    fn connect_tcp_data(&mut self, keys: Option<&SessionKeys>) -> anyhow::Result<()> {
         let (mut s, took) = socket::tcp_connect(self.target, CONNECT_TIMEOUT, &self.tr)?;
         let fd = s.as_raw_fd();
         // Each message leaves when it is written: Nagle would hold small messages back and blur latency.
@@ -245,13 +252,13 @@ impl Driver<'_> {
             || s.set_nodelay(true),
             |_| "0".into(),
         )?;
-        let pre = proto::data_preamble(self.session);
+        let pre = proto::data_preamble(self.session, keys.map(|k| k.preamble_mac(self.session)));
         self.tr.call(
             "send",
             fd,
-            || "16-byte preamble naming the session".into(),
+            || format!("{}-byte preamble naming the session", pre.len()),
             || s.write_all(&pre),
-            |_| "16".into(),
+            |_| pre.len().to_string(),
         )?;
         self.tcp_connect_us = Some(took.as_nanos() as f64 / 1000.0);
         self.data = Some(DataSock::Tcp(s));
@@ -281,8 +288,9 @@ impl Driver<'_> {
         true
     }
 
-    /// Ready: the send loop, the echo reader and the progress display start.
-    fn begin_sending(&mut self, cancel: &Cancel) -> anyhow::Result<()> {
+    /// Ready: the send loop, the echo reader and the progress display start. `keys`: an authenticated
+    /// session's, for the MAC on every message and on every echo reply.
+    fn begin_sending(&mut self, cancel: &Cancel, keys: Option<SessionKeys>) -> anyhow::Result<()> {
         let t = self.cfg.traffic.clone();
         let data = self
             .data
@@ -291,8 +299,16 @@ impl Driver<'_> {
         let send_cancel = cancel.child();
         // Not below `cancel`: after Ctrl-C the replies of what was sent must still be read.
         let echo_cancel = Cancel::new();
+        let issued = Arc::new(AtomicU64::new(0));
         let echo = if t.echo {
             let mut e = EchoStats::new(self.session, t.count, self.tr.enabled());
+            e.bound_by(issued.clone());
+            if t.per_message {
+                e.keep_per_message(t.count);
+            }
+            if let Some(k) = &keys {
+                e.set_keys(k.clone());
+            }
             let ec = echo_cancel.clone();
             Some(match data {
                 DataSock::Udp(s) => {
@@ -315,24 +331,28 @@ impl Driver<'_> {
             None
         };
         let progress = Arc::new(AtomicU64::new(0));
-        let mut plan = SendPlan::new(&t, self.session, clock::now());
-        let template = wire::template(self.session, t.size);
-        let mut timer = Timer::new(self.tr.enabled());
-        let sc = send_cancel.clone();
-        let p = progress.clone();
+        let mut job = SendJob {
+            plan: SendPlan::new(&t, self.session, clock::now()),
+            template: wire::template(self.session, t.size, keys.is_some()),
+            cancel: send_cancel.clone(),
+            timer: Timer::new(self.tr.enabled()),
+            keys,
+            sent: progress.clone(),
+            issued,
+        };
         let send = match data {
             DataSock::Udp(s) => {
                 let s = s.try_clone()?;
                 std::thread::spawn(move || {
-                    let st = udp::send(&s, &template, &mut plan, &sc, &mut timer, &p);
-                    (st, timer)
+                    let st = udp::send(&s, &mut job);
+                    (st, job.timer)
                 })
             }
             DataSock::Tcp(s) => {
                 let mut s = s.try_clone()?;
                 std::thread::spawn(move || {
-                    let st = tcp::send(&mut s, &template, &mut plan, &sc, &mut timer, &p);
-                    (st, timer)
+                    let st = tcp::send(&mut s, &mut job);
+                    (st, job.timer)
                 })
             }
         };
@@ -380,13 +400,36 @@ impl Driver<'_> {
         Some(st)
     }
 
+    /// The echo reader's figures: it is stopped once the receiver's results come in (every reply had the
+    /// linger to come back by then).
+    fn echo_done(&mut self) -> Option<&EchoStats> {
+        if let Some(r) = &mut self.running {
+            r.echo_cancel.cancel();
+            if let Some(h) = r.echo.take() {
+                self.echo = h.join().ok();
+            }
+        }
+        self.echo.as_ref()
+    }
+
+    /// Per-message rows from the receiver, with each one's round trip under --echo.
+    fn write_rows(&mut self, rows: &[crate::accounting::Row]) -> anyhow::Result<()> {
+        if self.msgs.is_none() {
+            return Ok(());
+        }
+        let _ = self.echo_done();
+        let rtts = self.echo.as_ref().and_then(|e| e.per_message());
+        if let Some(m) = &mut self.msgs {
+            m.rows(rows, rtts)?;
+        }
+        Ok(())
+    }
+
     /// The session is over: stop the echo reader, then build the report from both ends' figures.
     fn finish(mut self, run: &RunInfo, out: &OutDir, o: Outcome) -> anyhow::Result<SessionOutput> {
         let cfg = self.cfg;
-        let echo = self.running.take().and_then(|r| {
-            r.echo_cancel.cancel();
-            r.echo.and_then(|h| h.join().ok())
-        });
+        let _ = self.echo_done();
+        let echo = self.echo.take();
         let fd = self.data.as_ref().map_or(-1, DataSock::fd);
         if let Some(st) = echo.as_ref().and_then(|e| e.timer.stats()) {
             let call = if cfg.protocol == Protocol::Udp {
@@ -431,8 +474,27 @@ impl Driver<'_> {
             )?;
         }
         let interrupted = o.send.cut_short.as_deref() == Some("interrupted");
-        let complete = results.complete && o.send.cut_short.is_none() && o.note.is_none();
-        let echo_damaged = echo.as_ref().map_or((0, 0), |e| (e.invalid, e.corrupt));
+        let receiver_cut = (!results.complete && !interrupted)
+            .then(|| results.note.clone())
+            .flatten();
+        let failure = match (&o.suspect, receiver_cut) {
+            (Some(why), _) => Some(format!(
+                "the receiver's figures failed this sender's checks ({why}); its row is marked incomplete: do not \
+                 trust that receiver"
+            )),
+            (None, Some(why)) => Some(format!(
+                "the receiver cut the session short ({why}); the row written is marked incomplete"
+            )),
+            (None, None) => None,
+        };
+        let note = match &o.suspect {
+            Some(why) => Some(format!("the receiver's figures do not hold: {why}")),
+            None => o.note,
+        };
+        let complete = results.complete && o.send.cut_short.is_none() && note.is_none();
+        let echo_damaged = echo
+            .as_ref()
+            .map_or((0, 0), |e| (e.invalid + e.unauthenticated, e.corrupt));
         for n in notices(&results, echo_damaged, &o.clock) {
             eprintln!("sockbench {}: note: {n}", cfg.protocol);
         }
@@ -441,6 +503,7 @@ impl Driver<'_> {
             tcp_connect_us: self.tcp_connect_us,
             tcp_retransmits,
             clock: o.clock,
+            echo_replies: echo.as_ref().map(|e| e.seq.received()),
             rtt: echo.map(|e| e.rtt),
         };
         let meta = SessionMeta {
@@ -462,8 +525,9 @@ impl Driver<'_> {
             note: if complete {
                 None
             } else {
-                o.note.or(Some("interrupted".into()))
+                note.or(Some("interrupted".into()))
             },
+            failure,
         })
     }
 }
@@ -510,6 +574,13 @@ fn notices(r: &Measured, echo_damaged: (u64, u64), clock: &OffsetEstimate) -> Ve
         ));
     }
     let (invalid, corrupt) = echo_damaged;
+    if r.unauthenticated > 0 {
+        out.push(format!(
+            "{} messages of this session failed their MAC at the receiver and were not counted: someone without \
+             the key sent them",
+            r.unauthenticated
+        ));
+    }
     if invalid + corrupt > 0 {
         out.push(format!(
             "{corrupt} echo replies failed their checksum and {invalid} were not replies of this session; none is in the round trips"

@@ -11,7 +11,8 @@ use std::time::Duration;
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns};
-use crate::pacing::{Due, SendPlan};
+use crate::driver::SendJob;
+use crate::pacing::Due;
 use crate::session::stream::StreamReceiver;
 use crate::trace::Timer;
 use crate::wire::{self, Framer};
@@ -29,39 +30,37 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Send the session's messages on `stream` following `plan`, until it is over or `cancel`. Each message is
-/// stamped just before the write that carries it, so time spent waiting for the send buffer shows as latency,
-/// as TCP's cost should. `timer` times each write when tracing.
-pub fn send(
-    stream: &mut TcpStream,
-    template: &[u8],
-    plan: &mut SendPlan,
-    cancel: &Cancel,
-    timer: &mut Timer,
-    progress: &AtomicU64,
-) -> SendStats {
-    let size = template.len();
+/// Send the session's messages on `stream` following the job's plan, until it is over or cancelled. Each
+/// message is stamped just before the write that carries it, so time spent waiting for the send buffer shows as
+/// latency, as TCP's cost should.
+pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
+    let size = job.template.len();
     let per_write = (WRITE_BATCH / size).clamp(1, 64);
     let mut buf = Vec::with_capacity(per_write * size);
     let mut st = SendStats::default();
-    plan.begin(clock::now());
+    job.plan.begin(clock::now());
     'run: loop {
         buf.clear();
         let mut k = 0u64;
+        let mut next_seq = 0;
         while (k as usize) < per_write {
-            match plan.next(clock::now()) {
+            match job.plan.next(clock::now()) {
                 Due::Now { seq, sched_ns } => {
                     let at = buf.len();
-                    let len = plan.size_of(seq);
-                    buf.extend_from_slice(&template[..len]);
+                    let len = job.plan.size_of(seq);
+                    buf.extend_from_slice(&job.template[..len]);
                     let send_ns = now_ns();
-                    wire::stamp(&mut buf[at..at + len], seq, sched_ns, send_ns);
+                    let msg = &mut buf[at..at + len];
+                    wire::stamp(msg, seq, sched_ns, send_ns);
+                    job.seal(msg);
                     st.stamp(send_ns);
+                    next_seq = seq + 1;
                     k += 1;
                 }
                 Due::At(t) if k == 0 => {
+                    let cancel = &job.cancel;
                     clock::sleep_until(t, &|| cancel.is_cancelled());
-                    if cancel.is_cancelled() {
+                    if job.cancel.is_cancelled() {
                         break 'run;
                     }
                 }
@@ -70,40 +69,43 @@ pub fn send(
                 Due::Over => break,
             }
         }
-        let t = timer.start();
+        job.issue(next_seq);
+        let t = job.timer.start();
         let wrote = stream.write_all(&buf);
-        timer.done(t, wrote.is_ok());
+        job.timer.done(t, wrote.is_ok());
         match wrote {
             Ok(()) => {
                 st.sent += k;
-                progress.store(st.sent, Ordering::Relaxed);
+                job.sent.store(st.sent, Ordering::Relaxed);
             }
             Err(e) => {
-                plan.give_back(k);
+                job.plan.give_back(k);
                 st.send_errors += k;
                 st.cut_short = Some(format!("the receiver's data connection failed: {e}"));
                 break;
             }
         }
-        if cancel.is_cancelled() {
+        if job.cancel.is_cancelled() {
             break;
         }
     }
-    if st.cut_short.is_none() && cancel.is_cancelled() {
+    if st.cut_short.is_none() && job.cancel.is_cancelled() {
         st.cut_short = Some("interrupted".into());
     }
     st
 }
 
 /// Receive one session's stream until EOF or `cancel` (the session's driver cancels at its deadlines).
-/// `leftover`: bytes that came with the connection's preamble. Returns why it ended, if not at EOF. With
-/// `echo`, every valid message goes back on the same stream, never longer than it came.
+/// `leftover`: bytes that came with the connection's preamble. `activity` counts the bytes read, the
+/// session's sign of life. Returns why it ended, if not at EOF. With `echo`, every valid message goes back on
+/// the same stream, never longer than it came.
 pub fn receive(
     stream: &mut TcpStream,
     acct: &mut Account,
     echo: bool,
     cancel: &Cancel,
     leftover: &[u8],
+    activity: &AtomicU64,
 ) -> Option<String> {
     let mut rx = StreamReceiver::new(acct, echo);
     let mut pending = leftover.len();
@@ -141,6 +143,7 @@ pub fn receive(
             Err(e) if is_timeout(&e) => continue,
             Err(e) => break Some(format!("the data connection failed: {e}")),
         };
+        activity.fetch_add(n as u64, Ordering::Relaxed);
         let desync = rx.on_read(n, acct, now_ns(), now_ns());
         if !rx.echo_bytes().is_empty() {
             match stream.write_all(rx.echo_bytes()) {

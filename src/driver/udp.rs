@@ -5,17 +5,17 @@ use std::collections::HashMap;
 use std::net::{IpAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns};
-use crate::pacing::{Due, SendPlan};
+use crate::driver::SendJob;
+use crate::pacing::Due;
 use crate::session::udp_demux::{Datagram, UdpDemux};
 use crate::socket::{RecvBatch, SendBatch};
-use crate::trace::Timer;
 use crate::wire;
 
 /// Datagrams per sendmmsg/recvmmsg call.
@@ -23,32 +23,30 @@ pub const BATCH: usize = 64;
 const SLOT: usize = 65_536;
 
 /// Send the session's datagrams on a connected socket, batching whatever is due at once, until the plan is
-/// over or `cancel`. `timer` times each sendmmsg when tracing.
-pub fn send(
-    sock: &UdpSocket,
-    template: &[u8],
-    plan: &mut SendPlan,
-    cancel: &Cancel,
-    timer: &mut Timer,
-    progress: &AtomicU64,
-) -> SendStats {
+/// over or the job is cancelled.
+pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
     let fd = sock.as_raw_fd();
-    let mut batch = SendBatch::new(BATCH, template);
+    let mut batch = SendBatch::new(BATCH, &job.template);
     let mut st = SendStats::default();
-    plan.begin(clock::now());
+    job.plan.begin(clock::now());
     'run: loop {
         let mut k = 0;
+        let mut next_seq = 0;
         while k < batch.capacity() {
-            match plan.next(clock::now()) {
+            match job.plan.next(clock::now()) {
                 Due::Now { seq, sched_ns } => {
                     let send_ns = now_ns();
-                    wire::stamp(batch.set_len(k, plan.size_of(seq)), seq, sched_ns, send_ns);
+                    let msg = batch.set_len(k, job.plan.size_of(seq));
+                    wire::stamp(msg, seq, sched_ns, send_ns);
+                    job.seal(msg);
                     st.stamp(send_ns);
+                    next_seq = seq + 1;
                     k += 1;
                 }
                 Due::At(t) if k == 0 => {
+                    let cancel = &job.cancel;
                     clock::sleep_until(t, &|| cancel.is_cancelled());
-                    if cancel.is_cancelled() {
+                    if job.cancel.is_cancelled() {
                         break 'run;
                     }
                 }
@@ -57,30 +55,31 @@ pub fn send(
                 Due::Over => break,
             }
         }
+        job.issue(next_seq);
         let mut done = 0;
         while done < k {
-            let t = timer.start();
+            let t = job.timer.start();
             let sent = batch.send(fd, done, k);
-            timer.done(t, sent.is_ok());
+            job.timer.done(t, sent.is_ok());
             match sent {
                 Ok(m) => done += m,
                 Err(_) => {
                     // The kernel refused the rest (ENOBUFS, EAGAIN, or ECONNREFUSED from an ICMP error):
                     // those messages never left, so their numbers are handed out again.
                     let refused = (k - done) as u64;
-                    plan.give_back(refused);
+                    job.plan.give_back(refused);
                     st.send_errors += refused;
                     break;
                 }
             }
         }
         st.sent += done as u64;
-        progress.store(st.sent, Ordering::Relaxed);
-        if cancel.is_cancelled() {
+        job.sent.store(st.sent, Ordering::Relaxed);
+        if job.cancel.is_cancelled() {
             break;
         }
     }
-    if cancel.is_cancelled() {
+    if job.cancel.is_cancelled() {
         st.cut_short = Some("interrupted".into());
     }
     st
@@ -118,6 +117,8 @@ pub enum Cmd {
         echo: bool,
         /// Where the account goes back when the session closes.
         reply: mpsc::Sender<Box<Account>>,
+        /// Datagrams accounted so far, published for the session's idle timeout.
+        activity: Arc<AtomicU64>,
     },
     /// The sender is done (`sent`) or gone: close at `deadline`, or once everything arrived.
     Finish {
@@ -156,7 +157,7 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new(BATCH, SLOT);
     let mut demux = UdpDemux::new();
-    let mut replies: HashMap<u64, mpsc::Sender<Box<Account>>> = HashMap::new();
+    let mut replies: HashMap<u64, (mpsc::Sender<Box<Account>>, Arc<AtomicU64>)> = HashMap::new();
     let mut disconnected = false;
     loop {
         let t0 = clock::mono();
@@ -173,8 +174,9 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
                     source_port,
                     echo,
                     reply,
+                    activity,
                 }) => {
-                    replies.insert(account.session, reply);
+                    replies.insert(account.session, (reply, activity));
                     demux.add(account, peer, source_port, echo);
                 }
                 Ok(Cmd::Finish {
@@ -212,12 +214,17 @@ fn serve(sock: UdpSocket, rx: mpsc::Receiver<Cmd>, cancel: Cancel) -> u64 {
                 demux.echoed(e.session, ok, timed.map(clock::since));
             }
         }
+        if n > 0 {
+            for (id, (_, activity)) in &replies {
+                activity.store(demux.seen(*id), Ordering::Relaxed);
+            }
+        }
         let now = clock::mono();
         if cancel.is_cancelled() {
             demux.close_all(now);
         }
         for account in demux.take_finished(now, fd) {
-            if let Some(reply) = replies.remove(&account.session) {
+            if let Some((reply, _)) = replies.remove(&account.session) {
                 let _ = reply.send(account);
             }
         }

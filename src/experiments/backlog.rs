@@ -242,21 +242,7 @@ impl BacklogReport {
             )?;
         }
         writeln!(out)?;
-        writeln!(
-            out,
-            "{} waited in the accept queue, {} were delayed by SYN retries, {} had their final ACK dropped, {} failed; {} of {} accepted",
-            self.queued,
-            self.delayed_by_retry,
-            self.ack_dropped,
-            self.failed,
-            self.accepted,
-            self.clients.len()
-        )?;
-        writeln!(
-            out,
-            "{} connected clients lost their final ACK to a full queue and needed a retransmission after connect (SYN-ACK or data)",
-            self.final_ack_dropped
-        )?;
+        self.print_outcomes(out)?;
         writeln!(
             out,
             "TcpExt ListenOverflows +{}, ListenDrops +{}, SyncookiesSent +{} during the run (namespace-wide counters: each dropped SYN, ACK or data segment counts once)",
@@ -266,6 +252,49 @@ impl BacklogReport {
         )?;
         writeln!(out, "{}", self.verdict())?;
         Ok(())
+    }
+
+    /// Outcomes are exclusive; a dropped final ACK is not: a client delayed by SYN retries can meet a full
+    /// queue again with its final ACK. Line 1 counts outcomes, line 2 every dropped final ACK by outcome.
+    fn print_outcomes(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "outcomes: {} queued at once, {} delayed by SYN retries, {} connected at once but had their final ACK dropped, {} failed; {} of {} accepted",
+            self.queued,
+            self.delayed_by_retry,
+            self.ack_dropped,
+            self.failed,
+            self.accepted,
+            self.clients.len()
+        )?;
+        if self.final_ack_dropped == 0 {
+            writeln!(
+                out,
+                "no final ACK was dropped: no connection needed a SYN-ACK or data retransmission after connect"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "final ACK dropped by the full queue: {} clients in all ({} that connected at once, {} delayed by SYN retries, {} failed), each let in only by a retransmission after connect (SYN-ACK or data)",
+                self.final_ack_dropped,
+                self.ack_dropped,
+                self.ack_dropped_after(|o| *o == Outcome::DelayedByRetry),
+                self.ack_dropped_after(|o| matches!(o, Outcome::Failed(_))),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Clients of an outcome whose final ACK the server dropped (they needed a SYN-ACK or data retransmission).
+    fn ack_dropped_after(&self, outcome: fn(&Outcome) -> bool) -> usize {
+        self.clients
+            .iter()
+            .filter(|c| outcome(&c.outcome))
+            .filter(|c| {
+                c.synack_retransmits.is_some_and(|r| r > 0)
+                    || c.data_retransmits.is_some_and(|r| r > 0)
+            })
+            .count()
     }
 
     /// When a client retransmits an unanswered SYN, as configured on this host.
@@ -311,7 +340,7 @@ impl BacklogReport {
                 hi as f64 / 1e3
             );
         }
-        let late = self.final_ack_dropped.saturating_sub(self.ack_dropped);
+        let late = self.ack_dropped_after(|o| *o == Outcome::DelayedByRetry);
         if late > 0 {
             s += &format!(
                 " {late} of the retried connections met a full queue again with their final ACK (retried \
@@ -444,6 +473,24 @@ impl Client {
     fn pending(&self) -> bool {
         self.connect_us.is_none() && self.error.is_none()
     }
+
+    /// Client `i`'s socket became writable at `t_us`: connected (then it sends its one-byte request) or
+    /// failed.
+    fn on_writable(&mut self, i: usize, t_us: u64) {
+        match self.socket.take_error() {
+            Ok(None) => {
+                self.connect_us = Some(t_us);
+                self.syn_retransmits = tcp_total_retrans(&self.socket);
+                // The client's request. Besides being realistic it matters: a SYN-cookie connection whose
+                // final ACK met a full accept queue exists only on the client, and this segment (carrying the
+                // cookie in its ACK field) is what lets the server rebuild it.
+                if let Err(e) = self.socket.send(&[id_byte(i)]) {
+                    self.error = Some(format!("send after connect: {e}"));
+                }
+            }
+            Ok(Some(e)) | Err(e) => self.error = Some(format!("connect: {e}")),
+        }
+    }
 }
 
 /// Run the experiment. Ends within `hold + connect_timeout + 2 s` whatever the kernel does.
@@ -453,181 +500,15 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
     let sys = Sysctls::read()?;
     let backlog = args.backlog;
     let effective_backlog = backlog.min(sys.somaxconn);
-
-    // Server: socket, bind, listen. No accept yet.
-    let listener = Socket::new(
-        Domain::for_address(args.listen),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )
-    .context("socket() for the server")?;
-    if let Err(e) = listener.bind(&args.listen.into()) {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            return Err(crate::error::usage(ports::addr_in_use_message(
-                ports::Proto::Tcp,
-                args.listen,
-                false,
-            )));
-        }
-        return Err(e).with_context(|| format!("bind({})", args.listen));
-    }
-    // listen() takes an int; the kernel silently clamps it to somaxconn, which is why we read that too.
-    listener
-        .listen(backlog as i32)
-        .with_context(|| format!("listen(backlog={backlog})"))?;
-    listener.set_nonblocking(true)?;
-    let bound = sockaddr(&listener.local_addr()?)?;
+    let (listener, bound) = listen(args)?;
     let target = connectable(bound);
-    let listener_inode = ports::socket_inode(listener.as_raw_fd());
-
     let overflows_before = netstat_counter("TcpExt", "ListenOverflows");
     let drops_before = netstat_counter("TcpExt", "ListenDrops");
     let cookies_before = netstat_counter("TcpExt", "SyncookiesSent");
 
-    // Clients: create every socket first so the connect() calls below follow each other within microseconds.
-    let n = args.clients as usize;
-    let mut clients = Vec::with_capacity(n);
-    for i in 0..n {
-        let socket = Socket::new(
-            Domain::for_address(target),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )
-        .with_context(|| format!("socket() for client {i}"))?;
-        socket.set_nonblocking(true)?;
-        clients.push(Client {
-            socket,
-            local_port: 0,
-            connect_us: None,
-            syn_retransmits: None,
-            total_retrans_end: None,
-            error: None,
-        });
-    }
-    let target_sa: SockAddr = target.into();
-    let start = crate::clock::mono();
-    for c in clients.iter_mut() {
-        match c.socket.connect(&target_sa) {
-            // Non-blocking connect normally returns EINPROGRESS even on loopback; completion is seen by poll.
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => c.error = Some(format!("connect: {e}")),
-        }
-        // The OS picked the ephemeral port during connect(); it is how the server side is matched later.
-        c.local_port = c
-            .socket
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map_or(0, |a| a.port());
-    }
-
-    let hold_end = start + args.hold;
-    let client_deadline = start + args.connect_timeout;
-    let hard_deadline = start + args.hold + args.connect_timeout + GRACE;
-    let mut accepting = false;
-    let mut queue_len_before_accept = None;
-    // peer port -> (accept time, SYN-ACK retransmits)
-    let mut accepted: HashMap<u16, (u64, Option<u32>)> = HashMap::new();
-    let mut accepted_sockets = Vec::new();
-
-    // One poll loop drives both ends: bounded by hard_deadline, and each pass either handles an event or
-    // sleeps in poll until the next deadline.
-    loop {
-        let now = crate::clock::mono();
-        if now >= hard_deadline {
-            break;
-        }
-        if !accepting && now >= hold_end {
-            // Look at the queue as the kernel sees it, just before draining it.
-            if let Some(s) = listener_inode.and_then(|ino| {
-                ports::proc_net_sockets(ports::Proto::Tcp)
-                    .into_iter()
-                    .find(|s| s.inode == ino)
-            }) {
-                queue_len_before_accept = Some(s.rx_queue);
-            }
-            accepting = true;
-        }
-        if now >= client_deadline {
-            for c in clients.iter_mut().filter(|c| c.pending()) {
-                c.error = Some(format!(
-                    "not connected after --connect-timeout {}",
-                    humantime::format_duration(args.connect_timeout)
-                ));
-            }
-        }
-        let pending: Vec<usize> = (0..n).filter(|&i| clients[i].pending()).collect();
-        let connected = clients.iter().filter(|c| c.connect_us.is_some()).count();
-        if pending.is_empty() && accepting && accepted.len() >= connected {
-            break;
-        }
-
-        let mut fds: Vec<PollFd> = pending
-            .iter()
-            .map(|&i| PollFd::new(clients[i].socket.as_fd(), PollFlags::POLLOUT))
-            .collect();
-        if accepting {
-            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
-        }
-        let mut wake = hard_deadline;
-        if !accepting {
-            wake = wake.min(hold_end);
-        }
-        if !pending.is_empty() {
-            wake = wake.min(client_deadline);
-        }
-        // +1 ms so we never spin on a timeout that ends just before a deadline.
-        let timeout = wake
-            .saturating_duration_since(now)
-            .min(Duration::from_secs(1))
-            + Duration::from_millis(1);
-        // An interrupted wait returns 0 with no events: the loop looks again.
-        poll(&mut fds, timeout).context("poll()")?;
-        // The events as plain flags, so the clients can be changed below (unknown event bits count as ready).
-        let ready: Vec<bool> = fds.iter().map(|p| p.any().unwrap_or(true)).collect();
-        drop(fds);
-        let t_us = crate::clock::since(start).as_micros() as u64;
-        for (k, &i) in pending.iter().enumerate() {
-            if !ready[k] {
-                continue;
-            }
-            let c = &mut clients[i];
-            match c.socket.take_error() {
-                Ok(None) => {
-                    c.connect_us = Some(t_us);
-                    c.syn_retransmits = tcp_total_retrans(&c.socket);
-                    // The client's request. Besides being realistic it matters: a SYN-cookie connection whose
-                    // final ACK met a full accept queue exists only on the client, and this segment (carrying
-                    // the cookie in its ACK field) is what lets the server rebuild it.
-                    if let Err(e) = c.socket.send(&[id_byte(i)]) {
-                        c.error = Some(format!("send after connect: {e}"));
-                    }
-                }
-                Ok(Some(e)) | Err(e) => c.error = Some(format!("connect: {e}")),
-            }
-        }
-        if accepting && ready.last() == Some(&true) {
-            // Drain everything that is ready; bounded because each accept removes one queued connection
-            // and at most `n` clients exist (plus strays, capped below).
-            for _ in 0..(2 * n + 16) {
-                match listener.accept() {
-                    Ok((s, peer)) => {
-                        let t = crate::clock::since(start).as_micros() as u64;
-                        if let Some(p) = peer.as_socket() {
-                            let retx = tcp_total_retrans(&s);
-                            accepted.entry(p.port()).or_insert((t, retx));
-                        }
-                        // Keep the server end open until the end so no FIN/RST disturbs clients still connecting.
-                        accepted_sockets.push(s);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e).context("accept()"),
-                }
-            }
-        }
-    }
+    let mut clients = new_clients(args.clients as usize, target)?;
+    let start = connect_all(&mut clients, target);
+    let seen = watch(&listener, &mut clients, start, args)?;
     let elapsed = crate::clock::since(start);
     for c in clients.iter_mut().filter(|c| c.connect_us.is_some()) {
         c.total_retrans_end = tcp_total_retrans(&c.socket);
@@ -635,32 +516,8 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
     let overflows_after = netstat_counter("TcpExt", "ListenOverflows");
     let drops_after = netstat_counter("TcpExt", "ListenDrops");
     let cookies_after = netstat_counter("TcpExt", "SyncookiesSent");
-
-    let results: Vec<ClientResult> = clients
-        .iter()
-        .enumerate()
-        .map(|(id, c)| {
-            let acc = accepted.get(&c.local_port).filter(|_| c.local_port != 0);
-            let accepted_at_us = acc.map(|a| a.0);
-            let synack_retransmits = acc.and_then(|a| a.1);
-            let data_retransmits = c
-                .total_retrans_end
-                .zip(c.syn_retransmits)
-                .map(|(end, syn)| end.saturating_sub(syn));
-            let outcome = classify(c, accepted_at_us, synack_retransmits, data_retransmits);
-            ClientResult {
-                id,
-                local_port: c.local_port,
-                connect_us: c.connect_us,
-                accepted_at_us,
-                syn_retransmits: c.syn_retransmits,
-                synack_retransmits,
-                data_retransmits,
-                outcome,
-            }
-        })
-        .collect();
-    drop(accepted_sockets);
+    let results = client_results(&clients, &seen.accepted);
+    drop(seen.sockets);
     drop(clients);
 
     let final_ack_dropped = results
@@ -690,13 +547,248 @@ pub fn run(args: &BacklogConfig) -> anyhow::Result<BacklogReport> {
         synack_retries: sys.synack_retries,
         syn_linear_timeouts: sys.syn_linear_timeouts,
         effective_backlog,
-        queue_len_before_accept,
+        queue_len_before_accept: seen.queue_len_before_accept,
         listen_overflows_delta: delta(overflows_before, overflows_after),
         listen_drops_delta: delta(drops_before, drops_after),
         syncookies_sent_delta: delta(cookies_before, cookies_after),
         final_ack_dropped,
         elapsed,
     })
+}
+
+/// The server: socket, bind, listen; no accept yet. Returns it and the address it is bound to.
+fn listen(args: &BacklogConfig) -> anyhow::Result<(Socket, SocketAddr)> {
+    let backlog = args.backlog;
+    let listener = Socket::new(
+        Domain::for_address(args.listen),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .context("socket() for the server")?;
+    if let Err(e) = listener.bind(&args.listen.into()) {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            return Err(crate::error::usage(ports::addr_in_use_message(
+                ports::Proto::Tcp,
+                args.listen,
+                false,
+            )));
+        }
+        return Err(e).with_context(|| format!("bind({})", args.listen));
+    }
+    // listen() takes an int; the kernel silently clamps it to somaxconn, which is why we read that too.
+    listener
+        .listen(backlog as i32)
+        .with_context(|| format!("listen(backlog={backlog})"))?;
+    listener.set_nonblocking(true)?;
+    let bound = sockaddr(&listener.local_addr()?)?;
+    Ok((listener, bound))
+}
+
+/// Every client socket, created first so the connect() calls that follow come within microseconds.
+fn new_clients(n: usize, target: SocketAddr) -> anyhow::Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let socket = Socket::new(
+            Domain::for_address(target),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .with_context(|| format!("socket() for client {i}"))?;
+        socket.set_nonblocking(true)?;
+        clients.push(Client {
+            socket,
+            local_port: 0,
+            connect_us: None,
+            syn_retransmits: None,
+            total_retrans_end: None,
+            error: None,
+        });
+    }
+    Ok(clients)
+}
+
+/// connect() every client at once (non-blocking); returns when that began.
+fn connect_all(clients: &mut [Client], target: SocketAddr) -> std::time::Instant {
+    let target_sa: SockAddr = target.into();
+    let start = crate::clock::mono();
+    for c in clients.iter_mut() {
+        match c.socket.connect(&target_sa) {
+            // Non-blocking connect normally returns EINPROGRESS even on loopback; completion is seen by poll.
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => c.error = Some(format!("connect: {e}")),
+        }
+        // The OS picked the ephemeral port during connect(); it is how the server side is matched later.
+        c.local_port = c
+            .socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or(0, |a| a.port());
+    }
+    start
+}
+
+/// What the server side saw.
+struct Seen {
+    /// Peer port -> (accept time µs, SYN-ACK retransmits).
+    accepted: HashMap<u16, (u64, Option<u32>)>,
+    /// Accepted connections, kept open until the end so no FIN/RST disturbs clients still connecting.
+    sockets: Vec<Socket>,
+    queue_len_before_accept: Option<u32>,
+}
+
+/// One poll loop drives both ends until every client is settled or the hard deadline: clients' connects
+/// complete (or time out) while the server holds off accepting for --hold, then drains its queue.
+fn watch(
+    listener: &Socket,
+    clients: &mut [Client],
+    start: std::time::Instant,
+    args: &BacklogConfig,
+) -> anyhow::Result<Seen> {
+    let n = clients.len();
+    let listener_inode = ports::socket_inode(listener.as_raw_fd());
+    let hold_end = start + args.hold;
+    let client_deadline = start + args.connect_timeout;
+    let hard_deadline = start + args.hold + args.connect_timeout + GRACE;
+    let mut accepting = false;
+    let mut seen = Seen {
+        accepted: HashMap::new(),
+        sockets: Vec::new(),
+        queue_len_before_accept: None,
+    };
+    loop {
+        let now = crate::clock::mono();
+        if now >= hard_deadline {
+            break;
+        }
+        if !accepting && now >= hold_end {
+            // Look at the queue as the kernel sees it, just before draining it.
+            seen.queue_len_before_accept = listener_inode.and_then(|ino| {
+                ports::proc_net_sockets(ports::Proto::Tcp)
+                    .into_iter()
+                    .find(|s| s.inode == ino)
+                    .map(|s| s.rx_queue)
+            });
+            accepting = true;
+        }
+        if now >= client_deadline {
+            for c in clients.iter_mut().filter(|c| c.pending()) {
+                c.error = Some(format!(
+                    "not connected after --connect-timeout {}",
+                    humantime::format_duration(args.connect_timeout)
+                ));
+            }
+        }
+        let pending: Vec<usize> = (0..n).filter(|&i| clients[i].pending()).collect();
+        let connected = clients.iter().filter(|c| c.connect_us.is_some()).count();
+        if pending.is_empty() && accepting && seen.accepted.len() >= connected {
+            break;
+        }
+        let mut wake = hard_deadline;
+        if !accepting {
+            wake = wake.min(hold_end);
+        }
+        if !pending.is_empty() {
+            wake = wake.min(client_deadline);
+        }
+        // +1 ms so we never spin on a timeout that ends just before a deadline.
+        let timeout = wake
+            .saturating_duration_since(now)
+            .min(Duration::from_secs(1))
+            + Duration::from_millis(1);
+        let (ready, listener_ready) = wait_ready(listener, clients, &pending, accepting, timeout)?;
+        let t_us = crate::clock::since(start).as_micros() as u64;
+        for (k, &i) in pending.iter().enumerate() {
+            if ready[k] {
+                clients[i].on_writable(i, t_us);
+            }
+        }
+        if listener_ready {
+            drain_accepts(listener, 2 * n + 16, start, &mut seen)?;
+        }
+    }
+    Ok(seen)
+}
+
+/// poll() the pending clients (writable: connected or failed) and, when accepting, the listener; returns
+/// which were ready.
+fn wait_ready(
+    listener: &Socket,
+    clients: &[Client],
+    pending: &[usize],
+    accepting: bool,
+    timeout: Duration,
+) -> anyhow::Result<(Vec<bool>, bool)> {
+    let mut fds: Vec<PollFd> = pending
+        .iter()
+        .map(|&i| PollFd::new(clients[i].socket.as_fd(), PollFlags::POLLOUT))
+        .collect();
+    if accepting {
+        fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+    }
+    // An interrupted wait returns 0 with no events: the loop looks again.
+    poll(&mut fds, timeout).context("poll()")?;
+    // The events as plain flags (unknown event bits count as ready).
+    let mut ready: Vec<bool> = fds.iter().map(|p| p.any().unwrap_or(true)).collect();
+    let listener_ready = accepting && ready.pop() == Some(true);
+    Ok((ready, listener_ready))
+}
+
+/// Accept everything queued (at most `max`: each accept removes one queued connection).
+fn drain_accepts(
+    listener: &Socket,
+    max: usize,
+    start: std::time::Instant,
+    seen: &mut Seen,
+) -> anyhow::Result<()> {
+    for _ in 0..max {
+        match listener.accept() {
+            Ok((s, peer)) => {
+                let t = crate::clock::since(start).as_micros() as u64;
+                if let Some(p) = peer.as_socket() {
+                    let retx = tcp_total_retrans(&s);
+                    seen.accepted.entry(p.port()).or_insert((t, retx));
+                }
+                seen.sockets.push(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("accept()"),
+        }
+    }
+    Ok(())
+}
+
+/// Each client's outcome, matched with what the server accepted by its port.
+fn client_results(
+    clients: &[Client],
+    accepted: &HashMap<u16, (u64, Option<u32>)>,
+) -> Vec<ClientResult> {
+    clients
+        .iter()
+        .enumerate()
+        .map(|(id, c)| {
+            let acc = accepted.get(&c.local_port).filter(|_| c.local_port != 0);
+            let accepted_at_us = acc.map(|a| a.0);
+            let synack_retransmits = acc.and_then(|a| a.1);
+            let data_retransmits = c
+                .total_retrans_end
+                .zip(c.syn_retransmits)
+                .map(|(end, syn)| end.saturating_sub(syn));
+            let outcome = classify(c, accepted_at_us, synack_retransmits, data_retransmits);
+            ClientResult {
+                id,
+                local_port: c.local_port,
+                connect_us: c.connect_us,
+                accepted_at_us,
+                syn_retransmits: c.syn_retransmits,
+                synack_retransmits,
+                data_retransmits,
+                outcome,
+            }
+        })
+        .collect()
 }
 
 /// Decide what happened from the kernel's retransmit counters; timing is only the fallback when TCP_INFO
@@ -797,6 +889,66 @@ mod tests {
         let mut buf = Vec::new();
         r.print_table(&mut buf).unwrap();
         String::from_utf8(buf).unwrap()
+    }
+
+    /// Issue 12: "0 had their final ACK dropped" above "8 connected clients lost their final ACK". The two lines
+    /// count the same thing the same way: outcomes first, then every dropped final ACK by outcome.
+    #[test]
+    fn final_ack_lines_agree() {
+        let client = |id, outcome, syn, synack, data| ClientResult {
+            id,
+            local_port: 40000 + id as u16,
+            connect_us: Some(100),
+            accepted_at_us: Some(2_000_000),
+            syn_retransmits: Some(syn),
+            synack_retransmits: Some(synack),
+            data_retransmits: Some(data),
+            outcome,
+        };
+        let clients = vec![
+            client(0, Outcome::Queued, 0, 0, 0),
+            client(1, Outcome::DelayedByRetry, 2, 0, 1),
+            client(2, Outcome::DelayedByRetry, 2, 1, 0),
+            client(3, Outcome::DelayedByRetry, 2, 0, 0),
+            client(4, Outcome::AckDropped, 0, 1, 0),
+        ];
+        let r = BacklogReport {
+            clients,
+            backlog: 0,
+            hold: Duration::from_secs(1),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            somaxconn: 4096,
+            abort_on_overflow: false,
+            syncookies: 1,
+            syn_retries: 6,
+            synack_retries: 5,
+            syn_linear_timeouts: Some(4),
+            effective_backlog: 0,
+            queue_len_before_accept: Some(1),
+            listen_overflows_delta: Some(9),
+            listen_drops_delta: Some(9),
+            syncookies_sent_delta: Some(0),
+            final_ack_dropped: 3,
+            queued: 1,
+            delayed_by_retry: 3,
+            ack_dropped: 1,
+            failed: 0,
+            accepted: 5,
+            elapsed: Duration::from_secs(3),
+        };
+        let text = table(&r);
+        assert!(
+            text.contains("outcomes: 1 queued at once, 3 delayed by SYN retries, 1 connected at once but had their final ACK dropped, 0 failed; 5 of 5 accepted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("final ACK dropped by the full queue: 3 clients in all (1 that connected at once, 2 delayed by SYN retries, 0 failed)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 of the retried connections met a full queue again"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn run(args: &PortsConfig) -> anyhow::Result<PortsReport> {
             label: String::new(),
             trace: false,
         },
+        secret: None,
     };
     let (mut ok, mut failed, mut reconnects) = (0, vec![], 0);
     let run = RunInfo::new();

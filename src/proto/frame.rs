@@ -3,13 +3,21 @@
 
 use std::fmt;
 
-use super::{Ctl, CTL_MAGIC, DATA_MAGIC, MAX_FRAME};
+use super::{Ctl, CTL_MAGIC, DATA_MAGIC, MAX_FRAME, PREAMBLE_MAC};
+use crate::auth::{self, Dir, SessionKeys, MAC_LEN};
 
 /// What the first bytes of a TCP connection to a receiver said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preamble {
-    Control { version: u16 },
-    Data { version: u16, session: u64 },
+    Control {
+        version: u16,
+    },
+    Data {
+        version: u16,
+        session: u64,
+        /// The preamble's MAC, for an authenticated session.
+        mac: Option<[u8; MAC_LEN]>,
+    },
 }
 
 /// Why bytes are not what a sockbench peer sends. The connection that sent them cannot be trusted further.
@@ -22,6 +30,8 @@ pub enum FrameError {
         max: usize,
     },
     Unreadable(String),
+    /// A frame whose MAC does not hold: forged, altered, replayed or out of order.
+    Forged,
 }
 
 impl fmt::Display for FrameError {
@@ -39,6 +49,10 @@ impl fmt::Display for FrameError {
                 f,
                 "unreadable control message ({e}): the peer speaks another sockbench version"
             ),
+            FrameError::Forged => write!(
+                f,
+                "a control frame failed its MAC: the keys differ, or something on the path altered it"
+            ),
         }
     }
 }
@@ -52,20 +66,34 @@ pub struct PreambleDecoder {
 }
 
 impl PreambleDecoder {
+    /// How long the preamble begun in `buf` is: 8 (control), 16 (data) or 32 (data with a MAC).
+    fn wanted(&self) -> usize {
+        if self.buf.len() < 8 || self.buf[..4] != DATA_MAGIC {
+            return 8;
+        }
+        let flags = u16::from_be_bytes([self.buf[6], self.buf[7]]);
+        if flags & PREAMBLE_MAC != 0 {
+            16 + MAC_LEN
+        } else {
+            16
+        }
+    }
+
     /// Feed bytes; returns the preamble once complete and how many of `bytes` it used (the rest belongs to
     /// what follows). Ok(None): more bytes needed.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Option<(Preamble, usize)>, FrameError> {
-        let before = self.buf.len();
-        let want: usize = if self.buf.len() >= 4 && self.buf[..4] == DATA_MAGIC {
-            16
-        } else {
-            8
-        };
-        let take = want.saturating_sub(before).min(bytes.len());
-        self.buf.extend_from_slice(&bytes[..take]);
-        let mut used = take;
-        if self.buf.len() < 8 {
-            return Ok(None);
+        let mut used = 0;
+        loop {
+            let want = self.wanted();
+            let take = want.saturating_sub(self.buf.len()).min(bytes.len() - used);
+            self.buf.extend_from_slice(&bytes[used..used + take]);
+            used += take;
+            if self.buf.len() < want {
+                return Ok(None);
+            }
+            if self.wanted() == want {
+                break;
+            }
         }
         let head: [u8; 8] = self.buf[..8].try_into().unwrap_or([0; 8]);
         let version = u16::from_be_bytes([head[4], head[5]]);
@@ -75,19 +103,18 @@ impl PreambleDecoder {
         if head[..4] != DATA_MAGIC {
             return Err(FrameError::NotSockbench(head));
         }
-        // A data preamble is 16 bytes: take the session id too.
-        let more = (16 - self.buf.len()).min(bytes.len() - used);
-        self.buf.extend_from_slice(&bytes[used..used + more]);
-        used += more;
-        if self.buf.len() < 16 {
-            return Ok(None);
-        }
         let mut id = [0u8; 8];
         id.copy_from_slice(&self.buf[8..16]);
+        let mac = self.buf.get(16..16 + MAC_LEN).map(|m| {
+            let mut a = [0u8; MAC_LEN];
+            a.copy_from_slice(m);
+            a
+        });
         Ok(Some((
             Preamble::Data {
                 version,
                 session: u64::from_be_bytes(id),
+                mac,
             },
             used,
         )))
@@ -96,10 +123,13 @@ impl PreambleDecoder {
 
 /// Splits a control byte stream into messages. A partial frame stays buffered across reads, so a caller may
 /// wait in short slices without ever losing half a message.
-#[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     max_frame: usize,
+    /// After the key proofs: the session's keys, the direction of incoming frames, the next frame's number.
+    mac: Option<(SessionKeys, Dir, u64)>,
+    /// The hash of the last frame's body (the hello's, for the key proofs).
+    last_hash: [u8; 32],
 }
 
 impl FrameDecoder {
@@ -108,7 +138,19 @@ impl FrameDecoder {
         FrameDecoder {
             buf: Vec::new(),
             max_frame: max_frame.min(MAX_FRAME),
+            mac: None,
+            last_hash: [0; 32],
         }
+    }
+
+    /// From now on every frame must carry its MAC (`dir`: the direction frames arrive in).
+    pub fn authenticate(&mut self, keys: SessionKeys, dir: Dir) {
+        self.mac = Some((keys, dir, 0));
+    }
+
+    /// The hash of the last frame's JSON body.
+    pub fn last_hash(&self) -> [u8; 32] {
+        self.last_hash
     }
 
     /// Buffer bytes from the peer. Refuses at once a frame header announcing more than the limit, so a
@@ -140,12 +182,22 @@ impl FrameDecoder {
                 max: self.max_frame,
             });
         }
-        if self.buf.len() < 4 + len {
+        let trailer = if self.mac.is_some() { MAC_LEN } else { 0 };
+        if self.buf.len() < 4 + len + trailer {
             return Ok(None);
         }
-        let msg = serde_json::from_slice(&self.buf[4..4 + len])
+        let body = &self.buf[4..4 + len];
+        if let Some((keys, dir, n)) = &mut self.mac {
+            let want = keys.frame_mac(*dir, *n, body);
+            if !auth::same(&want, &self.buf[4 + len..4 + len + MAC_LEN]) {
+                return Err(FrameError::Forged);
+            }
+            *n += 1;
+        }
+        self.last_hash = auth::hello_hash(body);
+        let msg = serde_json::from_slice(body)
             .map_err(|e| FrameError::Unreadable(printable(&e.to_string())));
-        self.buf.drain(..4 + len);
+        self.buf.drain(..4 + len + trailer);
         msg.map(Some)
     }
 
@@ -166,12 +218,33 @@ fn printable(s: &str) -> String {
 
 /// One message as a frame: u32 big-endian length, then the JSON.
 pub fn encode(msg: &Ctl) -> Vec<u8> {
-    // Serialising these plain structs cannot fail (no maps with non-string keys, no custom serialisers).
-    let body = serde_json::to_vec(msg).unwrap_or_default();
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    frame
+    FrameEncoder::default().encode(msg)
+}
+
+/// Frames out, with a MAC after the key proofs.
+#[derive(Default)]
+pub struct FrameEncoder {
+    mac: Option<(SessionKeys, Dir, u64)>,
+}
+
+impl FrameEncoder {
+    /// From now on every frame carries its MAC (`dir`: the direction frames leave in).
+    pub fn authenticate(&mut self, keys: SessionKeys, dir: Dir) {
+        self.mac = Some((keys, dir, 0));
+    }
+
+    pub fn encode(&mut self, msg: &Ctl) -> Vec<u8> {
+        // Serialising these plain structs cannot fail (no maps with non-string keys, no custom serialisers).
+        let body = serde_json::to_vec(msg).unwrap_or_default();
+        let mut frame = Vec::with_capacity(4 + body.len() + MAC_LEN);
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        if let Some((keys, dir, n)) = &mut self.mac {
+            frame.extend_from_slice(&keys.frame_mac(*dir, *n, &body));
+            *n += 1;
+        }
+        frame
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +296,7 @@ mod tests {
     #[test]
     fn preambles_byte_by_byte() {
         let mut d = PreambleDecoder::default();
-        let bytes = [data_preamble(77).to_vec(), b"rest".to_vec()].concat();
+        let bytes = [data_preamble(77, None), b"rest".to_vec()].concat();
         let mut res = None;
         for (i, b) in bytes.iter().enumerate() {
             if let Some(r) = d.push(std::slice::from_ref(b)).unwrap() {
@@ -236,7 +309,8 @@ mod tests {
             p,
             Preamble::Data {
                 version: VERSION,
-                session: 77
+                session: 77,
+                mac: None
             }
         );
         assert_eq!((used, at), (1, 15));
@@ -249,5 +323,46 @@ mod tests {
         let mut d = PreambleDecoder::default();
         let e = d.push(b"GET / HTTP/1.0\r\n\r\n").unwrap_err();
         assert!(e.to_string().starts_with("not a sockbench peer"), "{e}");
+        // With a MAC: 32 bytes, whatever the split.
+        let bytes = data_preamble(5, Some([7; 16]));
+        assert_eq!(bytes.len(), 32);
+        for cut in 0..32 {
+            let mut d = PreambleDecoder::default();
+            let first = d.push(&bytes[..cut]).unwrap();
+            let got = first.or_else(|| d.push(&bytes[cut..]).unwrap());
+            assert!(
+                matches!(got, Some((Preamble::Data { session: 5, mac: Some(m), .. }, _)) if m == [7; 16]),
+                "cut {cut}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn authenticated_frames_fail_when_forged_replayed_or_keyed_otherwise() {
+        let secret = crate::auth::Secret::from_bytes(b"0123456789abcdef!").unwrap();
+        let keys = secret.session_keys(1, &[1; 16], &[2; 16]);
+        let mut enc = FrameEncoder::default();
+        enc.authenticate(keys.clone(), Dir::SenderToReceiver);
+        let a = enc.encode(&Ctl::TimeReq { t1: 1 });
+        let b = enc.encode(&Ctl::TimeReq { t1: 2 });
+        let mut dec = FrameDecoder::new(1024);
+        dec.authenticate(keys.clone(), Dir::SenderToReceiver);
+        dec.push(&[a.clone(), b.clone()].concat()).unwrap();
+        assert_eq!(dec.next_message().unwrap(), Some(Ctl::TimeReq { t1: 1 }));
+        assert_eq!(dec.next_message().unwrap(), Some(Ctl::TimeReq { t1: 2 }));
+        // Replaying the first frame: its number is now wrong.
+        dec.push(&a).unwrap();
+        assert_eq!(dec.next_message(), Err(FrameError::Forged));
+        // Another direction's key, or an altered byte.
+        let mut dec = FrameDecoder::new(1024);
+        dec.authenticate(keys.clone(), Dir::ReceiverToSender);
+        dec.push(&a).unwrap();
+        assert_eq!(dec.next_message(), Err(FrameError::Forged));
+        let mut altered = a.clone();
+        altered[10] ^= 1;
+        let mut dec = FrameDecoder::new(1024);
+        dec.authenticate(keys, Dir::SenderToReceiver);
+        dec.push(&altered).unwrap();
+        assert!(dec.next_message().is_err());
     }
 }

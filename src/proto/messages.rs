@@ -59,6 +59,8 @@ pub struct Hello {
     pub software: String,
     /// The sender wants the receiver's socket calls (--trace) back with the results.
     pub trace: bool,
+    /// With --key-file: the sender's fresh nonce (hex); the receiver must prove it knows the key.
+    pub nonce: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +68,9 @@ pub struct Accept {
     pub version: u16,
     pub boot_id: String,
     pub software: String,
+    /// With --key-file: the receiver's fresh nonce and its proof over the hello and both nonces (hex).
+    pub nonce: Option<String>,
+    pub proof: Option<String>,
 }
 
 /// The sender's clock-offset estimate, handed to the receiver for its delay accounting.
@@ -109,6 +114,8 @@ pub struct SeqCounts {
     pub loss_bursts: u64,
     pub loss_burst_max: u64,
     pub out_of_range: u64,
+    /// One above the highest sequence number received.
+    pub next_expected: u64,
 }
 
 /// A histogram as (value, count) pairs, ascending, ns.
@@ -144,6 +151,8 @@ pub struct Results {
     pub negative_delays: u64,
     pub corrupt: u64,
     pub invalid: u64,
+    /// Messages of the session that failed their MAC (--key-file): never accounted.
+    pub unauthenticated: u64,
     /// Bytes of unique, valid messages.
     pub bytes: u64,
     pub recv_calls: u64,
@@ -199,16 +208,33 @@ pub struct MessageRow(pub u64, pub i64, pub i64, pub i64, pub Status);
 pub enum Ctl {
     Hello(Hello),
     Accept(Accept),
-    Reject { reason: String },
-    TimeReq { t1: i64 },
-    TimeResp { t1: i64, t2: i64, t3: i64 },
+    /// With --key-file: the sender's proof over the hello and both nonces (hex); every frame after it, both
+    /// ways, carries a MAC.
+    Proof {
+        proof: String,
+    },
+    Reject {
+        reason: String,
+    },
+    TimeReq {
+        t1: i64,
+    },
+    TimeResp {
+        t1: i64,
+        t2: i64,
+        t3: i64,
+    },
     Start(Start),
     Ready,
     Done(Done),
     Results(Box<Results>),
-    Messages { rows: Vec<MessageRow> },
+    Messages {
+        rows: Vec<MessageRow>,
+    },
     End,
-    Abort { reason: String },
+    Abort {
+        reason: String,
+    },
 }
 
 impl Ctl {
@@ -216,6 +242,7 @@ impl Ctl {
         match self {
             Ctl::Hello(_) => "hello",
             Ctl::Accept(_) => "accept",
+            Ctl::Proof { .. } => "proof",
             Ctl::Reject { .. } => "reject",
             Ctl::TimeReq { .. } => "time_req",
             Ctl::TimeResp { .. } => "time_resp",
@@ -262,19 +289,26 @@ mod tests {
             boot_id: "b".into(),
             software: "sockbench 0".into(),
             trace: false,
+            nonce: Some("00ff".into()),
         });
         let cases: Vec<(Ctl, &str)> = vec![
             (
                 hello,
-                r#"{"type":"hello","version":2,"transport":"udp","session":7,"run_id":"r","started_utc":"t","label":"l","traffic":{"count":10,"duration_ns":1000,"rate":1000.0,"size":1400,"sizes":{"range":{"min":64,"max":1400}},"schedule":"poisson","echo":true,"linger_ns":null,"per_message":false},"boot_id":"b","software":"sockbench 0","trace":false}"#,
+                r#"{"type":"hello","version":2,"transport":"udp","session":7,"run_id":"r","started_utc":"t","label":"l","traffic":{"count":10,"duration_ns":1000,"rate":1000.0,"size":1400,"sizes":{"range":{"min":64,"max":1400}},"schedule":"poisson","echo":true,"linger_ns":null,"per_message":false},"boot_id":"b","software":"sockbench 0","trace":false,"nonce":"00ff"}"#,
             ),
             (
                 Ctl::Accept(Accept {
                     version: 2,
                     boot_id: "b".into(),
                     software: "s".into(),
+                    nonce: None,
+                    proof: None,
                 }),
-                r#"{"type":"accept","version":2,"boot_id":"b","software":"s"}"#,
+                r#"{"type":"accept","version":2,"boot_id":"b","software":"s","nonce":null,"proof":null}"#,
+            ),
+            (
+                Ctl::Proof { proof: "ab".into() },
+                r#"{"type":"proof","proof":"ab"}"#,
             ),
             (
                 Ctl::Reject {
@@ -360,7 +394,7 @@ mod tests {
             }],
             ..Default::default()
         }));
-        let want = r#"{"type":"results","complete":true,"note":null,"seq":{"sent":6,"received":5,"lost":1,"duplicates":0,"reordered":0,"reorder_extent_max":0,"reordered_3":0,"loss_bursts":0,"loss_burst_max":0,"out_of_range":0},"latency":[[1000,2],[2047,1]],"transit":[],"ipdv":[],"jitter_ns":null,"negative_delays":0,"corrupt":0,"invalid":0,"bytes":0,"recv_calls":0,"split_messages":0,"coalesced_reads":0,"reads_one_message":0,"reads_partial":0,"rcvbuf_drops":0,"first_recv_ns":null,"last_recv_ns":null,"lost_runs":[[5,1]],"echoed":0,"rows_not_kept":0,"trace":[{"t_ns":1,"side":"receiver","call":"bind","fd":3,"detail":"d","result":"0","duration_ns":9,"count":0,"total_ns":0,"p50_ns":0,"p99_ns":0}]}"#;
+        let want = r#"{"type":"results","complete":true,"note":null,"seq":{"sent":6,"received":5,"lost":1,"duplicates":0,"reordered":0,"reorder_extent_max":0,"reordered_3":0,"loss_bursts":0,"loss_burst_max":0,"out_of_range":0,"next_expected":0},"latency":[[1000,2],[2047,1]],"transit":[],"ipdv":[],"jitter_ns":null,"negative_delays":0,"corrupt":0,"invalid":0,"unauthenticated":0,"bytes":0,"recv_calls":0,"split_messages":0,"coalesced_reads":0,"reads_one_message":0,"reads_partial":0,"rcvbuf_drops":0,"first_recv_ns":null,"last_recv_ns":null,"lost_runs":[[5,1]],"echoed":0,"rows_not_kept":0,"trace":[{"t_ns":1,"side":"receiver","call":"bind","fd":3,"detail":"d","result":"0","duration_ns":9,"count":0,"total_ns":0,"p50_ns":0,"p99_ns":0}]}"#;
         assert_eq!(json(&r), want);
         assert_eq!(serde_json::from_str::<Ctl>(want).unwrap(), r);
     }

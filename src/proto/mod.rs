@@ -9,10 +9,12 @@
 //! stranger is told apart at once:
 //! ```text
 //! control: "SKBC" | version u16 | 0 u16
-//! data:    "SKBD" | version u16 | 0 u16 | session id u64      (TCP data connections only)
+//! data:    "SKBD" | version u16 | flags u16 | session id u64 [| MAC 16 bytes if flags bit 0]   (TCP data only)
 //! ```
-//! Control messages follow as frames: a u32 big-endian length, then that many bytes of JSON (`Ctl`). The
-//! control channel carries a handful of messages per session, so readability beats compactness.
+//! Control messages follow as frames: a u32 big-endian length, then that many bytes of JSON (`Ctl`); after
+//! the key proofs of an authenticated session (`--key-file`), each frame also ends with a 16-byte MAC over its
+//! number and body (`auth`). The control channel carries a handful of messages per session, so readability
+//! beats compactness.
 //!
 //! Sequence: Hello → Accept | Reject; TimeReq/TimeResp × n; Start → Ready; (data); Done → Results,
 //! Messages × k (with --per-message), End. Either side may send Abort with a reason at any time.
@@ -20,7 +22,7 @@
 pub mod frame;
 pub mod messages;
 
-pub use frame::{encode, FrameDecoder, FrameError, Preamble, PreambleDecoder};
+pub use frame::{encode, FrameDecoder, FrameEncoder, FrameError, Preamble, PreambleDecoder};
 pub use messages::*;
 
 /// The control protocol version this build speaks. Any change to a message's JSON shape bumps it.
@@ -42,12 +44,21 @@ pub fn control_preamble() -> [u8; 8] {
     p
 }
 
-/// The 16 bytes that open a TCP data connection for `session`.
-pub fn data_preamble(session: u64) -> [u8; 16] {
-    let mut p = [0u8; 16];
-    p[..4].copy_from_slice(&DATA_MAGIC);
-    p[4..6].copy_from_slice(&VERSION.to_be_bytes());
-    p[8..].copy_from_slice(&session.to_be_bytes());
+/// Flag of a data preamble: a MAC follows the session id.
+pub const PREAMBLE_MAC: u16 = 1;
+
+/// The bytes that open a TCP data connection for `session`: 16, or 32 with the MAC of an authenticated
+/// session.
+pub fn data_preamble(session: u64, mac: Option<[u8; 16]>) -> Vec<u8> {
+    let mut p = Vec::with_capacity(32);
+    p.extend_from_slice(&DATA_MAGIC);
+    p.extend_from_slice(&VERSION.to_be_bytes());
+    let flags = if mac.is_some() { PREAMBLE_MAC } else { 0 };
+    p.extend_from_slice(&flags.to_be_bytes());
+    p.extend_from_slice(&session.to_be_bytes());
+    if let Some(m) = mac {
+        p.extend_from_slice(&m);
+    }
     p
 }
 

@@ -9,7 +9,7 @@ use crate::accounting::{Row, Status};
 
 /// Bumped when a column changes meaning or position.
 pub const SCHEMA_VERSION: u32 = 1;
-pub const COLUMNS: [&str; 7] = [
+pub const COLUMNS: [&str; 8] = [
     "schema_version",
     "seq",
     "sched_ns",
@@ -17,10 +17,11 @@ pub const COLUMNS: [&str; 7] = [
     "recv_ns",
     "latency_us",
     "status",
+    "rtt_us",
 ];
 
-/// Arrivals as rows.
-pub struct Arrivals<'a>(pub &'a [Row]);
+/// Arrivals as rows; with echo, each message's round trip by sequence number (ns, 0 = no reply).
+pub struct Arrivals<'a>(pub &'a [Row], pub Option<&'a [u64]>);
 
 impl Export for Arrivals<'_> {
     fn header(&self) -> Vec<&'static str> {
@@ -39,6 +40,15 @@ impl Export for Arrivals<'_> {
                     (i128::from(r.recv_ns) - i128::from(r.sched_ns)) as f64 / 1000.0
                 )
             };
+            // The round trip belongs to the message's first valid copy, not to duplicates or damaged ones.
+            let rtt = match (self.1, r.status) {
+                (Some(t), Status::Ok | Status::Reordered) => t
+                    .get(r.seq as usize)
+                    .filter(|&&ns| ns > 0)
+                    .map(|&ns| format!("{:.3}", ns as f64 / 1000.0))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             c.write_record([
                 SCHEMA_VERSION.to_string(),
                 r.seq.to_string(),
@@ -47,6 +57,7 @@ impl Export for Arrivals<'_> {
                 r.recv_ns.to_string(),
                 latency,
                 r.status.name().to_string(),
+                rtt,
             ])?;
         }
         c.flush()?;
@@ -67,7 +78,7 @@ impl Export for Lost<'_> {
         let v = SCHEMA_VERSION.to_string();
         for &(first, len) in self.0 {
             for seq in first..first.saturating_add(len) {
-                c.write_record([v.as_str(), &seq.to_string(), "", "", "", "", "lost"])?;
+                c.write_record([v.as_str(), &seq.to_string(), "", "", "", "", "lost", ""])?;
             }
         }
         c.flush()?;
@@ -83,8 +94,9 @@ impl MessagesCsv {
         Ok(MessagesCsv(Appender::create(path, &COLUMNS)?))
     }
 
-    pub fn rows(&mut self, rows: &[Row]) -> anyhow::Result<()> {
-        self.0.append(&Arrivals(rows))
+    /// Arrivals; `rtts`: each message's round trip with echo (ns by sequence number, 0 = no reply).
+    pub fn rows(&mut self, rows: &[Row], rtts: Option<&[u64]>) -> anyhow::Result<()> {
+        self.0.append(&Arrivals(rows, rtts))
     }
 
     /// Rows for the lost runs, in writes of at most `LOST_ROWS_PER_WRITE` rows (memory stays small however

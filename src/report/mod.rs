@@ -40,6 +40,8 @@ pub struct SenderSide {
     pub clock: OffsetEstimate,
     /// Round trips from echo replies, ns.
     pub rtt: Option<Histogram<u64>>,
+    /// Echo: the messages whose reply came back (unique).
+    pub echo_replies: Option<u64>,
 }
 
 /// One row of `summary.csv`. Field order is column order; `None` is an empty cell (does not apply).
@@ -102,6 +104,15 @@ pub struct SessionReport {
     /// Appended: the impairment the run went through, as the flags that repeat it with its seed
     /// (`--loss 5% --delay 10ms --seed 7`); empty when none (loopback, a receiver's own copy, a plain send).
     pub impairment: String,
+    /// Messages of the session that failed their MAC at the receiver (--key-file): forged, never counted.
+    pub unauthenticated: u64,
+    /// Echo: messages that never reached the receiver, and those it echoed whose reply never came back
+    /// (`lost` is their sum: messages without a reply).
+    pub echo_forward_lost: Option<u64>,
+    pub echo_return_lost: Option<u64>,
+    /// A session the receiver cut short: messages sent but still on their way at the cut (beyond the
+    /// highest that had arrived); they are neither received nor lost, and not in `sent`.
+    pub in_flight: u64,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -139,6 +150,18 @@ impl SessionReport {
     ) -> SessionReport {
         let s = &m.seq;
         let udp = meta.protocol == Protocol::Udp;
+        // `sent` is the sender's own count whenever there is a sender, less what was still in flight when the
+        // receiver cut the session; lost follows from it and what arrived (or, with echo, what came back).
+        let sent_total = sender.map_or(s.sent, |x| x.send.sent);
+        let in_flight = if m.complete || sender.is_none() {
+            0
+        } else {
+            sent_total.saturating_sub(s.next_expected.max(s.received))
+        };
+        let sent = sent_total - in_flight;
+        let echo_replies = sender.and_then(|x| x.echo_replies);
+        let received = echo_replies.unwrap_or(s.received);
+        let lost = sent.saturating_sub(received);
         let lat = HistSummary::of(latency_histogram(sender, m));
         let transit = HistSummary::of(&m.transit);
         let ipdv = HistSummary::of(&m.ipdv);
@@ -165,11 +188,10 @@ impl SessionReport {
             msg_size: meta.traffic.size,
             rate_target: meta.traffic.rate,
             duration_s: span_s.map(r6),
-            sent: s.sent,
-            received: s.received,
-            lost: s.lost,
-            loss_pct: (s.sent > 0)
-                .then(|| (s.lost as f64 * 100.0 / s.sent as f64 * 1e4).round() / 1e4),
+            sent,
+            received,
+            lost,
+            loss_pct: (sent > 0).then(|| (lost as f64 * 100.0 / sent as f64 * 1e4).round() / 1e4),
             duplicates: s.duplicates,
             reordered: s.reordered,
             reorder_extent_max: s.reorder_extent_max,
@@ -206,7 +228,7 @@ impl SessionReport {
                 None
             },
             path_lost: if udp {
-                Some(s.lost.saturating_sub(m.rcvbuf_drops.unwrap_or(0)))
+                Some(lost.saturating_sub(m.rcvbuf_drops.unwrap_or(0)))
             } else {
                 None
             },
@@ -217,6 +239,10 @@ impl SessionReport {
             reads_one_message: m.reads_one_message,
             reads_partial_message: m.reads_partial,
             impairment: String::new(),
+            unauthenticated: m.unauthenticated,
+            echo_forward_lost: echo_replies.map(|_| sent.saturating_sub(s.received)),
+            echo_return_lost: echo_replies.map(|e| s.received.saturating_sub(e)),
+            in_flight,
         }
     }
 }
@@ -360,12 +386,14 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 53);
+        assert_eq!(cols.len(), 57);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
             cols.iter().position(|c| c == "reads_partial_message"),
             Some(51)
         );
-        assert_eq!(cols.last().map(String::as_str), Some("impairment"));
+        assert_eq!(cols[52], "impairment");
+        assert_eq!(cols[53], "unauthenticated");
+        assert_eq!(cols.last().map(String::as_str), Some("in_flight"));
     }
 }

@@ -5,25 +5,64 @@ use std::io::{self, Write};
 
 use super::SessionReport;
 
-type Cell = fn(&SessionReport) -> Option<String>;
-
-fn n(v: u64) -> Option<String> {
-    Some(v.to_string())
+/// A cell's value. Times stay numbers until the whole block is known, so that one unit serves the block.
+enum V {
+    Count(u64),
+    /// Microseconds.
+    Time(f64),
+    Text(String),
 }
 
-/// Latency-like values: µs below 10 ms, ms above, so both loopback and WAN figures read at a glance.
-pub fn time_us(v: Option<f64>) -> Option<String> {
-    v.map(|x| {
-        if x.abs() >= 10_000.0 {
-            format!("{:.2} ms", x / 1000.0)
-        } else {
-            format!("{x:.1} µs")
+type Cell = fn(&SessionReport) -> Option<V>;
+
+fn n(v: u64) -> Option<V> {
+    Some(V::Count(v))
+}
+
+fn on(v: Option<u64>) -> Option<V> {
+    v.map(V::Count)
+}
+
+fn t(v: Option<f64>) -> Option<V> {
+    v.map(V::Time)
+}
+
+fn pct(v: Option<f64>) -> Option<V> {
+    v.map(|x| V::Text(format!("{x:.2} %")))
+}
+
+/// One unit for every time in a block (a section, all columns), chosen from its values: ms once the largest
+/// reaches 10 ms, else µs, so that `stddev` never reads in another unit than the `mean` above it.
+#[derive(Clone, Copy)]
+struct TimeUnit {
+    ms: bool,
+    decimals: usize,
+}
+
+impl TimeUnit {
+    fn of(values: impl Iterator<Item = f64> + Clone) -> TimeUnit {
+        let max = values.clone().map(f64::abs).fold(0.0, f64::max);
+        if max < 10_000.0 {
+            return TimeUnit {
+                ms: false,
+                decimals: 1,
+            };
         }
-    })
-}
+        // Below 1 ms a value would show as 0.xx ms: one more digit keeps it at µs resolution.
+        let small = values.map(f64::abs).any(|v| v > 0.0 && v < 1_000.0);
+        TimeUnit {
+            ms: true,
+            decimals: if small { 3 } else { 2 },
+        }
+    }
 
-fn pct(v: Option<f64>) -> Option<String> {
-    v.map(|x| format!("{x:.2} %"))
+    fn show(self, us: f64) -> String {
+        if self.ms {
+            format!("{:.*} ms", self.decimals, us / 1000.0)
+        } else {
+            format!("{:.*} µs", self.decimals, us)
+        }
+    }
 }
 
 /// (section, key, label, cell). The key names the CSV column the row shows.
@@ -66,67 +105,53 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
         "where lost",
         "send_errors",
         "refused by sender kernel",
-        |r| r.send_errors.map(|v| v.to_string()),
+        |r| on(r.send_errors),
     ),
     (
         "where lost",
         "udp_rcvbuf_drops",
         "dropped by receiver socket",
-        |r| r.udp_rcvbuf_drops.map(|v| v.to_string()),
+        |r| on(r.udp_rcvbuf_drops),
     ),
     ("where lost", "path_lost", "lost on the path", |r| {
-        r.path_lost.map(|v| v.to_string())
+        on(r.path_lost)
     }),
-    ("latency", "latency_min_us", "min", |r| {
-        time_us(r.latency_min_us)
-    }),
-    ("latency", "latency_p50_us", "p50", |r| {
-        time_us(r.latency_p50_us)
-    }),
-    ("latency", "latency_p90_us", "p90", |r| {
-        time_us(r.latency_p90_us)
-    }),
-    ("latency", "latency_p99_us", "p99", |r| {
-        time_us(r.latency_p99_us)
-    }),
+    ("latency", "latency_min_us", "min", |r| t(r.latency_min_us)),
+    ("latency", "latency_p50_us", "p50", |r| t(r.latency_p50_us)),
+    ("latency", "latency_p90_us", "p90", |r| t(r.latency_p90_us)),
+    ("latency", "latency_p99_us", "p99", |r| t(r.latency_p99_us)),
     ("latency", "latency_p999_us", "p99.9", |r| {
-        time_us(r.latency_p999_us)
+        t(r.latency_p999_us)
     }),
-    ("latency", "latency_max_us", "max", |r| {
-        time_us(r.latency_max_us)
-    }),
+    ("latency", "latency_max_us", "max", |r| t(r.latency_max_us)),
     ("latency", "latency_mean_us", "mean", |r| {
-        time_us(r.latency_mean_us)
+        t(r.latency_mean_us)
     }),
     ("latency", "latency_stddev_us", "stddev", |r| {
-        time_us(r.latency_stddev_us)
+        t(r.latency_stddev_us)
     }),
     (
         "latency",
         "transit_p50_us",
         "transit p50 (from actual send)",
-        |r| time_us(r.transit_p50_us),
+        |r| t(r.transit_p50_us),
     ),
     ("latency", "transit_p99_us", "transit p99", |r| {
-        time_us(r.transit_p99_us)
+        t(r.transit_p99_us)
     }),
     ("variation", "jitter_us", "jitter (RFC 3550)", |r| {
-        time_us(r.jitter_us)
+        t(r.jitter_us)
     }),
     ("variation", "ipdv_p50_us", "IPDV p50 (RFC 5481)", |r| {
-        time_us(r.ipdv_p50_us)
+        t(r.ipdv_p50_us)
     }),
-    ("variation", "ipdv_p99_us", "IPDV p99", |r| {
-        time_us(r.ipdv_p99_us)
-    }),
-    ("variation", "pdv_us", "PDV (p99.9 − min)", |r| {
-        time_us(r.pdv_us)
-    }),
+    ("variation", "ipdv_p99_us", "IPDV p99", |r| t(r.ipdv_p99_us)),
+    ("variation", "pdv_us", "PDV (p99.9 − min)", |r| t(r.pdv_us)),
     ("throughput", "goodput_mbps", "goodput", |r| {
-        r.goodput_mbps.map(|v| format!("{v:.3} Mbit/s"))
+        r.goodput_mbps.map(|v| V::Text(format!("{v:.3} Mbit/s")))
     }),
     ("throughput", "msgs_per_s", "messages/s", |r| {
-        r.msgs_per_s.map(|v| format!("{v:.0}"))
+        r.msgs_per_s.map(|v| V::Text(format!("{v:.0}")))
     }),
     ("boundaries", "recv_calls", "receive calls", |r| {
         n(r.recv_calls)
@@ -153,19 +178,19 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
         |r| n(r.split_messages),
     ),
     ("tcp", "tcp_connect_us", "connect (handshake)", |r| {
-        time_us(r.tcp_connect_us)
+        t(r.tcp_connect_us)
     }),
     ("tcp", "tcp_retransmits", "retransmitted segments", |r| {
-        r.tcp_retransmits.map(|v| v.to_string())
+        on(r.tcp_retransmits)
     }),
     (
         "clock",
         "clock_offset_us",
         "receiver − sender offset",
-        |r| time_us(r.clock_offset_us),
+        |r| t(r.clock_offset_us),
     ),
     ("clock", "clock_error_us", "  error bound ±", |r| {
-        time_us(r.clock_error_us)
+        t(r.clock_error_us)
     }),
 ];
 
@@ -173,6 +198,15 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
 pub struct Extra<'a> {
     pub heading: String,
     pub cell: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// With `--echo` the latency rows are the sender's round trips, not one-way delays: the heading says so.
+fn section_heading(section: &str, sessions: &[&SessionReport]) -> String {
+    if section == "latency" && sessions.iter().any(|r| r.mode == "echo") {
+        "latency: round trips (--echo); the transit rows are one-way".into()
+    } else {
+        section.to_string()
+    }
 }
 
 /// Print the sessions side by side. Rows where no column has a value are left out.
@@ -194,24 +228,47 @@ pub fn print(
     if let Some(e) = extra {
         headings.push(e.heading.clone());
     }
-    let mut lines: Vec<(String, String, Vec<String>)> = vec![];
+    /// A row's values before formatting: (section, label, sessions' cells, the extra column's cell).
+    type Raw<'a> = (&'a str, &'a str, Vec<Option<V>>, Option<String>);
+    let mut rows: Vec<Raw> = vec![];
     for (section, key, label, cell) in ROWS {
-        let mut cells: Vec<Option<String>> = sessions.iter().map(|r| cell(r)).collect();
-        if let Some(e) = extra {
-            cells.push((e.cell)(key));
-        }
-        if cells.iter().all(Option::is_none) {
+        let cells: Vec<Option<V>> = sessions.iter().map(|r| cell(r)).collect();
+        let more = extra.and_then(|e| (e.cell)(key));
+        if cells.iter().all(Option::is_none) && more.is_none() {
             continue;
         }
-        lines.push((
-            section.to_string(),
-            label.to_string(),
-            cells
-                .into_iter()
-                .map(|c| c.unwrap_or_else(|| "–".into()))
-                .collect(),
-        ));
+        rows.push((section, label, cells, more));
     }
+    let unit_of = |section: &str| {
+        TimeUnit::of(
+            rows.iter()
+                .filter(|r| r.0 == section)
+                .flat_map(|r| r.2.iter())
+                .filter_map(|c| match c {
+                    Some(V::Time(us)) => Some(*us),
+                    _ => None,
+                }),
+        )
+    };
+    let lines: Vec<(String, String, Vec<String>)> = rows
+        .iter()
+        .map(|(section, label, cells, more)| {
+            let unit = unit_of(section);
+            let mut shown: Vec<String> = cells
+                .iter()
+                .map(|c| match c {
+                    None => "–".into(),
+                    Some(V::Count(v)) => v.to_string(),
+                    Some(V::Time(us)) => unit.show(*us),
+                    Some(V::Text(s)) => s.clone(),
+                })
+                .collect();
+            if extra.is_some() {
+                shown.push(more.clone().unwrap_or_else(|| "–".into()));
+            }
+            (section_heading(section, sessions), label.to_string(), shown)
+        })
+        .collect();
     let label_w = lines
         .iter()
         .map(|l| l.1.chars().count())
@@ -246,4 +303,58 @@ pub fn print(
         writeln!(out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(reports: &[&SessionReport]) -> String {
+        let mut buf = vec![];
+        print(&mut buf, reports, None).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// The cells of the row whose label starts with `label`, one unit-suffixed value each.
+    fn cells(text: &str, label: &str) -> Vec<String> {
+        let l = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row in\n{text}"));
+        let words: Vec<&str> = l.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter(|w| w[1] == "ms" || w[1] == "µs")
+            .map(|w| w.join(" "))
+            .collect()
+    }
+
+    /// Issue 12: `stddev 7120.7 µs` under `mean 14.55 ms`. One unit per block, across the columns too.
+    #[test]
+    fn one_time_unit_per_block() {
+        let mut tcp = crate::report::sample_row();
+        tcp.protocol = "tcp";
+        (tcp.latency_min_us, tcp.latency_mean_us) = (Some(450.0), Some(14_550.0));
+        tcp.latency_stddev_us = Some(7_120.7);
+        let mut udp = tcp.clone();
+        udp.protocol = "udp";
+        (udp.latency_mean_us, udp.latency_stddev_us) = (Some(2_000.0), Some(80.0));
+        (tcp.jitter_us, udp.jitter_us) = (Some(12.5), Some(3.25));
+        let text = shown(&[&tcp, &udp]);
+        assert_eq!(cells(&text, "mean"), ["14.550 ms", "2.000 ms"], "{text}");
+        assert_eq!(cells(&text, "stddev"), ["7.121 ms", "0.080 ms"], "{text}");
+        assert_eq!(cells(&text, "min"), ["0.450 ms", "0.450 ms"], "{text}");
+        // Another block, small values: µs.
+        assert_eq!(cells(&text, "jitter"), ["12.5 µs", "3.2 µs"], "{text}");
+        assert!(!text.contains("latency: round trips"), "{text}");
+    }
+
+    #[test]
+    fn echo_latency_says_round_trip() {
+        let mut r = crate::report::sample_row();
+        r.mode = "echo";
+        r.latency_p50_us = Some(35.0);
+        let text = shown(&[&r]);
+        assert!(text.contains("latency: round trips (--echo)"), "{text}");
+    }
 }

@@ -8,3 +8,6 @@ pub mod sender;
 pub mod stream;
 pub mod translate;
 pub mod udp_demux;
+
+#[cfg(test)]
+mod pair_tests;

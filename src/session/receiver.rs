@@ -11,8 +11,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::accounting::{Account, Measured};
+use crate::auth::{self, Dir, Secret, SessionKeys, MAC_LEN, NONCE_LEN};
 use crate::clock::Now;
-use crate::proto::{self, Ctl, FrameDecoder, Preamble, PreambleDecoder};
+use crate::proto::{self, Ctl, FrameDecoder, FrameEncoder, Preamble, PreambleDecoder};
 use crate::session::translate;
 use crate::traffic::{Caps, Protocol, Traffic};
 
@@ -32,6 +33,8 @@ pub struct ConnConfig {
     pub setup_timeout: Duration,
     /// After the linger, how long the data path may take to hand its account back.
     pub drain_grace: Duration,
+    /// With --key-file: senders must prove they know it, and every frame and message is MAC'd.
+    pub secret: Option<Secret>,
 }
 
 impl ConnConfig {
@@ -44,6 +47,7 @@ impl ConnConfig {
             hello_timeout: Duration::from_secs(10),
             setup_timeout: Duration::from_secs(30),
             drain_grace: Duration::from_secs(30),
+            secret: None,
         }
     }
 }
@@ -71,10 +75,11 @@ pub enum Action {
     /// Bytes for the control connection.
     Write(Vec<u8>),
     /// This connection is the TCP data connection of `session`: hand it (and `leftover`, bytes that followed
-    /// the preamble) to that session; this state machine is done.
+    /// the preamble) to that session, which checks `mac` if it is authenticated; this state machine is done.
     DataConnection {
         session: u64,
         leftover: Vec<u8>,
+        mac: Option<[u8; MAC_LEN]>,
     },
     /// A valid hello: reserve a session slot (and, for TCP, a place for its data connection), then call
     /// `on_admitted`. Nothing else happens until then.
@@ -103,10 +108,17 @@ enum State {
     Preamble(PreambleDecoder),
     Hello,
     Admitting,
+    /// Authenticated: the Accept with the receiver's proof went out; the sender's proof is due.
+    AwaitProof,
     Clock,
     AwaitData,
-    Running { max_end: Instant },
-    Draining { until: Instant },
+    Running {
+        max_end: Instant,
+        idle: Duration,
+    },
+    Draining {
+        until: Instant,
+    },
     Closed,
 }
 
@@ -114,6 +126,11 @@ pub struct ReceiverConn {
     cfg: ConnConfig,
     state: State,
     decoder: FrameDecoder,
+    encoder: FrameEncoder,
+    /// Authentication: the hello's hash, both nonces, and the session keys once both proofs held.
+    hello_hash: [u8; 32],
+    nonces: Option<([u8; NONCE_LEN], [u8; NONCE_LEN])>,
+    keys: Option<SessionKeys>,
     hello_deadline: Instant,
     setup_deadline: Instant,
     admission: Option<Admission>,
@@ -124,6 +141,8 @@ pub struct ReceiverConn {
     note: Option<String>,
     /// The data path's account, when it ended before the sender's Done (TCP reads EOF first).
     early: Option<(Box<Account>, Option<String>)>,
+    /// The last sign of life from the sender: control bytes or data.
+    last_activity: Instant,
     actions: VecDeque<Action>,
 }
 
@@ -136,11 +155,16 @@ impl ReceiverConn {
             cfg,
             state: State::Preamble(PreambleDecoder::default()),
             decoder: FrameDecoder::new(proto::MAX_SENDER_FRAME),
+            encoder: FrameEncoder::default(),
+            hello_hash: [0; 32],
+            nonces: None,
+            keys: None,
             admission: None,
             linger: Duration::ZERO,
             done: None,
             note: None,
             early: None,
+            last_activity: now.mono,
             actions: VecDeque::new(),
         }
     }
@@ -161,16 +185,19 @@ impl ReceiverConn {
     /// When `on_timeout` must be called next.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Preamble(_) | State::Hello | State::Admitting => Some(self.hello_deadline),
+            State::Preamble(_) | State::Hello | State::Admitting | State::AwaitProof => {
+                Some(self.hello_deadline)
+            }
             State::Clock | State::AwaitData => Some(self.setup_deadline),
-            State::Running { max_end } => Some(max_end),
+            State::Running { max_end, idle } => Some(max_end.min(self.last_activity + idle)),
             State::Draining { until } => Some(until),
             State::Closed => None,
         }
     }
 
     fn write(&mut self, m: &Ctl) {
-        self.actions.push_back(Action::Write(proto::encode(m)));
+        let bytes = self.encoder.encode(m);
+        self.actions.push_back(Action::Write(bytes));
     }
 
     fn log(&mut self, msg: String) {
@@ -188,8 +215,14 @@ impl ReceiverConn {
         self.close();
     }
 
+    /// The data path saw the sender's traffic (the driver calls this when its count moves).
+    pub fn on_data_activity(&mut self, now: Now) {
+        self.last_activity = self.last_activity.max(now.mono);
+    }
+
     /// Bytes from the peer.
     pub fn on_bytes(&mut self, bytes: &[u8], now: Now) {
+        self.last_activity = self.last_activity.max(now.mono);
         let mut bytes = bytes;
         if let State::Preamble(p) = &mut self.state {
             match p.push(bytes) {
@@ -207,7 +240,14 @@ impl ReceiverConn {
                     }
                     self.state = State::Hello;
                 }
-                Ok(Some((Preamble::Data { version, session }, used))) => {
+                Ok(Some((
+                    Preamble::Data {
+                        version,
+                        session,
+                        mac,
+                    },
+                    used,
+                ))) => {
                     if version != proto::VERSION {
                         self.log(format!(
                             "closed a data connection of control protocol version {version}"
@@ -219,6 +259,7 @@ impl ReceiverConn {
                     self.actions.push_back(Action::DataConnection {
                         session,
                         leftover: bytes[used..].to_vec(),
+                        mac,
                     });
                     return;
                 }
@@ -256,6 +297,7 @@ impl ReceiverConn {
     fn on_message(&mut self, m: Ctl, now: Now) {
         match (&self.state, m) {
             (State::Hello, Ctl::Hello(h)) => self.on_hello(h),
+            (State::AwaitProof, Ctl::Proof { proof }) => self.on_proof(&proof),
             (State::Hello, other) => {
                 self.log(format!(
                     "closed a connection: expected a hello, got {}",
@@ -316,7 +358,31 @@ impl ReceiverConn {
                  `sockbench {asked} recv` on the receiver"
             ));
         }
-        let traffic = match translate::traffic(&h.traffic, proto) {
+        match (&self.cfg.secret, &h.nonce) {
+            (Some(_), None) => {
+                return self.refuse(
+                    "this receiver requires authentication: give the sender --key-file (or SOCKBENCH_KEY_FILE) \
+                     with the receiver's key"
+                        .into(),
+                )
+            }
+            (None, Some(_)) => {
+                return self.refuse(
+                    "the sender asked for authentication (--key-file), but this receiver has no key: start it \
+                     with --key-file and the same key"
+                        .into(),
+                )
+            }
+            (Some(_), Some(n)) => match auth::from_hex::<NONCE_LEN>(n) {
+                Some(ns) => {
+                    self.hello_hash = self.decoder.last_hash();
+                    self.nonces = Some((ns, auth::nonce()));
+                }
+                None => return self.refuse("the hello's nonce is not 16 bytes of hex".into()),
+            },
+            (None, None) => {}
+        }
+        let traffic = match translate::traffic(&h.traffic, proto, self.nonces.is_some()) {
             Ok(t) => t,
             Err(why) => return self.refuse(format!("the hello is not valid: {why}")),
         };
@@ -344,10 +410,19 @@ impl ReceiverConn {
         match answer {
             Err(reason) => self.refuse(reason),
             Ok(()) => {
+                let (nonce, proof) = match (&self.cfg.secret, self.nonces) {
+                    (Some(k), Some((ns, nr))) => (
+                        Some(auth::to_hex(&nr)),
+                        Some(auth::to_hex(&k.receiver_proof(&self.hello_hash, &ns, &nr))),
+                    ),
+                    _ => (None, None),
+                };
                 self.write(&Ctl::Accept(proto::Accept {
                     version: proto::VERSION,
                     boot_id: self.cfg.boot_id.clone(),
                     software: self.cfg.software.clone(),
+                    nonce,
+                    proof,
                 }));
                 if let Some(a) = &self.admission {
                     let t = &a.traffic;
@@ -364,10 +439,45 @@ impl ReceiverConn {
                     );
                     self.log(msg);
                 }
-                self.state = State::Clock;
+                self.state = if self.nonces.is_some() {
+                    State::AwaitProof
+                } else {
+                    State::Clock
+                };
                 self.drain(now);
             }
         }
+    }
+
+    /// The sender's proof that it knows the key: from here on every frame both ways carries a MAC.
+    fn on_proof(&mut self, proof: &str) {
+        let (Some(secret), Some((ns, nr)), Some(a)) =
+            (&self.cfg.secret, self.nonces, &self.admission)
+        else {
+            return self.close();
+        };
+        let want = secret.sender_proof(&self.hello_hash, &ns, &nr);
+        let ok = auth::from_hex::<MAC_LEN>(proof).is_some_and(|p| auth::same(&p, &want));
+        if !ok {
+            return self.refuse(
+                "authentication failed: the sender's key is not this receiver's (give both ends the same \
+                 --key-file)"
+                    .into(),
+            );
+        }
+        let keys = secret.session_keys(a.session, &ns, &nr);
+        self.decoder
+            .authenticate(keys.clone(), Dir::SenderToReceiver);
+        self.encoder
+            .authenticate(keys.clone(), Dir::ReceiverToSender);
+        self.keys = Some(keys);
+        self.state = State::Clock;
+    }
+
+    /// The session's keys, once both proofs held (data messages and the data connection's preamble are
+    /// checked with them).
+    pub fn keys(&self) -> Option<&SessionKeys> {
+        self.keys.as_ref()
     }
 
     fn on_start(&mut self, s: proto::Start) {
@@ -378,6 +488,9 @@ impl ReceiverConn {
         let mut account = Box::new(Account::new(a.session, t.count, t.size, t.per_message));
         account.set_mixed_sizes(t);
         account.set_offset(translate::offset_estimate(&s.clock).offset_ns);
+        if let Some(k) = &self.keys {
+            account.set_keys(k.clone());
+        }
         self.linger = Duration::from_nanos(s.linger_ns).min(translate::MAX_LINGER);
         self.state = State::AwaitData;
         self.actions.push_back(Action::StartData {
@@ -392,8 +505,23 @@ impl ReceiverConn {
             return;
         }
         self.write(&Ctl::Ready);
+        let gaps = self.admission.as_ref().map_or(Duration::ZERO, |a| {
+            let r = a.traffic.rate;
+            if r > 0.0 {
+                Duration::try_from_secs_f64(4.0 / r).unwrap_or(Duration::MAX)
+            } else {
+                Duration::ZERO
+            }
+        });
+        self.last_activity = now.mono;
         self.state = State::Running {
             max_end: now.mono + self.cfg.caps.max_duration,
+            idle: self
+                .cfg
+                .caps
+                .idle_timeout
+                .max(gaps)
+                .min(self.cfg.caps.max_duration),
         };
     }
 
@@ -462,6 +590,14 @@ impl ReceiverConn {
     pub fn on_data_finished(&mut self, account: Box<Account>, data_note: Option<String>) {
         match self.state {
             State::Draining { .. } => self.finish(account, data_note),
+            State::Running { .. } if data_note.is_some() => {
+                // The data path broke (a stream that stopped being ours, echo replies nobody reads): the
+                // session is over now, whatever the sender says next.
+                self.state = State::Draining {
+                    until: self.hello_deadline,
+                };
+                self.finish(account, data_note);
+            }
             State::Running { .. } => {
                 // TCP reads EOF before the sender's Done arrives: keep the account until Done (or a cut).
                 self.early = Some((account, data_note));
@@ -505,7 +641,7 @@ impl ReceiverConn {
             return;
         }
         match self.state {
-            State::Preamble(_) | State::Hello | State::Admitting => {
+            State::Preamble(_) | State::Hello | State::Admitting | State::AwaitProof => {
                 self.log(format!(
                     "closed a connection: no whole hello within {} of connecting",
                     humantime::format_duration(self.cfg.hello_timeout)
@@ -521,9 +657,16 @@ impl ReceiverConn {
                 self.write(&Ctl::Abort { reason: why });
                 self.close();
             }
-            State::Running { .. } => {
-                self.note
-                    .get_or_insert("the session reached the receiver's --max-duration".into());
+            State::Running { max_end, idle } => {
+                let why = if now.mono >= max_end {
+                    "the session reached the receiver's --max-duration".to_string()
+                } else {
+                    format!(
+                        "the sender went silent for {} (no data, no control message)",
+                        humantime::format_duration(idle)
+                    )
+                };
+                self.note.get_or_insert(why);
                 self.stop_data(None, Duration::ZERO, now);
             }
             State::Draining { .. } => {

@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::accounting::{Measured, Row, SendStats};
+use crate::auth::{self, Dir, Secret, SessionKeys, MAC_LEN, NONCE_LEN};
 use crate::clock::{estimate_offset, Now, OffsetEstimate, Sample};
-use crate::proto::{self, Ctl, FrameDecoder};
+use crate::proto::{self, Ctl, FrameDecoder, FrameEncoder};
 use crate::session::translate;
 use crate::traffic::{Protocol, Traffic};
 
@@ -37,6 +38,8 @@ pub struct SenderConfig {
     pub setup_timeout: Duration,
     /// How long the results may take beyond the linger (the receiver drains, then answers).
     pub results_grace: Duration,
+    /// With --key-file: the receiver must prove it knows it, and every frame and message is MAC'd.
+    pub secret: Option<Secret>,
 }
 
 impl SenderConfig {
@@ -54,6 +57,7 @@ impl SenderConfig {
             accept_timeout: Duration::from_secs(10),
             setup_timeout: Duration::from_secs(25),
             results_grace: Duration::from_secs(30),
+            secret: None,
         }
     }
 }
@@ -65,6 +69,8 @@ pub enum SetupError {
     Refused(String),
     /// What answered is not a sockbench receiver of this version (a usage error: wrong port or host).
     NotAReceiver(String),
+    /// It did not prove it knows the key (--key-file): another key, or an impostor (a usage error).
+    WrongKey(String),
     /// It started to answer, then stopped or broke off.
     Failed(String),
 }
@@ -81,6 +87,9 @@ pub struct Outcome {
     pub note: Option<String>,
     /// TCP data connections opened until one reached the receiver holding the session.
     pub data_connects: u32,
+    /// The receiver's figures failed this sender's checks (more received than sent, rows beyond what was
+    /// sent...): why. They are reported marked, and the run fails.
+    pub suspect: Option<String>,
 }
 
 #[derive(Debug)]
@@ -120,6 +129,11 @@ pub struct SenderSession {
     cfg: SenderConfig,
     state: State,
     decoder: FrameDecoder,
+    encoder: FrameEncoder,
+    /// Authentication: the hello's hash, this side's nonce, and the session keys once both proofs held.
+    hello_hash: [u8; 32],
+    nonce: [u8; NONCE_LEN],
+    keys: Option<SessionKeys>,
     accept_deadline: Instant,
     setup_deadline: Instant,
     samples: Vec<Sample>,
@@ -131,12 +145,18 @@ pub struct SenderSession {
     note: Option<String>,
     stop_asked: bool,
     data_connects: u32,
+    /// Per-message rows passed on so far, and why the receiver's figures are not believed, if they are not.
+    rows: u64,
+    suspect: Option<String>,
+    /// The receiver sent everything (results, rows, End) before the send loop had finished: it cut the session.
+    ended: bool,
     actions: VecDeque<Action>,
 }
 
 impl SenderSession {
     /// A control connection just opened at `now`: the preamble and hello go out at once.
     pub fn new(cfg: SenderConfig, now: Now) -> SenderSession {
+        let nonce = auth::nonce();
         let hello = Ctl::Hello(proto::Hello {
             version: proto::VERSION,
             transport: translate::transport(cfg.protocol),
@@ -148,15 +168,23 @@ impl SenderSession {
             boot_id: cfg.boot_id.clone(),
             software: cfg.software.clone(),
             trace: cfg.trace,
+            nonce: cfg.secret.as_ref().map(|_| auth::to_hex(&nonce)),
         });
         let mut first = proto::control_preamble().to_vec();
-        first.extend(proto::encode(&hello));
+        let frame = proto::encode(&hello);
+        // The receiver's proof covers the hello's JSON body, exactly as it went out.
+        let hello_hash = auth::hello_hash(&frame[4..]);
+        first.extend(frame);
         SenderSession {
             accept_deadline: now.mono + cfg.accept_timeout,
             setup_deadline: now.mono + cfg.setup_timeout,
             cfg,
             state: State::AwaitAccept,
             decoder: FrameDecoder::new(proto::MAX_FRAME),
+            encoder: FrameEncoder::default(),
+            hello_hash,
+            nonce,
+            keys: None,
             samples: Vec::with_capacity(CLOCK_EXCHANGES),
             same_host: false,
             clock: OffsetEstimate::default(),
@@ -166,6 +194,9 @@ impl SenderSession {
             note: None,
             stop_asked: false,
             data_connects: 0,
+            rows: 0,
+            suspect: None,
+            ended: false,
             actions: VecDeque::from([Action::Write(first)]),
         }
     }
@@ -194,7 +225,50 @@ impl SenderSession {
     }
 
     fn write(&mut self, m: &Ctl) {
-        self.actions.push_back(Action::Write(proto::encode(m)));
+        let bytes = self.encoder.encode(m);
+        self.actions.push_back(Action::Write(bytes));
+    }
+
+    /// The session's keys, once both proofs held: data messages, echo replies and the data connection's
+    /// preamble carry MACs made with them.
+    pub fn keys(&self) -> Option<&SessionKeys> {
+        self.keys.as_ref()
+    }
+
+    /// The receiver proved it knows the key; prove it back, then MAC every frame.
+    fn authenticate(&mut self, a: &proto::Accept) -> Result<(), SetupError> {
+        let Some(secret) = self.cfg.secret.clone() else {
+            return Ok(());
+        };
+        let proven = match (
+            a.nonce.as_deref().and_then(auth::from_hex::<NONCE_LEN>),
+            a.proof.as_deref().and_then(auth::from_hex::<MAC_LEN>),
+        ) {
+            (Some(nr), Some(p)) => auth::same(
+                &p,
+                &secret.receiver_proof(&self.hello_hash, &self.nonce, &nr),
+            )
+            .then_some(nr),
+            _ => None,
+        };
+        let Some(nr) = proven else {
+            return Err(SetupError::WrongKey(
+                "the two ends have different --key-file keys, or something on the path answered in the \
+                 receiver's place"
+                    .into(),
+            ));
+        };
+        let proof = secret.sender_proof(&self.hello_hash, &self.nonce, &nr);
+        self.write(&Ctl::Proof {
+            proof: auth::to_hex(&proof),
+        });
+        let keys = secret.session_keys(self.cfg.session, &self.nonce, &nr);
+        self.encoder
+            .authenticate(keys.clone(), Dir::SenderToReceiver);
+        self.decoder
+            .authenticate(keys.clone(), Dir::ReceiverToSender);
+        self.keys = Some(keys);
+        Ok(())
     }
 
     fn fail(&mut self, e: SetupError) {
@@ -252,33 +326,25 @@ impl SenderSession {
                     )));
                 }
                 self.same_host = !self.cfg.boot_id.is_empty() && a.boot_id == self.cfg.boot_id;
+                if let Err(e) = self.authenticate(&a) {
+                    return self.fail(e);
+                }
                 self.time_req(now);
             }
             (State::AwaitAccept, other) => self.fail(SetupError::NotAReceiver(format!(
                 "it answered the hello with {}",
                 other.kind()
             ))),
-            (State::Clock { t1 }, Ctl::TimeResp { t1: echo, t2, t3 }) if echo == *t1 => {
-                self.samples.push(Sample {
-                    t1: echo,
-                    t2,
-                    t3,
-                    t4: now.wall_ns,
-                });
-                if self.samples.len() < CLOCK_EXCHANGES {
-                    self.time_req(now);
-                } else {
-                    self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
-                    self.linger = self
-                        .cfg
-                        .traffic
-                        .linger
-                        .unwrap_or_else(|| default_linger(&self.clock))
-                        .min(translate::MAX_LINGER);
-                    self.state = State::OpeningData;
-                    self.actions.push_back(Action::OpenData);
-                }
-            }
+            (State::Clock { t1 }, Ctl::TimeResp { t1: echo, t2, t3 }) if echo == *t1 => self
+                .on_clock_reply(
+                    Sample {
+                        t1: echo,
+                        t2,
+                        t3,
+                        t4: now.wall_ns,
+                    },
+                    now,
+                ),
             (State::AwaitReady { attempt }, Ctl::Ready) => {
                 self.data_connects = if self.cfg.protocol == Protocol::Tcp {
                     *attempt
@@ -288,31 +354,11 @@ impl SenderSession {
                 self.state = State::Sending;
                 self.actions.push_back(Action::BeginSending);
             }
-            (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => {
-                match translate::measured(&r) {
-                    Ok(m) => {
-                        self.results = Some(m);
-                        // Results before Done: the receiver cut the session (its --max-duration, Ctrl-C).
-                        if matches!(self.state, State::Sending) {
-                            let why = self.results.as_ref().and_then(|m| m.note.clone());
-                            self.stop_sending(
-                                why.unwrap_or_else(|| "the receiver ended the session".into()),
-                            );
-                        }
-                    }
-                    Err(why) => {
-                        self.note
-                            .get_or_insert(format!("the receiver's results are not valid ({why})"));
-                    }
-                }
-            }
+            (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => self.on_results(&r),
             (State::Sending | State::AwaitResults { .. }, Ctl::Messages { rows }) => {
-                if self.results.is_some() {
-                    self.actions
-                        .push_back(Action::Rows(rows.iter().map(translate::row).collect()));
-                }
+                self.on_rows(&rows)
             }
-            (State::Sending, Ctl::End) => {}
+            (State::Sending, Ctl::End) => self.ended = true,
             (State::AwaitResults { .. }, Ctl::End) => self.finish(now),
             (State::Sending | State::AwaitResults { .. }, Ctl::Abort { reason }) => {
                 self.stop_sending(format!("the receiver aborted: {}", clip(&reason)));
@@ -334,6 +380,64 @@ impl SenderSession {
                 }
             }
         }
+    }
+
+    /// One clock exchange done: the next, or the estimate and on to the data socket.
+    fn on_clock_reply(&mut self, sample: Sample, now: Now) {
+        self.samples.push(sample);
+        if self.samples.len() < CLOCK_EXCHANGES {
+            return self.time_req(now);
+        }
+        self.clock = estimate_offset(&self.samples, self.same_host).unwrap_or_default();
+        self.linger = self
+            .cfg
+            .traffic
+            .linger
+            .unwrap_or_else(|| default_linger(&self.clock))
+            .min(translate::MAX_LINGER);
+        self.state = State::OpeningData;
+        self.actions.push_back(Action::OpenData);
+    }
+
+    fn on_results(&mut self, r: &proto::Results) {
+        match translate::measured(r) {
+            Ok(m) => {
+                let note = m.note.clone();
+                self.results = Some(m);
+                // Results before Done: the receiver cut the session (its --max-duration, Ctrl-C).
+                if matches!(self.state, State::Sending) {
+                    self.stop_sending(
+                        note.unwrap_or_else(|| "the receiver ended the session".into()),
+                    );
+                }
+            }
+            Err(why) => {
+                self.note
+                    .get_or_insert(format!("the receiver's results are not valid ({why})"));
+            }
+        }
+    }
+
+    /// Per-message rows, passed on up to the most a session of this size can have.
+    fn on_rows(&mut self, rows: &[proto::MessageRow]) {
+        if self.results.is_none() {
+            return;
+        }
+        let sent = self
+            .send
+            .as_ref()
+            .map_or(self.cfg.traffic.count, |s| s.sent);
+        let bound = translate::max_rows(sent);
+        let keep = (rows.len() as u64).min(bound.saturating_sub(self.rows)) as usize;
+        if keep < rows.len() {
+            self.suspect.get_or_insert(format!(
+                "it sent more per-message rows than {bound}, the most a session of this size can have"
+            ));
+        }
+        self.rows += keep as u64;
+        self.actions.push_back(Action::Rows(
+            rows[..keep].iter().map(translate::row).collect(),
+        ));
     }
 
     fn time_req(&mut self, now: Now) {
@@ -432,6 +536,9 @@ impl SenderSession {
         self.state = State::AwaitResults {
             until: now.mono + self.linger + self.cfg.results_grace,
         };
+        if self.ended {
+            self.finish(now);
+        }
     }
 
     fn finish(&mut self, _now: Now) {
@@ -439,21 +546,32 @@ impl SenderSession {
             return;
         }
         self.state = State::Over;
-        let results = self.results.take();
+        let send = self.send.take().unwrap_or_default();
+        let mut results = self.results.take();
         if let Some(r) = &results {
             if !r.complete {
                 if let Some(n) = &r.note {
                     self.note.get_or_insert(n.clone());
                 }
             }
+            if let Err(why) = translate::check_results(r, send.sent, self.cfg.traffic.size) {
+                self.suspect.get_or_insert(why);
+            }
+        }
+        if self.suspect.is_some() {
+            // Nothing the receiver said is believed: its lost runs would be written as rows.
+            if let Some(r) = &mut results {
+                r.lost_runs.clear();
+            }
         }
         self.actions.push_back(Action::Finished(Box::new(Outcome {
             clock: self.clock,
             linger: self.linger,
-            send: self.send.take().unwrap_or_default(),
+            send,
             results,
             note: self.note.take(),
             data_connects: self.data_connects,
+            suspect: self.suspect.take(),
         })));
     }
 

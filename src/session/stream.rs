@@ -59,6 +59,7 @@ impl StreamReceiver {
                 )
             {
                 wire::make_echo_reply(msg, recv_ns, now_ns);
+                acct.seal_reply(msg);
                 self.out.extend_from_slice(msg);
                 acct.echoed += 1;
             }
@@ -121,7 +122,7 @@ mod tests {
         let mut r = StreamReceiver::new(&a, true);
         let stream: Vec<u8> = (0..3)
             .flat_map(|seq| {
-                let mut m = wire::template(3, 64);
+                let mut m = wire::template(3, 64, false);
                 wire::stamp(&mut m, seq, 1, 1);
                 m
             })

@@ -70,14 +70,16 @@ pub fn traffic_spec(t: &Traffic) -> proto::TrafficSpec {
 }
 
 /// A hello's traffic, checked as a whole against itself and against `protocol`'s limits (the receiver's own
-/// caps are checked apart, by `Caps::refuse`). Err says what is wrong, for the Reject.
-pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, String> {
+/// caps are checked apart, by `Caps::refuse`); `mac`: the messages carry a MAC trailer (--key-file). Err says
+/// what is wrong, for the Reject.
+pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<Traffic, String> {
     let size =
         usize::try_from(s.size).map_err(|_| format!("message size {} is not a size", s.size))?;
-    if size < wire::HEADER_LEN || size > protocol.max_size() {
+    let trailer = if mac { wire::MAC_TRAILER_LEN } else { 0 };
+    let least = wire::HEADER_LEN + trailer;
+    if size < least || size > protocol.max_size() {
         return Err(format!(
-            "message size {size} is outside {}..{} bytes for {protocol}",
-            wire::HEADER_LEN,
+            "message size {size} is outside {least}..{} bytes for {protocol}",
             protocol.max_size()
         ));
     }
@@ -94,14 +96,13 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, St
             s.rate
         ));
     }
-    let in_range = |n: u64| n >= wire::HEADER_LEN as u64 && n <= s.size;
+    let in_range = |n: u64| n >= least as u64 && n <= s.size;
     let mix = match &s.sizes {
         None => None,
         Some(proto::Sizes::Range { min, max }) => {
             if !(in_range(*min) && *max == s.size && min <= max) {
                 return Err(format!(
-                    "size range {min}..{max} must run upwards from {} bytes to the message size {}",
-                    wire::HEADER_LEN,
+                    "size range {min}..{max} must run upwards from {least} bytes to the message size {}",
                     s.size
                 ));
             }
@@ -116,8 +117,7 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, St
             }
             if !sizes.iter().all(|&n| in_range(n)) || sizes.iter().max() != Some(&s.size) {
                 return Err(format!(
-                    "every listed size must be {}..{} bytes, the largest equal to the message size",
-                    wire::HEADER_LEN,
+                    "every listed size must be {least}..{} bytes, the largest equal to the message size",
                     s.size
                 ));
             }
@@ -125,10 +125,10 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol) -> Result<Traffic, St
         }
     };
     let min_size = mix.as_ref().map_or(size, |m| m.min());
-    if s.echo && min_size < wire::MIN_ECHO_LEN {
+    if s.echo && min_size < wire::MIN_ECHO_LEN + trailer {
         return Err(format!(
             "echo needs messages of {} bytes or more",
-            wire::MIN_ECHO_LEN
+            wire::MIN_ECHO_LEN + trailer
         ));
     }
     if s.duration_ns == Some(0) {
@@ -253,6 +253,7 @@ fn seq_counts(s: &SeqSummary) -> proto::SeqCounts {
         loss_bursts: s.loss_bursts,
         loss_burst_max: s.loss_burst_max,
         out_of_range: s.out_of_range,
+        next_expected: s.next_expected,
     }
 }
 
@@ -268,6 +269,7 @@ fn seq_summary(s: &proto::SeqCounts) -> SeqSummary {
         loss_bursts: s.loss_bursts,
         loss_burst_max: s.loss_burst_max,
         out_of_range: s.out_of_range,
+        next_expected: s.next_expected,
     }
 }
 
@@ -284,6 +286,7 @@ pub fn results(m: &Measured) -> proto::Results {
         negative_delays: m.negative_delays,
         corrupt: m.corrupt,
         invalid: m.invalid,
+        unauthenticated: m.unauthenticated,
         bytes: m.bytes,
         recv_calls: m.recv_calls,
         split_messages: m.split_messages,
@@ -320,6 +323,7 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
         negative_delays: r.negative_delays,
         corrupt: r.corrupt,
         invalid: r.invalid,
+        unauthenticated: r.unauthenticated,
         bytes: r.bytes,
         recv_calls: r.recv_calls,
         split_messages: r.split_messages,
@@ -336,6 +340,103 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
         rows_not_kept: r.rows_not_kept,
         trace: r.trace.iter().map(event).collect(),
     })
+}
+
+/// Do the receiver's figures hold against what this sender knows it sent (`sent` messages of at most `size`
+/// bytes)? A receiver may only count what arrived: never more unique messages than were sent, every lost number
+/// among those sent, ordering figures within what arrived. Err names the first figure that does not hold.
+pub fn check_results(m: &Measured, sent: u64, size: usize) -> Result<(), String> {
+    let s = &m.seq;
+    let bad = |what: String| Err(what);
+    // A complete session's receiver had the sender's Done; one it cut short counts only what arrived.
+    if (m.complete && s.sent != sent) || s.sent > sent {
+        return bad(format!(
+            "it counts {} sent where this sender sent {sent}",
+            s.sent
+        ));
+    }
+    if s.next_expected > sent {
+        return bad(format!(
+            "it saw sequence number {} of {sent} sent",
+            s.next_expected - 1
+        ));
+    }
+    if s.received > sent {
+        return bad(format!("it claims {} received of {sent} sent", s.received));
+    }
+    if s.lost != s.sent.saturating_sub(s.received) {
+        return bad(format!(
+            "it claims {} lost with {} of {} received",
+            s.lost, s.received, s.sent
+        ));
+    }
+    if s.duplicates > sent {
+        return bad(format!(
+            "it claims {} duplicates of {sent} sent",
+            s.duplicates
+        ));
+    }
+    if s.reordered > s.received || s.reorder_extent_max > s.received || s.reordered_3 > s.reordered
+    {
+        return bad(format!(
+            "its reordering figures ({} reordered, extent {}, {} 3-reordered) exceed the {} received",
+            s.reordered, s.reorder_extent_max, s.reordered_3, s.received
+        ));
+    }
+    if s.loss_bursts > s.lost || s.loss_burst_max > s.lost {
+        return bad(format!(
+            "it claims {} loss bursts, the longest {}, with {} lost",
+            s.loss_bursts, s.loss_burst_max, s.lost
+        ));
+    }
+    for (name, h) in [("latencies", &m.latency), ("transit times", &m.transit)] {
+        if h.len() > s.received {
+            return bad(format!(
+                "it holds {} {name} for {} received",
+                h.len(),
+                s.received
+            ));
+        }
+    }
+    if m.bytes > s.received.saturating_mul(size as u64) {
+        return bad(format!(
+            "it claims {} bytes in {} messages of at most {size}",
+            m.bytes, s.received
+        ));
+    }
+    if m.echoed > s.received.saturating_add(s.duplicates) {
+        return bad(format!(
+            "it claims {} echo replies for {} arrivals",
+            m.echoed, s.received
+        ));
+    }
+    let mut next = 0u64;
+    let mut listed = 0u64;
+    for &(first, len) in &m.lost_runs {
+        let end = first
+            .checked_add(len)
+            .filter(|&e| len > 0 && first >= next && e <= sent);
+        let Some(end) = end else {
+            return bad(format!(
+                "its lost runs are not ascending, disjoint runs among the {sent} sent"
+            ));
+        };
+        next = end;
+        listed += len;
+    }
+    if listed > s.lost {
+        return bad(format!(
+            "it lists {listed} lost numbers with {} lost",
+            s.lost
+        ));
+    }
+    Ok(())
+}
+
+/// The most per-message rows a receiver may send for a session of `sent` messages (each arrival, duplicate or
+/// damaged copy has one; lost numbers come apart): beyond it the rows are not written and the figures marked.
+pub fn max_rows(sent: u64) -> u64 {
+    sent.saturating_mul(2).saturating_add(1024)
 }
 
 #[cfg(test)]
@@ -356,7 +457,7 @@ mod tests {
             duration: Some(Duration::from_secs(3)),
             ..Traffic::default()
         };
-        assert_eq!(traffic(&traffic_spec(&t), Protocol::Udp).unwrap(), t);
+        assert_eq!(traffic(&traffic_spec(&t), Protocol::Udp, false).unwrap(), t);
     }
 
     /// Every way a hello's traffic can be impossible is refused with a reason, never a panic later.
@@ -365,7 +466,7 @@ mod tests {
         let bad = |f: &dyn Fn(&mut proto::TrafficSpec)| {
             let mut s = spec();
             f(&mut s);
-            traffic(&s, Protocol::Udp).unwrap_err()
+            traffic(&s, Protocol::Udp, false).unwrap_err()
         };
         assert!(bad(&|s| s.size = 10).contains("outside"));
         assert!(bad(&|s| s.size = 70_000).contains("outside"));
@@ -398,10 +499,42 @@ mod tests {
         assert!(bad(&|s| s.linger_ns = Some(u64::MAX)).contains("linger"));
     }
 
+    /// A lying receiver is caught on each figure it could inflate.
+    #[test]
+    fn results_that_do_not_add_up_are_caught() {
+        let mut a = crate::accounting::Account::new(9, 10, 64, true);
+        for seq in [0, 2, 1] {
+            let mut m = wire::template(9, 64, false);
+            wire::stamp(&mut m, seq, 1_000, 2_000);
+            let h = wire::Header::parse(&m).unwrap();
+            a.on_message(&m, &h, 10_000);
+        }
+        let honest = a.measured(Some(5), true, None);
+        assert_eq!(check_results(&honest, 5, 64), Ok(()));
+        assert_eq!(honest.lost_runs, vec![(3, 2)]);
+        let lie = |f: &dyn Fn(&mut Measured)| {
+            let mut m = honest.clone();
+            f(&mut m);
+            check_results(&m, 5, 64).unwrap_err()
+        };
+        assert!(lie(&|m| m.seq.sent = 1000).contains("1000 sent where this sender sent 5"));
+        assert!(lie(&|m| m.seq.received = 5000).contains("5000 received of 5"));
+        assert!(lie(&|m| m.seq.lost = u64::MAX).contains("lost"));
+        assert!(lie(&|m| m.seq.reordered = 4).contains("reordering"));
+        assert!(lie(&|m| m.bytes = 10_000).contains("bytes"));
+        assert!(lie(&|m| m.lost_runs = vec![(3, 1_000_000_000_000)]).contains("lost runs"));
+        assert!(lie(&|m| m.lost_runs = vec![(3, 1), (3, 1)]).contains("lost runs"));
+        assert!(lie(&|m| m.seq.duplicates = 6).contains("duplicates"));
+        assert_eq!(
+            check_results(&honest, 6, 64).unwrap_err(),
+            "it counts 5 sent where this sender sent 6"
+        );
+    }
+
     #[test]
     fn results_round_trip_and_hostile_ones_are_refused() {
         let mut a = crate::accounting::Account::new(9, 4, 64, true);
-        let mut m = wire::template(9, 64);
+        let mut m = wire::template(9, 64, false);
         wire::stamp(&mut m, 0, 1_000, 2_000);
         let h = wire::Header::parse(&m).unwrap();
         a.on_message(&m, &h, 10_000);

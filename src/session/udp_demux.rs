@@ -120,6 +120,13 @@ impl UdpDemux {
         self.sessions.is_empty()
     }
 
+    /// Datagrams accounted to `session` so far (any kind, valid or not): its sign of life.
+    pub fn seen(&self, session: u64) -> u64 {
+        self.sessions
+            .get(&session)
+            .map_or(0, |e| e.acct.recv_calls + e.acct.invalid + e.acct.corrupt)
+    }
+
     /// Datagrams that belonged to no session and came from no session's peer.
     pub fn stray(&self) -> u64 {
         self.stray
@@ -181,6 +188,7 @@ impl UdpDemux {
         match (echo, d.from) {
             (true, Some(to)) => {
                 wire::make_echo_reply(d.data, recv_ns, now_ns);
+                e.acct.seal_reply(d.data);
                 Some(Echo {
                     session: hdr.session,
                     to,
@@ -263,7 +271,7 @@ mod tests {
     use crate::clock::Now;
 
     fn msg(session: u64, seq: u64, size: usize) -> Vec<u8> {
-        let mut m = wire::template(session, size);
+        let mut m = wire::template(session, size, false);
         wire::stamp(&mut m, seq, 1_000, 1_000);
         m
     }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sockbench::proto::{self, Ctl, Done, FrameDecoder, Hello, Results};
+use sockbench::auth::{self, Dir, Secret, SessionKeys};
+use sockbench::proto::{self, Ctl, Done, FrameDecoder, FrameEncoder, Hello, Results};
 use sockbench::traffic::Protocol;
 use sockbench::wire;
 
@@ -68,6 +69,30 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "clock_error_us",
     "complete",
 ];
+
+/// Can this process build the private lab (root, /dev/net/tun, iproute2)? Where not, a lab test skips with a
+/// line saying why, but fails under CI=true: a skipped proof is not a proof.
+pub fn lab_possible() -> bool {
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not root (the lab needs CAP_NET_ADMIN)")
+    } else if !Path::new("/dev/net/tun").exists() {
+        Some("/dev/net/tun is missing")
+    } else if Command::new("ip").arg("-V").output().is_err() {
+        Some("the `ip` command (iproute2) is missing")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(w) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("lab test cannot run in CI: {w}")
+        }
+        Some(w) => {
+            eprintln!("SKIPPED: lab test cannot run here: {w}");
+            false
+        }
+    }
+}
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sockbench"))
@@ -408,6 +433,7 @@ pub fn exact_session(proto: &str, target: &str, count: u64, extra: &[&str]) -> R
 pub struct CtlConn {
     stream: TcpStream,
     dec: FrameDecoder,
+    enc: FrameEncoder,
 }
 
 impl CtlConn {
@@ -416,11 +442,23 @@ impl CtlConn {
         CtlConn {
             stream,
             dec: FrameDecoder::new(proto::MAX_FRAME),
+            enc: FrameEncoder::default(),
         }
     }
 
     pub fn send(&mut self, m: &Ctl) -> std::io::Result<()> {
-        self.stream.write_all(&proto::encode(m))
+        let b = self.enc.encode(m);
+        self.stream.write_all(&b)
+    }
+
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// From now on frames both ways carry MACs (a sender's side).
+    pub fn authenticate(&mut self, keys: &SessionKeys) {
+        self.enc.authenticate(keys.clone(), Dir::SenderToReceiver);
+        self.dec.authenticate(keys.clone(), Dir::ReceiverToSender);
     }
 
     /// The next message within `limit`, or why not.
@@ -453,6 +491,8 @@ pub struct RawSession {
     pub template: Vec<u8>,
     pub udp: Option<UdpSocket>,
     pub tcp: Option<TcpStream>,
+    /// An authenticated session's keys (messages get MACs).
+    pub keys: Option<SessionKeys>,
 }
 
 /// Session parameters for a hand-made hello: fixed-size messages, paced at 1000/s, linger 300 ms.
@@ -495,6 +535,7 @@ pub fn hello(protocol: Protocol, session: u64, t: proto::TrafficSpec) -> Ctl {
         boot_id: String::new(),
         software: "integration test".into(),
         trace: false,
+        nonce: None,
     })
 }
 
@@ -506,14 +547,53 @@ fn wait(conn: &mut CtlConn, what: &str) -> Ctl {
 impl RawSession {
     /// Hello, accept, start, (data connection), ready.
     pub fn open(addr: SocketAddr, protocol: Protocol, t: proto::TrafficSpec) -> RawSession {
+        Self::open_with(addr, protocol, t, None)
+    }
+
+    /// The same, authenticated with `secret` (the proofs of both sides done by hand).
+    pub fn open_with(
+        addr: SocketAddr,
+        protocol: Protocol,
+        t: proto::TrafficSpec,
+        secret: Option<&Secret>,
+    ) -> RawSession {
+        Self::open_full(addr, protocol, t, secret, &|_| {})
+    }
+
+    /// The same, calling `before_data(session)` after Start and before the TCP data connection opens (a
+    /// hijacker's moment).
+    pub fn open_full(
+        addr: SocketAddr,
+        protocol: Protocol,
+        t: proto::TrafficSpec,
+        secret: Option<&Secret>,
+        before_data: &dyn Fn(u64),
+    ) -> RawSession {
         let session: u64 = rand::random();
         let mut conn = open_control(addr);
         let size = t.size as usize;
-        conn.send(&hello(protocol, session, t)).unwrap();
-        match wait(&mut conn, "accept") {
-            Ctl::Accept(_) => {}
-            other => panic!("expected accept, got {other:?}"),
+        let nonce_s = auth::nonce();
+        let mut h = hello(protocol, session, t);
+        if let (Ctl::Hello(h), Some(_)) = (&mut h, secret) {
+            h.nonce = Some(auth::to_hex(&nonce_s));
         }
+        let hello_hash = auth::hello_hash(&proto::encode(&h)[4..]);
+        conn.send(&h).unwrap();
+        let accept = match wait(&mut conn, "accept") {
+            Ctl::Accept(a) => a,
+            other => panic!("expected accept, got {other:?}"),
+        };
+        let keys = secret.map(|k| {
+            let nr = auth::from_hex::<16>(accept.nonce.as_deref().unwrap()).unwrap();
+            let proof = k.sender_proof(&hello_hash, &nonce_s, &nr);
+            conn.send(&Ctl::Proof {
+                proof: auth::to_hex(&proof),
+            })
+            .unwrap();
+            let keys = k.session_keys(session, &nonce_s, &nr);
+            conn.authenticate(&keys);
+            keys
+        });
         let udp = (protocol == Protocol::Udp).then(|| {
             let any = if addr.is_ipv6() {
                 "[::1]:0"
@@ -538,9 +618,11 @@ impl RawSession {
             linger_ns: 300_000_000,
         }))
         .unwrap();
+        let mac = keys.as_ref().map(|k| k.preamble_mac(session));
+        before_data(session);
         let tcp = (protocol == Protocol::Tcp).then(|| {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(&proto::data_preamble(session)).unwrap();
+            s.write_all(&proto::data_preamble(session, mac)).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
             s
@@ -553,9 +635,10 @@ impl RawSession {
             conn,
             session,
             size,
-            template: wire::template(session, size),
+            template: wire::template(session, size, keys.is_some()),
             udp,
             tcp,
+            keys,
         }
     }
 
@@ -569,6 +652,9 @@ impl RawSession {
         m[32..40].copy_from_slice(&now.to_be_bytes());
         m[40..48].copy_from_slice(&now.to_be_bytes());
         wire::seal(&mut m);
+        if let Some(k) = &self.keys {
+            k.seal_message(Dir::SenderToReceiver, &mut m);
+        }
         m
     }
 

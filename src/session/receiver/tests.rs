@@ -21,6 +21,7 @@ fn hello(transport: proto::Transport, traffic: &Traffic) -> Ctl {
         boot_id: "b".into(),
         software: "test".into(),
         trace: false,
+        nonce: None,
     })
 }
 
@@ -55,7 +56,9 @@ fn drain(c: &mut ReceiverConn) -> Seen {
             } => s.starts.push((account, udp_source_port)),
             Action::StopData { sent, linger } => s.stops.push((sent, linger)),
             Action::Report(r) => s.reports.push(*r),
-            Action::DataConnection { session, leftover } => s.data.push((session, leftover)),
+            Action::DataConnection {
+                session, leftover, ..
+            } => s.data.push((session, leftover)),
             Action::Log(l) => s.logs.push(l),
             Action::Close => s.closed = true,
         }
@@ -110,7 +113,7 @@ fn running(t0: Now, traffic: &Traffic) -> (ReceiverConn, Box<Account>) {
 
 fn feed(account: &mut Account, seqs: &[u64]) {
     for &seq in seqs {
-        let mut m = wire::template(42, 64);
+        let mut m = wire::template(42, 64, false);
         wire::stamp(&mut m, seq, 1_000, 1_000);
         let h = wire::Header::parse(&m).unwrap();
         account.on_message(&m, &h, 2_000);
@@ -263,7 +266,7 @@ fn another_version_is_refused_naming_both() {
 fn data_and_garbage_connections() {
     let t0 = Now::fixed();
     let mut c = ReceiverConn::new(cfg(Protocol::Tcp), t0);
-    c.on_bytes(&[data_preamble(9).to_vec(), b"xy".to_vec()].concat(), t0);
+    c.on_bytes(&[data_preamble(9, None), b"xy".to_vec()].concat(), t0);
     let s = drain(&mut c);
     assert_eq!(s.data, vec![(9, b"xy".to_vec())]);
     assert!(c.is_closed() && c.next_deadline().is_none());
@@ -304,9 +307,30 @@ fn no_room_is_a_reject_and_a_stalled_setup_an_abort() {
 #[test]
 fn max_duration_cuts_a_session_and_keeps_what_was_measured() {
     let t0 = Now::fixed();
-    let (mut c, mut account) = running(t0, &Traffic::default());
+    let caps = Caps {
+        max_duration: Duration::from_secs(100),
+        ..Caps::default()
+    };
+    let mut c = ReceiverConn::new(ConnConfig::new(Protocol::Udp, caps), t0);
+    let bytes = [
+        control_preamble().to_vec(),
+        encode(&hello(proto::Transport::Udp, &Traffic::default())),
+    ]
+    .concat();
+    c.on_bytes(&bytes, t0);
+    c.on_admitted(Ok(()), t0);
+    c.on_bytes(&encode(&start_msg(500)), t0);
+    let mut account = drain(&mut c).starts.pop().unwrap().0;
+    c.on_data_ready(t0);
     feed(&mut account, &[0, 1]);
-    let max_end = t0.after(Caps::default().max_duration);
+    // Data keeps coming every 10 s: never idle, cut at the max duration.
+    for s in (10..100).step_by(10) {
+        let t = t0.after(Duration::from_secs(s));
+        c.on_data_activity(t);
+        c.on_timeout(t);
+    }
+    assert!(drain(&mut c).stops.is_empty());
+    let max_end = t0.after(Duration::from_secs(100));
     assert_eq!(c.next_deadline(), Some(max_end.mono));
     c.on_timeout(max_end);
     let s = drain(&mut c);
@@ -322,6 +346,32 @@ fn max_duration_cuts_a_session_and_keeps_what_was_measured() {
         Some("the session reached the receiver's --max-duration")
     );
     assert_eq!(r.seq.received, 2);
+}
+
+/// A sender that vanishes without a FIN (no data, no control message) is dropped at the idle timeout, not
+/// held until --max-duration (an hour by default).
+#[test]
+fn a_silent_sender_is_dropped_at_the_idle_timeout() {
+    let t0 = Now::fixed();
+    let (mut c, account) = running(t0, &Traffic::default());
+    c.on_data_activity(t0.after(Duration::from_secs(5)));
+    assert_eq!(c.next_deadline(), Some(t0.mono + Duration::from_secs(35)));
+    c.on_timeout(t0.after(Duration::from_millis(34_999)));
+    assert!(drain(&mut c).stops.is_empty());
+    c.on_timeout(t0.after(Duration::from_secs(35)));
+    assert_eq!(drain(&mut c).stops, vec![(None, Duration::ZERO)]);
+    c.on_data_finished(account, None);
+    let s = drain(&mut c);
+    assert!(matches!(&s.sent[0], Ctl::Results(r)
+        if r.note.as_deref() == Some("the sender went silent for 30s (no data, no control message)")));
+    // A slow sender (one message per 20 s) gets four gaps of silence, not 30 s.
+    let slow = Traffic {
+        rate: 0.05,
+        count: 10,
+        ..Traffic::default()
+    };
+    let (c, _) = running(t0, &slow);
+    assert_eq!(c.next_deadline(), Some(t0.mono + Duration::from_secs(80)));
 }
 
 #[test]
@@ -386,4 +436,20 @@ fn an_early_end_of_data_waits_for_done() {
     let s = drain(&mut c);
     assert!(s.stops.is_empty());
     assert!(matches!(&s.sent[0], Ctl::Results(r) if r.complete && r.seq.received == 1));
+}
+
+/// A data path that breaks (echo replies nobody reads, a stream that stopped being ours) ends the session at
+/// once with its reason, instead of waiting for a Done that may never come.
+#[test]
+fn a_broken_data_path_ends_the_session_at_once() {
+    let t0 = Now::fixed();
+    let (mut c, account) = running(t0, &Traffic::default());
+    c.on_data_finished(
+        account,
+        Some("the sender stopped reading its echo replies for 2s".into()),
+    );
+    let s = drain(&mut c);
+    assert!(s.closed);
+    assert!(matches!(&s.sent[0], Ctl::Results(r)
+        if !r.complete && r.note.as_deref() == Some("the sender stopped reading its echo replies for 2s")));
 }

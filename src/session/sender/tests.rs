@@ -66,6 +66,8 @@ fn accept() -> Vec<u8> {
         version: proto::VERSION,
         boot_id: "host-b".into(),
         software: "x".into(),
+        nonce: None,
+        proof: None,
     }))
 }
 
@@ -275,5 +277,50 @@ fn silent_results_end_at_the_linger_plus_grace() {
     assert_eq!(
         o.note.as_deref(),
         Some("the receiver did not send its results in time")
+    );
+}
+
+/// A receiver that cuts the session sends its results and End while the send loop still runs: the session
+/// ends as soon as the loop does, without waiting out the linger for an End already received.
+#[test]
+fn an_end_before_the_send_loop_finished_is_remembered() {
+    let t0 = Now::fixed();
+    let mut s = SenderSession::new(cfg(Protocol::Udp), t0);
+    let mut p = Peer::new();
+    to_open_data(&mut s, &mut p, t0);
+    s.on_data_opened(Some(1));
+    s.on_bytes(&encode(&Ctl::Ready), t0);
+    p.drain(&mut s);
+    let cut = proto::Results {
+        note: Some("the session reached the receiver's --max-duration".into()),
+        seq: proto::SeqCounts {
+            sent: 3,
+            received: 3,
+            next_expected: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    s.on_bytes(
+        &[encode(&Ctl::Results(Box::new(cut))), encode(&Ctl::End)].concat(),
+        t0,
+    );
+    assert_eq!(p.drain(&mut s).stops, 1);
+    s.on_send_finished(
+        SendStats {
+            sent: 5,
+            ..Default::default()
+        },
+        t0,
+    );
+    let o = p.drain(&mut s).finished.expect("finished at once");
+    assert_eq!(
+        o.note.as_deref(),
+        Some("the session reached the receiver's --max-duration")
+    );
+    assert_eq!(
+        o.suspect, None,
+        "a cut receiver's figures still hold: {:?}",
+        o.suspect
     );
 }

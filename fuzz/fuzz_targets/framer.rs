@@ -36,10 +36,11 @@ fn cuts(stream_len: usize, reads: &[u16]) -> Vec<usize> {
 fuzz_target!(|inp: Input| {
     let t = inp.shape.traffic();
     let session = inp.shape.session;
+    let keys = inp.shape.keys();
     let stream: Vec<u8> = inp
         .pieces
         .iter()
-        .flat_map(|p| p.bytes(session, &|seq| t.size_of(session, seq)))
+        .flat_map(|p| p.bytes(session, &|seq| t.size_of(session, seq), keys.as_ref()))
         .collect();
     let reads = cuts(stream.len(), &inp.reads);
 

@@ -21,7 +21,7 @@ use sockbench::session::receiver::{Action, Admission, ConnConfig, ReceiverConn};
 use sockbench::session::translate;
 use sockbench::traffic::{Caps, Protocol, Traffic};
 use sockbench::wire::{self, Header};
-use sockbench_fuzz::{check_account, check_text, decode_writes, ArbCtl, Piece};
+use sockbench_fuzz::{check_account, check_text, decode_writes, secret, ArbCtl, Piece};
 
 #[derive(Arbitrary, Debug)]
 enum Ev {
@@ -38,6 +38,8 @@ enum Ev {
         rate: u16,
         echo: bool,
         per_message: bool,
+        /// The sender's nonce, for a receiver with a key (any text: the receiver parses the peer's hex).
+        nonce: Option<String>,
     },
     GoodStart {
         offset_ns: i64,
@@ -58,6 +60,8 @@ enum Ev {
 #[derive(Arbitrary, Debug)]
 struct Input {
     udp: bool,
+    /// The receiver has a key (--key-file): hellos must prove the sender holds it too.
+    secret: bool,
     /// The driver's answers to successive Admits (room or not).
     answers: Vec<bool>,
     events: Vec<Ev>,
@@ -75,7 +79,7 @@ struct World {
     closed: bool,
 }
 
-fn check_admission(a: &Admission, protocol: Protocol, caps: &Caps) {
+fn check_admission(a: &Admission, protocol: Protocol, caps: &Caps, mac: bool) {
     let t: &Traffic = &a.traffic;
     assert!(t.size >= wire::HEADER_LEN && t.size <= protocol.max_size() && t.size <= caps.max_size);
     assert!(t.count > 0 && t.count <= caps.max_messages);
@@ -103,7 +107,7 @@ fn check_admission(a: &Admission, protocol: Protocol, caps: &Caps) {
     }
     // Validating what was admitted changes nothing.
     assert_eq!(
-        translate::traffic(&translate::traffic_spec(t), protocol, false).as_ref(),
+        translate::traffic(&translate::traffic_spec(t), protocol, mac).as_ref(),
         Ok(t)
     );
 }
@@ -133,7 +137,7 @@ fn handle(
             Action::Admit(a) => {
                 w.admits += 1;
                 assert_eq!(w.admits, 1, "a second Admit on one connection");
-                check_admission(&a, cfg.protocol, &cfg.caps);
+                check_admission(&a, cfg.protocol, &cfg.caps, cfg.secret.is_some());
                 w.admission = Some((*a).clone());
                 let yes = inp.answers.get(w.answers_used).copied().unwrap_or(true);
                 w.answers_used += 1;
@@ -234,7 +238,8 @@ fuzz_target!(|inp: Input| {
     } else {
         Protocol::Tcp
     };
-    let cfg = ConnConfig::new(protocol, Caps::default());
+    let mut cfg = ConnConfig::new(protocol, Caps::default());
+    cfg.secret = inp.secret.then(secret);
     let mut now = Now::fixed();
     let mut c = ReceiverConn::new(cfg.clone(), now);
     let mut w = World::default();
@@ -269,15 +274,15 @@ fuzz_target!(|inp: Input| {
                 rate,
                 echo,
                 per_message,
-            } => Some(proto::encode(&good_hello(
-                inp.udp,
-                *session,
-                *count,
-                *size,
-                *rate,
-                *echo,
-                *per_message,
-            ))),
+                nonce,
+            } => {
+                let mut h =
+                    good_hello(inp.udp, *session, *count, *size, *rate, *echo, *per_message);
+                if let Ctl::Hello(h) = &mut h {
+                    h.nonce = nonce.clone();
+                }
+                Some(proto::encode(&h))
+            }
             Ev::GoodStart {
                 offset_ns,
                 linger_ms,
@@ -308,9 +313,11 @@ fuzz_target!(|inp: Input| {
             Ev::Data(pieces) => {
                 if let (Some(acct), Some(a)) = (w.account.as_mut(), w.admission.as_ref()) {
                     for p in pieces {
-                        let b = p.bytes(a.session, &|seq| {
-                            a.traffic.size_of(a.session, seq).min(8192)
-                        });
+                        let b = p.bytes(
+                            a.session,
+                            &|seq| a.traffic.size_of(a.session, seq).min(8192),
+                            c.keys(),
+                        );
                         match Header::parse(&b) {
                             Ok(h) if h.session == acct.session => {
                                 acct.on_message(&b, &h, now.wall_ns);

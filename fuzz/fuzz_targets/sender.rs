@@ -19,7 +19,7 @@ use sockbench::session::sender::{
 };
 use sockbench::session::translate;
 use sockbench::traffic::Protocol;
-use sockbench_fuzz::{check_text, decode_writes, ArbCtl, SessionShape};
+use sockbench_fuzz::{check_text, decode_writes, secret, ArbCtl, SessionShape};
 
 #[derive(Arbitrary, Debug)]
 enum Ev {
@@ -143,6 +143,8 @@ fuzz_target!(|inp: Input| {
     let traffic = inp.shape.traffic();
     let mut cfg = SenderConfig::new(protocol, inp.shape.session, traffic.clone());
     cfg.boot_id = "boot".into();
+    // An authenticated session: the receiver's Accept must prove it holds the key.
+    cfg.secret = inp.shape.mac.then(secret);
     let mut now = Now::fixed();
     let mut s = SenderSession::new(cfg, now);
     // The first write is the preamble and the hello, which a receiver accepts.
@@ -154,7 +156,7 @@ fuzz_target!(|inp: Input| {
                 panic!("no hello")
             };
             assert_eq!(
-                translate::traffic(&h.traffic, protocol, false).as_ref(),
+                translate::traffic(&h.traffic, protocol, inp.shape.mac).as_ref(),
                 Ok(&traffic)
             );
         }

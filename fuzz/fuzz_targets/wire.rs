@@ -38,8 +38,9 @@ fn demux(inp: &Input, t: &sockbench::traffic::Traffic) {
     );
     d.begin_batch(Duration::ZERO);
     let size_of = |seq| t.size_of(inp.shape.session, seq);
+    let keys = inp.shape.keys();
     for (i, p) in inp.datagrams.iter().enumerate() {
-        let mut b = p.bytes(inp.shape.session, &size_of);
+        let mut b = p.bytes(inp.shape.session, &size_of, keys.as_ref());
         let (who, truncated, drops) = inp.senders.get(i).copied().unwrap_or((0, false, None));
         let from = match who % 4 {
             0 => Some(SocketAddr::new(peer, PEER_PORT)),
@@ -77,7 +78,7 @@ fn demux(inp: &Input, t: &sockbench::traffic::Traffic) {
     assert!(d.is_empty());
     let m = accts[0].measured(Some(t.count), true, None);
     // Every datagram is charged to the session or counted stray, once.
-    let charged = m.seq.received + m.seq.duplicates + m.corrupt + m.invalid;
+    let charged = m.seq.received + m.seq.duplicates + m.corrupt + m.invalid + m.unauthenticated;
     assert_eq!(charged + stray, inp.datagrams.len() as u64);
     assert!(m.echoed <= m.seq.received + m.seq.duplicates);
 }
@@ -85,12 +86,16 @@ fn demux(inp: &Input, t: &sockbench::traffic::Traffic) {
 fuzz_target!(|inp: Input| {
     let t = inp.shape.traffic();
     let mut acct = inp.shape.account(&t);
+    let keys = inp.shape.keys();
     let mut echo = EchoStats::new(inp.shape.session, t.count, false);
+    if let Some(k) = &keys {
+        echo.set_keys(k.clone());
+    }
     let size_of = |seq| t.size_of(inp.shape.session, seq);
     let mut handed = 0u64;
     let (mut replies, mut echo_counted) = (0u64, 0u64);
     for (i, p) in inp.datagrams.iter().enumerate() {
-        let mut b = p.bytes(inp.shape.session, &size_of);
+        let mut b = p.bytes(inp.shape.session, &size_of, keys.as_ref());
         let jitter = inp.recv_jitter.get(i).copied().unwrap_or(0);
         let recv_ns = 1_700_000_000_000_000_000 + i64::from(jitter);
         let parsed = Header::parse(&b);
@@ -107,10 +112,12 @@ fuzz_target!(|inp: Input| {
             assert_eq!(back[8..12], b[8..12]);
             assert_eq!(back[16..], b[16..wire::HEADER_LEN]);
         }
+        // A MAC trailer is not part of the echo fields.
         assert_eq!(
             wire::echo_times(&b).is_some(),
-            b.len() >= wire::MIN_ECHO_LEN
+            wire::crc_covered(&b) >= wire::MIN_ECHO_LEN
         );
+        assert!(wire::crc_covered(&b) <= b.len());
         // The UDP receive path: ours if it parses and names the session, else charged as unrecognised.
         match parsed {
             Ok(h) if h.session == acct.session => {
@@ -121,7 +128,14 @@ fuzz_target!(|inp: Input| {
         handed += 1;
         // The echo reply of a valid message is valid, no longer than it, and carries the receiver's times.
         let before = b.len();
+        let flagged = b.len() > 5 && b[5] & wire::FLAG_MAC != 0;
         if wire::make_echo_reply(&mut b, recv_ns, recv_ns + 5) {
+            // The receiver signs its reply in an authenticated session, in the trailer outside the CRC. (It
+            // echoes only messages whose MAC held, which the sender flagged; unflagged, the trailer would
+            // overlap the echo fields.)
+            if flagged {
+                acct.seal_reply(&mut b);
+            }
             assert_eq!(b.len(), before);
             assert_eq!(wire::echo_times(&b), Some((recv_ns, recv_ns + 5)));
             if let Ok(h) = Header::parse(&b) {

@@ -4,6 +4,7 @@
 
 use arbitrary::Arbitrary;
 use sockbench::accounting::Account;
+use sockbench::auth::{Dir, Secret, SessionKeys};
 use sockbench::proto::{self, Ctl};
 use sockbench::session::translate;
 use sockbench::traffic::{Protocol, Schedule, SizeMix, Traffic};
@@ -346,7 +347,7 @@ pub enum Damage {
     SetLen(u32),
     SetSeq(u64),
     SetTimes(i64, i64),
-    /// Recompute the CRC, so the damage so far passes the checksum.
+    /// Recompute the CRC (and the MAC, in an authenticated session), so the damage so far passes both.
     Reseal,
 }
 
@@ -364,7 +365,13 @@ pub enum Piece {
 }
 
 impl Piece {
-    pub fn bytes(&self, session: u64, size_of: &dyn Fn(u64) -> usize) -> Vec<u8> {
+    /// `keys`: an authenticated session's, whose messages carry the sender's MAC.
+    pub fn bytes(
+        &self,
+        session: u64,
+        size_of: &dyn Fn(u64) -> usize,
+        keys: Option<&SessionKeys>,
+    ) -> Vec<u8> {
         match self {
             Piece::Raw(b) => b.clone(),
             Piece::Msg {
@@ -379,11 +386,14 @@ impl Piece {
                     .unwrap_or_else(|| size_of(seq))
                     .max(wire::HEADER_LEN);
                 let session = if *other_session { !session } else { session };
-                let mut m = wire::template(session, size, false);
+                let mut m = wire::template(session, size, keys.is_some());
                 let t = 1_700_000_000_000_000_000 + seq as i64 * 1000;
                 wire::stamp(&mut m, seq, t, t + 10);
+                if let Some(k) = keys {
+                    k.seal_message(Dir::SenderToReceiver, &mut m);
+                }
                 for d in damage {
-                    apply(&mut m, d);
+                    apply(&mut m, d, keys);
                 }
                 m
             }
@@ -391,7 +401,7 @@ impl Piece {
     }
 }
 
-fn apply(m: &mut Vec<u8>, d: &Damage) {
+fn apply(m: &mut Vec<u8>, d: &Damage, keys: Option<&SessionKeys>) {
     match *d {
         Damage::Flip { at, mask } if !m.is_empty() => {
             let i = usize::from(at) % m.len();
@@ -408,7 +418,12 @@ fn apply(m: &mut Vec<u8>, d: &Damage) {
             m[32..40].copy_from_slice(&a.to_be_bytes());
             m[40..48].copy_from_slice(&b.to_be_bytes());
         }
-        Damage::Reseal if m.len() >= 16 => wire::seal(m),
+        Damage::Reseal if m.len() >= 16 => {
+            wire::seal(m);
+            if let Some(k) = keys {
+                k.seal_message(Dir::SenderToReceiver, m);
+            }
+        }
         _ => {}
     }
 }
@@ -430,6 +445,13 @@ pub struct SessionShape {
     pub echo: bool,
     /// The clock offset the sender's Start announced: a peer's number, anything.
     pub offset_ns: i64,
+    /// Authenticated (--key-file): messages carry a MAC trailer the account checks.
+    pub mac: bool,
+}
+
+/// The key both ends of the fixtures' authenticated sessions hold.
+pub fn secret() -> Secret {
+    Secret::from_bytes(b"sockbench fuzz key, not a secret").expect("long enough")
 }
 
 /// The largest message the fixtures use: big enough for every code path, small enough to stay fast.
@@ -437,11 +459,13 @@ pub const FIXTURE_MAX_SIZE: usize = 4096;
 
 impl SessionShape {
     pub fn traffic(&self) -> Traffic {
-        let min = if self.echo {
-            wire::MIN_ECHO_LEN
-        } else {
-            wire::HEADER_LEN
-        };
+        let trailer = if self.mac { wire::MAC_TRAILER_LEN } else { 0 };
+        let min = trailer
+            + if self.echo {
+                wire::MIN_ECHO_LEN
+            } else {
+                wire::HEADER_LEN
+            };
         let size = usize::from(self.size).clamp(min, FIXTURE_MAX_SIZE);
         let mix = self.mix.as_ref().map(|m| match m {
             ArbMix::Range(lo) => SizeMix::Range(usize::from(*lo).clamp(min, size), size),
@@ -468,16 +492,25 @@ impl SessionShape {
         };
         // The fixture is a session a receiver could admit: the hello validator agrees.
         assert_eq!(
-            translate::traffic(&translate::traffic_spec(&t), Protocol::Udp, false).as_ref(),
+            translate::traffic(&translate::traffic_spec(&t), Protocol::Udp, self.mac).as_ref(),
             Ok(&t)
         );
         t
+    }
+
+    /// The session's keys, when it is authenticated (fixed nonces: the fuzzer must be deterministic).
+    pub fn keys(&self) -> Option<SessionKeys> {
+        self.mac
+            .then(|| secret().session_keys(self.session, &[1; 16], &[2; 16]))
     }
 
     pub fn account(&self, t: &Traffic) -> Account {
         let mut a = Account::new(self.session, t.count, t.size, t.per_message);
         a.set_mixed_sizes(t);
         a.set_offset(self.offset_ns);
+        if let Some(k) = self.keys() {
+            a.set_keys(k);
+        }
         a
     }
 }

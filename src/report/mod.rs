@@ -167,12 +167,11 @@ impl SessionReport {
         let ipdv = HistSummary::of(&m.ipdv);
         // duration_s, goodput and message rate: over the time the data took to get there, from the first send
         // to the last unique arrival, on the sender's clock (arrivals are offset-corrected). The sender knows
-        // its first send; a receiver's own copy takes the earliest send time it saw.
+        // its first send; a receiver's own copy the earliest it saw (the peer's numbers then: hence i128).
         let first = sender
             .and_then(|x| x.send.first_send_ns)
             .or(m.first_send_ns);
         let span_s = match (first, m.last_recv_ns) {
-            // i128: a receiver's own copy takes both ends from the peer's numbers.
             (Some(a), Some(b)) if b > a => Some((i128::from(b) - i128::from(a)) as f64 / 1e9),
             _ => None,
         };

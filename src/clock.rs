@@ -191,12 +191,22 @@ pub struct Sample {
 impl Sample {
     /// Round trip with the receiver's holding time removed (RFC 5357): (t4 − t1) − (t3 − t2).
     pub fn rtt_ns(&self) -> i64 {
-        (self.t4 - self.t1) - (self.t3 - self.t2)
+        let [t1, t2, t3, t4] = self.wide();
+        saturate((t4 - t1) - (t3 - t2))
     }
     /// θ = ((t2 − t1) + (t3 − t4)) / 2: receiver clock minus sender clock.
     pub fn offset_ns(&self) -> i64 {
-        ((self.t2 - self.t1) + (self.t3 - self.t4)) / 2
+        let [t1, t2, t3, t4] = self.wide();
+        saturate(((t2 - t1) + (t3 - t4)) / 2)
     }
+    /// In i128: t2 and t3 are the receiver's numbers, and no pair of i64 can overflow there.
+    fn wide(&self) -> [i128; 4] {
+        [self.t1, self.t2, self.t3, self.t4].map(i128::from)
+    }
+}
+
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Receiver clock minus sender clock, with its error bound.

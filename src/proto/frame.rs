@@ -195,7 +195,8 @@ impl FrameDecoder {
             *n += 1;
         }
         self.last_hash = auth::hello_hash(body);
-        let msg = serde_json::from_slice(body).map_err(|e| FrameError::Unreadable(e.to_string()));
+        let msg = serde_json::from_slice(body)
+            .map_err(|e| FrameError::Unreadable(printable(&e.to_string())));
         self.buf.drain(..4 + len + trailer);
         msg.map(Some)
     }
@@ -204,6 +205,15 @@ impl FrameDecoder {
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+}
+
+/// serde's errors quote the peer's text raw ("unknown variant `…`"): bounded and without control characters
+/// before it reaches a log line or a terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(300)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// One message as a frame: u32 big-endian length, then the JSON.

@@ -277,8 +277,9 @@ impl SessionReport {
         let first = sender
             .and_then(|x| x.send.first_send_ns)
             .or(m.first_send_ns);
+        // The peer's numbers on a receiver's own copy: hence i128.
         let span_s = match (first, m.last_recv_ns) {
-            (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
+            (Some(a), Some(b)) if b > a => Some((i128::from(b) - i128::from(a)) as f64 / 1e9),
             _ => None,
         };
         let f = |g: fn(&HistSummary) -> f64, h: &Option<HistSummary>| h.as_ref().map(|h| r3(g(h)));

@@ -140,6 +140,9 @@ pub struct SenderSession {
     setup_deadline: Instant,
     /// Every clock exchange of the session, fitted as a line (offset and skew).
     fit: ClockFit,
+    /// Clock replies before the data, usable or not: a receiver whose every reply is impossible must not
+    /// keep the sender asking.
+    clock_replies: usize,
     /// In the measured phase: when the next exchange is due, and the one awaiting its reply.
     clock_due: Instant,
     clock_pending: Option<i64>,
@@ -192,6 +195,7 @@ impl SenderSession {
             nonce,
             keys: None,
             fit: ClockFit::new(false),
+            clock_replies: 0,
             clock_due: now.mono,
             clock_pending: None,
             same_host: false,
@@ -408,8 +412,15 @@ impl SenderSession {
     /// One clock exchange done: the next, or the estimate and on to the data socket.
     fn on_clock_reply(&mut self, sample: Sample, now: Now) {
         self.fit.add(sample);
-        if self.fit.exchanges() < CLOCK_EXCHANGES {
+        self.clock_replies += 1;
+        if self.clock_replies < CLOCK_EXCHANGES {
             return self.time_req(now);
+        }
+        if self.fit.exchanges() == 0 {
+            return self.fail(SetupError::Failed(format!(
+                "none of the receiver's {CLOCK_EXCHANGES} clock replies was possible (each came back before it \
+                 was asked): its clock or its software is broken; no one-way figure could be trusted"
+            )));
         }
         self.clock = self.fit.estimate();
         self.linger = self

@@ -582,25 +582,25 @@ impl EchoStats {
     }
 
     /// One reply, whose receive call returned at `t_app` and which the kernel stamped `t_kernel` (sender
-    /// clock).
-    pub fn on_reply(&mut self, msg: &[u8], t_app: i64, t_kernel: Option<i64>) {
+    /// clock). Returns its sequence number when it is the first valid reply of that message.
+    pub fn on_reply(&mut self, msg: &[u8], t_app: i64, t_kernel: Option<i64>) -> Option<u64> {
         let Ok(h) = Header::parse(msg) else {
             self.invalid += 1;
-            return;
+            return None;
         };
         if h.session != self.session || h.flags & wire::FLAG_ECHO_REPLY == 0 {
             self.invalid += 1;
-            return;
+            return None;
         }
         if let Some(k) = &self.keys {
             if !k.verify_message(Dir::ReceiverToSender, msg) && wire::verify(msg, &h) {
                 self.unauthenticated += 1;
-                return;
+                return None;
             }
         }
         if !wire::verify(msg, &h) {
             self.corrupt += 1;
-            return;
+            return None;
         }
         let sent = self
             .sent
@@ -608,15 +608,18 @@ impl EchoStats {
             .map_or(u64::MAX, |s| s.load(std::sync::atomic::Ordering::Relaxed));
         if h.seq >= sent {
             self.invalid += 1;
-            return;
+            return None;
         }
         let Some((t2, t3)) = wire::echo_times(msg) else {
             self.invalid += 1;
-            return;
+            return None;
         };
         match self.seq.record(h.seq) {
-            Arrival::OutOfRange => self.invalid += 1,
-            Arrival::Duplicate => {}
+            Arrival::OutOfRange => {
+                self.invalid += 1;
+                None
+            }
+            Arrival::Duplicate => None,
             Arrival::InOrder | Arrival::Reordered => {
                 // i128: a reply's times are the peer's numbers and must not overflow.
                 let ns = |x: i128| u64::try_from(x.max(1)).unwrap_or(u64::MAX);
@@ -630,6 +633,7 @@ impl EchoStats {
                 if let Some(slot) = self.rtts.as_mut().and_then(|v| v.get_mut(h.seq as usize)) {
                     *slot = rtt;
                 }
+                Some(h.seq)
             }
         }
     }

@@ -157,6 +157,64 @@ impl SendPlan {
     }
 }
 
+/// Echo with a window (`--outstanding N`): at most N messages without a reply, so the next leaves when a
+/// reply comes back (N = 1 is ping-pong). A message whose reply has not come within `give_up` no longer holds
+/// the window: it counts as lost on the way back, as it will in the row.
+///
+/// Sans-IO: every call takes `now`; the driver reads replies and sends.
+#[derive(Debug)]
+pub struct EchoWindow {
+    size: usize,
+    give_up: Duration,
+    /// Unanswered messages in send order, with their send time.
+    out: std::collections::VecDeque<(u64, Instant)>,
+    /// Messages given up on.
+    pub given_up: u64,
+}
+
+impl EchoWindow {
+    pub fn new(size: u32, give_up: Duration) -> EchoWindow {
+        EchoWindow {
+            size: size.max(1) as usize,
+            give_up,
+            out: std::collections::VecDeque::with_capacity(size.clamp(1, 1024) as usize),
+            given_up: 0,
+        }
+    }
+
+    /// May another message leave at `now`? (Gives up on the overdue first.)
+    pub fn has_room(&mut self, now: Instant) -> bool {
+        while let Some(&(_, at)) = self.out.front() {
+            if now.saturating_duration_since(at) < self.give_up {
+                break;
+            }
+            self.out.pop_front();
+            self.given_up += 1;
+        }
+        self.out.len() < self.size
+    }
+
+    pub fn sent(&mut self, seq: u64, now: Instant) {
+        self.out.push_back((seq, now));
+    }
+
+    /// The reply of `seq` came back. Replies come mostly in order, so the search ends at the front.
+    pub fn replied(&mut self, seq: u64) {
+        if let Some(i) = self.out.iter().position(|&(s, _)| s == seq) {
+            self.out.remove(i);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// When the oldest unanswered message will be given up, if any is out.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.out.front().map(|&(_, at)| at + self.give_up)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +332,30 @@ mod tests {
                 sched_ns: t0.wall_ns + 7_000_000
             }
         );
+    }
+
+    /// A window of two on a virtual clock: full after two sends, a reply makes room, an unanswered message
+    /// stops holding it after the give-up time and is counted.
+    #[test]
+    fn the_echo_window_holds_n_and_gives_up_on_the_overdue() {
+        let t0 = Now::fixed().mono;
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut w = EchoWindow::new(2, Duration::from_millis(100));
+        assert!(w.has_room(t0) && w.is_empty() && w.deadline().is_none());
+        w.sent(0, ms(0));
+        w.sent(1, ms(10));
+        assert!(!w.has_room(ms(20)));
+        w.replied(1);
+        assert!(w.has_room(ms(20)));
+        w.sent(2, ms(20));
+        assert_eq!(w.deadline(), Some(ms(100)));
+        // A reply to something not out (a duplicate, a forgery) changes nothing.
+        w.replied(7);
+        assert!(!w.has_room(ms(99)));
+        assert!(w.has_room(ms(100)));
+        assert_eq!((w.given_up, w.deadline()), (1, Some(ms(120))));
+        assert!(w.has_room(ms(500)));
+        assert!(w.is_empty());
+        assert_eq!(w.given_up, 2);
     }
 }

@@ -217,6 +217,44 @@ fn echo_udp_and_tcp() {
     }
 }
 
+/// Ping-pong (`--echo --outstanding 1 --rate 0`): every message answered before the next leaves. The headline
+/// round trip is the application's (send call to the reply's receive returning), never below the kernel-stamped
+/// one beside it (UDP; a TCP read has no per-message stamp); each side's CPU per message is reported.
+#[test]
+fn ping_pong_udp_and_tcp() {
+    for proto in ["udp", "tcp"] {
+        let recv = Recv::start(proto, "127.0.0.1", &[]);
+        let r = exact_session(
+            proto,
+            &recv.target(),
+            2000,
+            &["--rate", "0", "--echo", "--outstanding", "1"],
+        );
+        assert_eq!(r["mode"], "echo");
+        assert_eq!(float(&r, "msgs_per_write"), 1.0, "{r:?}");
+        assert!(float(&r, "sender_cpu_us_per_msg") > 0.0, "{r:?}");
+        assert!(float(&r, "receiver_cpu_us_per_msg") > 0.0, "{r:?}");
+        // Unpaced: no schedule to be late against.
+        assert_eq!(r["pacing_lag_p99_us"], "");
+        let app = float(&r, "latency_p50_us");
+        if proto == "udp" {
+            let kernel = float(&r, "rtt_kernel_p50_us");
+            assert!(app >= kernel && kernel > 0.0, "app {app} kernel {kernel}");
+            assert_eq!(r["gso"], "0", "one datagram per call in ping-pong");
+        } else {
+            assert_eq!(r["rtt_kernel_p50_us"], "");
+            assert_eq!(r["gso"], "");
+        }
+    }
+    // A window without echo has nothing to count.
+    let o = sockbench()
+        .args(["udp", "send", "127.0.0.1:9", "--outstanding", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("add --echo"));
+}
+
 /// An interrupted row still adds up: what was sent and not received is lost, and what was still on its way
 /// at the cut is in_flight, not in sent.
 fn assert_lost_is_sent_minus_received(r: &Row) {

@@ -10,10 +10,11 @@ pub mod udp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::auth::{Dir, SessionKeys};
 use crate::cancel::Cancel;
-use crate::clock::TimerMode;
+use crate::clock::{self, TimerMode, Waiter};
 use crate::pacing::SendPlan;
 use crate::trace::Timer;
 
@@ -49,4 +50,28 @@ impl SendJob {
     pub fn issue(&self, n: u64) {
         self.issued.fetch_max(n, Ordering::Relaxed);
     }
+}
+
+/// Wait until a reply is readable (true) or `until` (false). Far waits block in the receive call itself (the
+/// socket's 50 ms timeout bounds them, for the stop flag): one system call per reply, as ping-pong needs.
+pub fn wait_replies(
+    sock: impl std::os::fd::AsFd,
+    until: Instant,
+    waiter: &mut Waiter,
+    cancel: &Cancel,
+) -> bool {
+    let left = until.saturating_duration_since(clock::mono());
+    if left >= std::time::Duration::from_millis(50) {
+        return true;
+    }
+    if left.is_zero() {
+        return false;
+    }
+    // Wake a little early for the reply, then finish on the send timer, so a paced message leaves on time.
+    let early = left.saturating_sub(waiter.margin());
+    if !early.is_zero() && crate::sys::poll::wait_readable(&sock, early) {
+        return true;
+    }
+    waiter.wait_until(until, &|| cancel.is_cancelled());
+    false
 }

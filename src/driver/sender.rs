@@ -21,7 +21,7 @@ use crate::config::SendConfig;
 use crate::driver::ctl::{CtlStream, Got};
 use crate::driver::{tcp, udp, SendJob};
 use crate::error::usage;
-use crate::pacing::SendPlan;
+use crate::pacing::{EchoWindow, SendPlan};
 use crate::proto;
 use crate::report::export;
 use crate::report::messages::MessagesCsv;
@@ -77,10 +77,71 @@ impl DataSock {
     }
 }
 
+/// The thread that reads echo replies while the send loop sends.
+fn spawn_echo_reader(
+    data: &DataSock,
+    mut e: EchoStats,
+    size: usize,
+    cancel: Cancel,
+) -> anyhow::Result<JoinHandle<EchoStats>> {
+    Ok(match data {
+        DataSock::Udp(s) => {
+            let s = s.try_clone()?;
+            std::thread::spawn(move || {
+                udp::read_echoes(&s, &mut e, &cancel);
+                e
+            })
+        }
+        DataSock::Tcp(s) => {
+            let s = s.try_clone()?;
+            std::thread::spawn(move || {
+                tcp::read_echoes(s, size, &mut e, &cancel);
+                e
+            })
+        }
+    })
+}
+
+/// What the send loop's thread hands back: its figures, its call timer, and with an echo window the echo
+/// figures it gathered itself.
+type SendOutcome = (SendStats, Timer, Option<EchoStats>);
+
+/// The send loop's thread: plain, or sending and reading replies through an echo window.
+fn spawn_send_loop(
+    data: &DataSock,
+    mut job: SendJob,
+    windowed: Option<(EchoStats, EchoWindow)>,
+) -> anyhow::Result<JoinHandle<SendOutcome>> {
+    Ok(match (data, windowed) {
+        (DataSock::Udp(s), None) => {
+            let s = s.try_clone()?;
+            std::thread::spawn(move || (udp::send(&s, &mut job), job.timer, None))
+        }
+        (DataSock::Tcp(s), None) => {
+            let mut s = s.try_clone()?;
+            std::thread::spawn(move || (tcp::send(&mut s, &mut job), job.timer, None))
+        }
+        (DataSock::Udp(s), Some((mut e, mut w))) => {
+            let s = s.try_clone()?;
+            std::thread::spawn(move || {
+                let st = udp::echo_windowed(&s, &mut job, &mut e, &mut w);
+                (st, job.timer, Some(e))
+            })
+        }
+        (DataSock::Tcp(s), Some((mut e, mut w))) => {
+            let mut s = s.try_clone()?;
+            std::thread::spawn(move || {
+                let st = tcp::echo_windowed(&mut s, &mut job, &mut e, &mut w);
+                (st, job.timer, Some(e))
+            })
+        }
+    })
+}
+
 /// The threads of the measured phase.
 struct Running {
     /// None once joined.
-    send: Option<JoinHandle<(SendStats, Timer)>>,
+    send: Option<JoinHandle<SendOutcome>>,
     send_cancel: Cancel,
     echo: Option<JoinHandle<EchoStats>>,
     echo_cancel: Cancel,
@@ -156,7 +217,15 @@ pub fn run_session(
                     s.on_data_opened(port);
                 }
                 Action::ConnectData { .. } => d.connect_tcp_data(s.keys())?,
-                Action::BeginSending => d.begin_sending(cancel, s.keys().cloned())?,
+                Action::BeginSending => {
+                    // An unanswered message stops holding an echo window after the time a straggler may
+                    // take: the session's linger.
+                    let give_up = cfg
+                        .traffic
+                        .linger
+                        .unwrap_or_else(|| crate::session::sender::default_linger(&s.clock()));
+                    d.begin_sending(cancel, s.keys().cloned(), give_up)?
+                }
                 Action::StopSending => {
                     if let Some(r) = &d.running {
                         r.send_cancel.cancel();
@@ -290,7 +359,12 @@ impl Driver<'_> {
 
     /// Ready: the send loop, the echo reader and the progress display start. `keys`: an authenticated
     /// session's, for the MAC on every message and on every echo reply.
-    fn begin_sending(&mut self, cancel: &Cancel, keys: Option<SessionKeys>) -> anyhow::Result<()> {
+    fn begin_sending(
+        &mut self,
+        cancel: &Cancel,
+        keys: Option<SessionKeys>,
+        give_up: Duration,
+    ) -> anyhow::Result<()> {
         let t = self.cfg.traffic.clone();
         let data = self
             .data
@@ -300,38 +374,34 @@ impl Driver<'_> {
         // Not below `cancel`: after Ctrl-C the replies of what was sent must still be read.
         let echo_cancel = Cancel::new();
         let issued = Arc::new(AtomicU64::new(0));
-        let echo = if t.echo {
+        let make_echo = |keys: &Option<SessionKeys>| {
             let mut e = EchoStats::new(self.session, t.count, self.tr.enabled());
             e.bound_by(issued.clone());
             if t.per_message {
                 e.keep_per_message(t.count);
             }
-            if let Some(k) = &keys {
+            if let Some(k) = keys {
                 e.set_keys(k.clone());
             }
-            let ec = echo_cancel.clone();
-            Some(match data {
-                DataSock::Udp(s) => {
-                    let s2 = s.try_clone()?;
-                    std::thread::spawn(move || {
-                        udp::read_echoes(&s2, &mut e, &ec);
-                        e
-                    })
-                }
-                DataSock::Tcp(s) => {
-                    let s2 = s.try_clone()?;
-                    let size = t.size;
-                    std::thread::spawn(move || {
-                        tcp::read_echoes(s2, size, &mut e, &ec);
-                        e
-                    })
-                }
-            })
+            e
+        };
+        // With a window, the send loop reads the replies itself; without, a reader thread does.
+        let windowed = t
+            .outstanding
+            .filter(|_| t.echo)
+            .map(|n| (make_echo(&keys), EchoWindow::new(n, give_up)));
+        let echo = if t.echo && windowed.is_none() {
+            Some(spawn_echo_reader(
+                data,
+                make_echo(&keys),
+                t.size,
+                echo_cancel.clone(),
+            )?)
         } else {
             None
         };
         let progress = Arc::new(AtomicU64::new(0));
-        let mut job = SendJob {
+        let job = SendJob {
             plan: SendPlan::new(&t, self.session, clock::now()),
             template: wire::template(self.session, t.size, keys.is_some()),
             cancel: send_cancel.clone(),
@@ -341,22 +411,7 @@ impl Driver<'_> {
             issued,
             wait: t.timer,
         };
-        let send = match data {
-            DataSock::Udp(s) => {
-                let s = s.try_clone()?;
-                std::thread::spawn(move || {
-                    let st = udp::send(&s, &mut job);
-                    (st, job.timer)
-                })
-            }
-            DataSock::Tcp(s) => {
-                let mut s = s.try_clone()?;
-                std::thread::spawn(move || {
-                    let st = tcp::send(&mut s, &mut job);
-                    (st, job.timer)
-                })
-            }
-        };
+        let send = spawn_send_loop(data, job, windowed)?;
         self.running = Some(Running {
             send: Some(send),
             send_cancel,
@@ -373,7 +428,10 @@ impl Driver<'_> {
         if !r.send.as_ref()?.is_finished() {
             return None;
         }
-        let (st, timer) = r.send.take()?.join().unwrap_or_default();
+        let (st, timer, echo) = r.send.take()?.join().unwrap_or_default();
+        if echo.is_some() {
+            self.echo = echo;
+        }
         if let Some((done, h)) = r.progress.take() {
             done.cancel();
             let _ = h.join();

@@ -12,7 +12,7 @@ use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns, Waiter};
 use crate::driver::SendJob;
-use crate::pacing::Due;
+use crate::pacing::{Due, EchoWindow};
 use crate::session::stream::StreamReceiver;
 use crate::sys::time::thread_cpu_ns;
 use crate::trace::Timer;
@@ -188,6 +188,106 @@ pub fn receive(
     end
 }
 
+/// Echo with a window over TCP (`--outstanding`): one thread writes each message and reads the replies, like
+/// [`super::udp::echo_windowed`]; one write per message, so nothing waits behind a later one.
+pub fn echo_windowed(
+    stream: &mut TcpStream,
+    job: &mut SendJob,
+    echo: &mut EchoStats,
+    window: &mut EchoWindow,
+) -> SendStats {
+    let size = job.template.len();
+    let mut msg = job.template.clone();
+    let mut framer = Framer::new(size);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut st = SendStats::default();
+    let mut waiter = Waiter::new(job.wait);
+    let cpu0 = thread_cpu_ns();
+    job.plan.begin(clock::now());
+    while !job.cancel.is_cancelled() {
+        let now = clock::now();
+        let until = if window.has_room(now.mono) {
+            match job.plan.next(now) {
+                Due::Now { seq, sched_ns } => {
+                    let len = job.plan.size_of(seq);
+                    msg[..len].copy_from_slice(&job.template[..len]);
+                    let send_ns = now_ns();
+                    wire::stamp(&mut msg[..len], seq, sched_ns, send_ns);
+                    job.seal(&mut msg[..len]);
+                    job.issue(seq + 1);
+                    let t = job.timer.start();
+                    let wrote = stream.write_all(&msg[..len]);
+                    st.calls += 1;
+                    job.timer.done(t, wrote.is_ok());
+                    if let Err(e) = wrote {
+                        job.plan.give_back(1);
+                        st.send_errors += 1;
+                        st.cut_short = Some(format!("the receiver's data connection failed: {e}"));
+                        break;
+                    }
+                    st.stamp(send_ns, sched_ns);
+                    st.sent += 1;
+                    job.sent.store(st.sent, Ordering::Relaxed);
+                    window.sent(seq, clock::mono());
+                    continue;
+                }
+                Due::At(t) => window.deadline().map_or(t, |d| d.min(t)),
+                Due::Over => match window.deadline() {
+                    Some(d) => d,
+                    None => break,
+                },
+            }
+        } else {
+            window.deadline().unwrap_or(now.mono)
+        };
+        if !super::wait_replies(&*stream, until, &mut waiter, &job.cancel) {
+            continue;
+        }
+        let t = echo.timer.start();
+        let n = match stream.read(framer.spare()) {
+            Ok(0) => {
+                st.cut_short = Some("the receiver closed the data connection".into());
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => {
+                st.cut_short = Some(format!("the receiver's data connection failed: {e}"));
+                break;
+            }
+        };
+        echo.timer.done(t, true);
+        let t_app = now_ns();
+        framer.filled(n);
+        let mut broken = false;
+        while let Some(frame) = framer.next_frame() {
+            match frame {
+                Ok(m) => {
+                    if let Some(seq) = echo.on_reply(m, t_app, None) {
+                        window.replied(seq);
+                    }
+                }
+                Err(_) => {
+                    // A stream has no next boundary to find: the replies cannot be read any further.
+                    echo.invalid += 1;
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if broken {
+            st.cut_short = Some("the receiver's replies lost their framing".into());
+            break;
+        }
+        framer.end_read();
+    }
+    if st.cut_short.is_none() && job.cancel.is_cancelled() {
+        st.cut_short = Some("interrupted".into());
+    }
+    st.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
+    st
+}
+
 /// Read echo replies from the data stream until EOF or `cancel`.
 pub fn read_echoes(stream: TcpStream, size: usize, echo: &mut EchoStats, cancel: &Cancel) {
     let cpu0 = thread_cpu_ns();
@@ -216,7 +316,9 @@ fn read_echo_stream(mut stream: TcpStream, size: usize, echo: &mut EchoStats, ca
         framer.filled(n);
         while let Some(frame) = framer.next_frame() {
             match frame {
-                Ok(m) => echo.on_reply(m, t4, None),
+                Ok(m) => {
+                    echo.on_reply(m, t4, None);
+                }
                 Err(_) => {
                     echo.invalid += 1;
                     return;

@@ -14,7 +14,7 @@ use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns, Waiter};
 use crate::driver::SendJob;
-use crate::pacing::Due;
+use crate::pacing::{Due, EchoWindow};
 use crate::session::udp_demux::{Datagram, UdpDemux};
 use crate::socket::{RecvBatch, SendBatch};
 use crate::sys::time::thread_cpu_ns;
@@ -114,6 +114,82 @@ pub fn read_echoes(sock: &UdpSocket, echo: &mut EchoStats, cancel: &Cancel) {
         }
     }
     echo.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
+}
+
+/// Echo with a window (`--outstanding`): this one thread sends and reads the replies, so a reply releases the
+/// next message without a hand-off between threads (sockperf's ping-pong works the same way). Ends when the plan
+/// is over and every message is answered or given up, or at cancel.
+pub fn echo_windowed(
+    sock: &UdpSocket,
+    job: &mut SendJob,
+    echo: &mut EchoStats,
+    window: &mut EchoWindow,
+) -> SendStats {
+    let fd = sock.as_raw_fd();
+    let mut one = SendBatch::new(1, &job.template);
+    let mut replies = RecvBatch::new(BATCH, SLOT);
+    let mut st = SendStats::default();
+    let mut waiter = Waiter::new(job.wait);
+    let cpu0 = thread_cpu_ns();
+    job.plan.begin(clock::now());
+    while !job.cancel.is_cancelled() {
+        let now = clock::now();
+        let until = if window.has_room(now.mono) {
+            match job.plan.next(now) {
+                Due::Now { seq, sched_ns } => {
+                    let send_ns = now_ns();
+                    let msg = one.set_len(0, job.plan.size_of(seq));
+                    wire::stamp(msg, seq, sched_ns, send_ns);
+                    job.seal(msg);
+                    job.issue(seq + 1);
+                    let t = job.timer.start();
+                    let sent = one.send(fd, 0, 1);
+                    st.calls += 1;
+                    job.timer.done(t, sent.is_ok());
+                    if matches!(sent, Ok(1)) {
+                        st.stamp(send_ns, sched_ns);
+                        st.sent += 1;
+                        job.sent.store(st.sent, Ordering::Relaxed);
+                        window.sent(seq, clock::mono());
+                    } else {
+                        job.plan.give_back(1);
+                        st.send_errors += 1;
+                    }
+                    continue;
+                }
+                // Wait for a reply, but leave on time: the schedule still holds.
+                Due::At(t) => window.deadline().map_or(t, |d| d.min(t)),
+                Due::Over => match window.deadline() {
+                    Some(d) => d,
+                    None => break,
+                },
+            }
+        } else {
+            window.deadline().unwrap_or(now.mono)
+        };
+        if !super::wait_replies(sock, until, &mut waiter, &job.cancel) {
+            continue;
+        }
+        let t = echo.timer.start();
+        // Ok(0): the socket's timeout, a wait for the stop flag; errors are ICMP for our own sends.
+        let n = replies.recv(fd).unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        echo.timer.done(t, true);
+        let t_app = now_ns();
+        for i in 0..n {
+            let d = replies.get(i);
+            if let Some(seq) = echo.on_reply(d.data, t_app, d.kernel_ns) {
+                window.replied(seq);
+            }
+        }
+    }
+    if job.cancel.is_cancelled() {
+        st.cut_short = Some("interrupted".into());
+    }
+    st.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
+    st
 }
 
 /// Orders from session drivers to the UDP receiving thread, which owns every UDP account meanwhile.

@@ -289,7 +289,8 @@ fn tuning(t: &mut Traffic, a: &TrafficArgs, protocol: Option<Protocol>) -> Resul
         Some(cli::TimerArg::Sleep) => TimerMode::Sleep,
         Some(cli::TimerArg::Spin) => TimerMode::Spin,
     };
-    t.gso = a.gso != Some(cli::GsoArg::Off);
+    // GSO cuts a buffer into equal segments: mixed sizes go one datagram per buffer.
+    t.gso = a.gso != Some(cli::GsoArg::Off) && t.mix.is_none();
     t.write_per_message = a.write_per_message;
     Ok(())
 }

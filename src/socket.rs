@@ -169,7 +169,12 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
 /// A UDP session's own receiving socket: bound to the receiver's port beside the shared one (SO_REUSEPORT) and
 /// connected to the session's sender, so the kernel queues that sender's datagrams here, and this socket's drop
 /// counter (SO_RXQ_OVFL) is the session's alone. Non-blocking: the receiving thread polls all its sockets.
-pub fn udp_session(local: SocketAddr, peer: SocketAddr, tr: &Tracer) -> io::Result<UdpSocket> {
+pub fn udp_session(
+    local: SocketAddr,
+    peer: SocketAddr,
+    gro: bool,
+    tr: &Tracer,
+) -> io::Result<UdpSocket> {
     let s = traced_socket(tr, local, Type::DGRAM)?;
     if local.is_ipv6() {
         let _ = s.set_only_v6(false);
@@ -194,6 +199,10 @@ pub fn udp_session(local: SocketAddr, peer: SocketAddr, tr: &Tracer) -> io::Resu
     }
     traced_opt(tr, &s, SockOpt::TimestampNs(true))?;
     traced_opt(tr, &s, SockOpt::RxqOvfl(true))?;
+    if gro {
+        // Best effort: without it the kernel cuts the sender's GSO buffers back into datagrams itself.
+        let _ = traced_opt(tr, &s, SockOpt::UdpGro(true));
+    }
     // An IPv4 sender reaches a [::] socket as an IPv4-mapped address.
     let peer = match (local, peer) {
         (SocketAddr::V6(_), SocketAddr::V4(p)) => {

@@ -471,6 +471,7 @@ fn hello_spec() -> impl Strategy<Value = proto::TrafficSpec> {
                     echo,
                     linger_ns,
                     per_message,
+                    gso: per_message ^ echo,
                 }
             },
         )

@@ -255,6 +255,43 @@ fn ping_pong_udp_and_tcp() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("add --echo"));
 }
 
+/// Unpaced UDP goes through GSO (many equal datagrams per send call, GRO on the receiver's session socket)
+/// and stays exact per message: every message is accounted once, in order, and the row says GSO was used.
+/// `--gso off` and mixed sizes send one datagram per buffer.
+#[test]
+fn gso_batches_stay_exact_per_message() {
+    let recv = Recv::start("udp", "127.0.0.1", &[]);
+    let run = |extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--count", "20000", "--rate", "0"];
+        args.extend_from_slice(extra);
+        let o = send("udp", &recv.target(), dir.path(), &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rows = summary_rows(dir.path());
+        rows.into_iter().next().unwrap()
+    };
+    let r = run(&[]);
+    assert_eq!(num(&r, "sent"), 20_000);
+    assert_eq!(num(&r, "received") + num(&r, "lost"), 20_000, "{r:?}");
+    assert_eq!((num(&r, "duplicates"), num(&r, "reordered")), (0, 0));
+    assert_eq!((num(&r, "corrupt"), num(&r, "invalid")), (0, 0));
+    if num(&r, "lost") == 0 {
+        assert_eq!(r["complete"], "true");
+    }
+    if let Ok(g) = r["gso"].parse::<u64>() {
+        if g > 0 {
+            assert_eq!(g, 64, "64 B messages: 64 per buffer");
+            assert!(float(&r, "msgs_per_write") > 64.0, "{r:?}");
+        }
+    }
+    for extra in [&["--gso", "off"][..], &["--size", "64,128"][..]] {
+        let r = run(extra);
+        assert_eq!(r["gso"], "0", "{extra:?}");
+        assert!(float(&r, "msgs_per_write") <= 64.0);
+        assert_eq!(num(&r, "received") + num(&r, "lost"), 20_000);
+    }
+}
+
 /// An interrupted row still adds up: what was sent and not received is lost, and what was still on its way
 /// at the cut is in_flight, not in sent.
 fn assert_lost_is_sent_minus_received(r: &Row) {

@@ -224,6 +224,7 @@ fn good_hello(
             echo,
             linger_ns: None,
             per_message,
+            gso: echo,
         },
         boot_id: String::new(),
         software: "fuzz".into(),

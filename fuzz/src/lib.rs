@@ -80,6 +80,7 @@ pub struct ArbTrafficSpec {
     pub echo: bool,
     pub linger_ns: Option<Num>,
     pub per_message: bool,
+    pub gso: bool,
 }
 
 impl ArbTrafficSpec {
@@ -106,6 +107,7 @@ impl ArbTrafficSpec {
             echo: self.echo,
             linger_ns: self.linger_ns.map(Num::get),
             per_message: self.per_message,
+            gso: self.gso,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct SendJob {
     pub issued: Arc<AtomicU64>,
     /// How the loop waits for send times (the waiter is made on the sending thread: its timer slack is).
     pub wait: TimerMode,
+    /// UDP: send equal-size messages through GSO where the kernel has it.
+    pub gso: bool,
 }
 
 impl SendJob {

@@ -602,7 +602,9 @@ impl Conn<'_> {
         admission: Option<&Admission>,
     ) -> bool {
         let sh = self.sh;
-        let (echo, traced) = admission.map_or((false, false), |a| (a.traffic.echo, a.trace));
+        let (echo, traced, gro) = admission.map_or((false, false, false), |a| {
+            (a.traffic.echo, a.trace, a.traffic.gso)
+        });
         // The session's trace starts with the receiver's own start-up calls, so it reads as one timeline.
         account.trace = Tracer::new(traced || sh.cfg.trace, "receiver");
         account.trace.extend(sh.startup.iter().cloned());
@@ -616,6 +618,7 @@ impl Conn<'_> {
                     peer: self.peer.ip(),
                     source_port,
                     echo,
+                    gro,
                     reply,
                     activity: self.activity.clone(),
                     added,

@@ -410,6 +410,8 @@ impl Driver<'_> {
             sent: progress.clone(),
             issued,
             wait: t.timer,
+            // GSO cuts a buffer into equal segments: mixed sizes go one datagram per buffer.
+            gso: t.gso && t.mix.is_none(),
         };
         let send = spawn_send_loop(data, job, windowed)?;
         self.running = Some(Running {
@@ -438,9 +440,17 @@ impl Driver<'_> {
         }
         let data = self.data.as_ref()?;
         if let Some(stats) = timer.stats() {
-            let (call, how) = match data {
-                DataSock::Udp(_) => ("sendmmsg", "datagrams, one message each"),
-                DataSock::Tcp(_) => ("send", "messages written into the byte stream"),
+            let how = match data {
+                DataSock::Udp(_) if st.gso > 0 => format!(
+                    "datagrams, one message each, in UDP GSO buffers of up to {}",
+                    st.gso
+                ),
+                DataSock::Udp(_) => "datagrams, one message each".into(),
+                DataSock::Tcp(_) => "messages written into the byte stream".into(),
+            };
+            let call = match data {
+                DataSock::Udp(_) => "sendmmsg",
+                DataSock::Tcp(_) => "send",
             };
             self.tr
                 .aggregate(call, data.fd(), format!("{} {how}", st.sent), stats);

@@ -17,6 +17,8 @@ use crate::driver::SendJob;
 use crate::pacing::{Due, EchoWindow};
 use crate::session::udp_demux::{Datagram, UdpDemux};
 use crate::socket::{RecvBatch, SendBatch};
+use crate::sys::mmsg::GsoBatch;
+use crate::sys::socket::SockOpt;
 use crate::sys::time::thread_cpu_ns;
 use crate::wire;
 
@@ -24,12 +26,83 @@ use crate::wire;
 pub const BATCH: usize = 64;
 const SLOT: usize = 65_536;
 
+/// Messages per send call with GSO: several buffers of up to 64 datagrams each.
+const GSO_BATCH: usize = 512;
+
+/// The send loop's buffers: one datagram per slot (sendmmsg), or GSO buffers of equal-size messages.
+enum Out {
+    Plain(SendBatch),
+    Gso(GsoBatch),
+}
+
+impl Out {
+    /// GSO where the job allows it (one message size) and the kernel accepts UDP_SEGMENT on this socket.
+    fn for_job(sock: &UdpSocket, job: &SendJob) -> Out {
+        let size = job.template.len();
+        let gso =
+            job.gso && u16::try_from(size).is_ok_and(|s| SockOpt::UdpSegment(s).set(sock).is_ok());
+        if gso {
+            Out::Gso(GsoBatch::new(GSO_BATCH, &job.template))
+        } else {
+            Out::Plain(SendBatch::new(BATCH, &job.template))
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Out::Plain(b) => b.capacity(),
+            Out::Gso(b) => b.capacity(),
+        }
+    }
+
+    /// Slot `i`, `len` bytes long (GSO slots are all the template's size: the job has one size then).
+    fn msg(&mut self, i: usize, len: usize) -> &mut [u8] {
+        match self {
+            Out::Plain(b) => b.set_len(i, len),
+            Out::Gso(b) => b.slot_mut(i),
+        }
+    }
+
+    fn send(&mut self, fd: std::os::fd::RawFd, from: usize, to: usize) -> std::io::Result<usize> {
+        match self {
+            Out::Plain(b) => b.send(fd, from, to),
+            Out::Gso(b) => b.send(fd, from, to),
+        }
+    }
+
+    /// Datagrams per GSO buffer; 0 for plain.
+    fn gso(&self) -> u32 {
+        match self {
+            Out::Plain(_) => 0,
+            Out::Gso(b) => b.group() as u32,
+        }
+    }
+}
+
+/// A send error that says the path refuses GSO (no checksum offload, an old driver, segments that would not
+/// fit the route's MTU unfragmented) rather than a full queue or an ICMP error: the loop goes on without it.
+fn gso_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::EMSGSIZE)
+    )
+}
+
+/// A send error that no retry will cure (the datagram is larger than the socket or route allows): the
+/// session ends and says so instead of handing the same number out forever.
+fn send_impossible(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMSGSIZE | libc::EINVAL))
+}
+
 /// Send the session's datagrams on a connected socket, batching whatever is due at once, until the plan is
 /// over or the job is cancelled.
 pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
     let fd = sock.as_raw_fd();
-    let mut batch = SendBatch::new(BATCH, &job.template);
-    let mut st = SendStats::default();
+    let mut batch = Out::for_job(sock, job);
+    let mut st = SendStats {
+        gso: batch.gso(),
+        ..SendStats::default()
+    };
     let mut waiter = Waiter::new(job.wait);
     let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
@@ -40,7 +113,7 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
             match job.plan.next(clock::now()) {
                 Due::Now { seq, sched_ns } => {
                     let send_ns = now_ns();
-                    let msg = batch.set_len(k, job.plan.size_of(seq));
+                    let msg = batch.msg(k, job.plan.size_of(seq));
                     wire::stamp(msg, seq, sched_ns, send_ns);
                     job.seal(msg);
                     st.stamp(send_ns, sched_ns);
@@ -68,6 +141,22 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
             job.timer.done(t, sent.is_ok());
             match sent {
                 Ok(m) => done += m,
+                Err(e) if st.gso > 0 && gso_refused(&e) => {
+                    // Not the network's refusal: the same numbers go out again, one datagram per buffer.
+                    let _ = SockOpt::UdpSegment(0).set(sock);
+                    batch = Out::Plain(SendBatch::new(BATCH, &job.template));
+                    st.gso = 0;
+                    job.plan.give_back((k - done) as u64);
+                    break;
+                }
+                Err(e) if send_impossible(&e) => {
+                    st.cut_short = Some(format!(
+                        "the kernel refused to send a {}-byte datagram ({e}): use a smaller --size",
+                        job.template.len()
+                    ));
+                    job.plan.give_back((k - done) as u64);
+                    break 'run;
+                }
                 Err(_) => {
                     // The kernel refused the rest (ENOBUFS, EAGAIN, or ECONNREFUSED from an ICMP error):
                     // those messages never left, so their numbers are handed out again.
@@ -84,7 +173,7 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
             break;
         }
     }
-    if job.cancel.is_cancelled() {
+    if job.cancel.is_cancelled() && st.cut_short.is_none() {
         st.cut_short = Some("interrupted".into());
     }
     st.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
@@ -200,6 +289,8 @@ pub enum Cmd {
         peer: IpAddr,
         source_port: Option<u16>,
         echo: bool,
+        /// The sender sends GSO buffers: its socket reads them coalesced (UDP GRO) and splits them.
+        gro: bool,
         /// Where the account goes back when the session closes.
         reply: mpsc::Sender<Box<Account>>,
         /// Datagrams accounted so far, published for the session's idle timeout.
@@ -278,6 +369,10 @@ struct Sock {
     sock: UdpSocket,
     session: Option<u64>,
     last_drops: u32,
+    /// UDP GRO is on: the kernel's drop counter counts coalesced buffers, each up to 64 datagrams.
+    gro: bool,
+    /// A read came coalesced: from then on a drop may have been a buffer of several datagrams.
+    coalesced: bool,
 }
 
 /// What goes back to a session's driver, and what is measured at its start.
@@ -314,6 +409,8 @@ impl Server {
                 sock,
                 session: None,
                 last_drops: 0,
+                gro: false,
+                coalesced: false,
             }],
             batch: RecvBatch::new(BATCH, SLOT),
             demux: UdpDemux::new(),
@@ -377,6 +474,7 @@ impl Server {
                     peer,
                     source_port,
                     echo,
+                    gro,
                     reply,
                     activity,
                     added,
@@ -386,12 +484,15 @@ impl Server {
                         // Where the kernel cannot give the session a socket, its datagrams come through the
                         // shared one, and its row says whether its drop count is exact.
                         let to = SocketAddr::new(peer, port);
-                        if let Ok(sock) = crate::socket::udp_session(self.local, to, &account.trace)
+                        if let Ok(sock) =
+                            crate::socket::udp_session(self.local, to, gro, &account.trace)
                         {
                             self.socks.push(Sock {
                                 sock,
                                 session: Some(id),
                                 last_drops: 0,
+                                gro,
+                                coalesced: false,
                             });
                         }
                     }
@@ -435,23 +536,30 @@ impl Server {
         let now_wall = now_ns();
         for k in 0..n {
             let d = self.batch.get(k);
-            let drops = d.drops.map_or(0, |c| {
+            let mut drops = d.drops.map_or(0, |c| {
                 let delta = c.wrapping_sub(s.last_drops);
                 s.last_drops = c;
                 delta
             });
-            let datagram = Datagram {
-                data: d.data,
-                from: d.from,
-                kernel_ns: d.kernel_ns,
-                drops,
-                via: s.session,
-                truncated: d.truncated,
-            };
-            if let Some(e) = self.demux.on_datagram(datagram, now_wall) {
-                let timed = self.demux.tracing(e.session).then(clock::mono);
-                let ok = s.sock.send_to(self.batch.get(k).data, e.to).is_ok();
-                self.demux.echoed(e.session, ok, timed.map(clock::since));
+            // A GRO read holds several datagrams of `segment` bytes (the last may be shorter): each is its own
+            // message again, with the read's one receive time.
+            let segment = d.segment.unwrap_or(d.data.len()).max(1);
+            s.coalesced |= d.data.len() > segment;
+            let (from, kernel_ns, truncated) = (d.from, d.kernel_ns, d.truncated);
+            for data in d.data.chunks_mut(segment) {
+                let datagram = Datagram {
+                    data: &mut *data,
+                    from,
+                    kernel_ns,
+                    drops: std::mem::take(&mut drops),
+                    via: s.session,
+                    truncated,
+                };
+                if let Some(e) = self.demux.on_datagram(datagram, now_wall) {
+                    let timed = self.demux.tracing(e.session).then(clock::mono);
+                    let ok = s.sock.send_to(data, e.to).is_ok();
+                    self.demux.echoed(e.session, ok, timed.map(clock::since));
+                }
             }
         }
         if n > 0 {
@@ -466,6 +574,14 @@ impl Server {
         let shared_fd = self.socks[0].sock.as_raw_fd();
         for mut account in self.demux.take_finished(now, shared_fd) {
             let id = account.session;
+            let coalesced = self
+                .socks
+                .iter()
+                .any(|s| s.session == Some(id) && s.gro && s.coalesced);
+            if coalesced && account.rcvbuf_drops.is_some_and(|d| d > 0) {
+                // Each drop was a coalesced buffer of unknown length: the datagram count is not known.
+                account.rcvbuf_exact = false;
+            }
             self.socks.retain(|s| s.session != Some(id));
             if let Some(r) = self.replies.remove(&id) {
                 account.checksum_errors = r

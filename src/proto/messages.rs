@@ -43,6 +43,10 @@ pub struct TrafficSpec {
     pub echo: bool,
     pub linger_ns: Option<u64>,
     pub per_message: bool,
+    /// UDP: the sender hands the kernel GSO buffers of equal-size messages, so the receiver may read them
+    /// coalesced (GRO) and split them back.
+    #[serde(default)]
+    pub gso: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,6 +299,7 @@ mod tests {
                 echo: true,
                 linger_ns: None,
                 per_message: false,
+                gso: false,
             },
             boot_id: "b".into(),
             software: "sockbench 0".into(),
@@ -304,7 +309,7 @@ mod tests {
         let cases: Vec<(Ctl, &str)> = vec![
             (
                 hello,
-                r#"{"type":"hello","version":2,"transport":"udp","session":7,"run_id":"r","started_utc":"t","label":"l","traffic":{"count":10,"duration_ns":1000,"rate":1000.0,"size":1400,"sizes":{"range":{"min":64,"max":1400}},"schedule":"poisson","echo":true,"linger_ns":null,"per_message":false},"boot_id":"b","software":"sockbench 0","trace":false,"nonce":"00ff"}"#,
+                r#"{"type":"hello","version":2,"transport":"udp","session":7,"run_id":"r","started_utc":"t","label":"l","traffic":{"count":10,"duration_ns":1000,"rate":1000.0,"size":1400,"sizes":{"range":{"min":64,"max":1400}},"schedule":"poisson","echo":true,"linger_ns":null,"per_message":false,"gso":false},"boot_id":"b","software":"sockbench 0","trace":false,"nonce":"00ff"}"#,
             ),
             (
                 Ctl::Accept(Accept {

@@ -262,8 +262,12 @@ impl SessionReport {
             self.udp_checksum_drops = m.checksum_errors.map(|_| checksum);
             self.udp_rcvbuf_exact = m.rcvbuf_exact.or(Some(true));
             // Each lost message is attributed once: dropped by the socket, by the kernel's checksum check,
-            // arrived damaged (counted corrupt), or lost on the path.
-            self.path_lost = Some(lost.saturating_sub(socket_drops).saturating_sub(m.corrupt));
+            // arrived damaged (counted corrupt), or lost on the path. Not when the socket's count is not this
+            // session's in datagrams (a shared queue, or coalesced GRO buffers): then the rest is unknown,
+            // and the cell stays empty rather than guess.
+            let attributable = socket_drops == 0 || m.rcvbuf_exact != Some(false);
+            self.path_lost =
+                attributable.then(|| lost.saturating_sub(socket_drops).saturating_sub(m.corrupt));
         }
     }
 

@@ -127,9 +127,10 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
         "udp_rcvbuf_drops",
         "dropped by receiver socket",
         |r| {
-            // Not exactly this session's when its datagrams shared a queue that dropped: say so in the cell.
+            // Not exactly this session's datagrams when they shared a queue that dropped, or when the socket
+            // dropped coalesced GRO buffers: say so in the cell.
             r.udp_rcvbuf_drops.map(|d| match r.udp_rcvbuf_exact {
-                Some(false) => V::Text(format!("{d} (shared queue: approximate)")),
+                Some(false) => V::Text(format!("{d} (approximate: shared queue or GRO buffers)")),
                 _ => V::Count(d),
             })
         },

@@ -66,6 +66,7 @@ pub fn traffic_spec(t: &Traffic) -> proto::TrafficSpec {
         echo: t.echo,
         linger_ns: t.linger.map(ns),
         per_message: t.per_message,
+        gso: t.gso,
     }
 }
 
@@ -154,7 +155,8 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
         echo: s.echo,
         linger,
         per_message: s.per_message,
-        // How the sender sends is its own business; the receiver reads whatever comes.
+        gso: s.gso,
+        // How the sender paces and waits is its own business.
         ..Traffic::default()
     })
 }
@@ -465,6 +467,8 @@ mod tests {
             echo: true,
             linger: Some(Duration::from_millis(700)),
             duration: Some(Duration::from_secs(3)),
+            // Mixed sizes never go through GSO (the configuration says so).
+            gso: false,
             ..Traffic::default()
         };
         assert_eq!(traffic(&traffic_spec(&t), Protocol::Udp, false).unwrap(), t);

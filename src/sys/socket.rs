@@ -21,6 +21,10 @@ pub enum SockOpt {
     TimestampNs(bool),
     /// Attach the socket's cumulative drop count to datagrams once it is non-zero.
     RxqOvfl(bool),
+    /// UDP GSO: every send is cut into datagrams of this many bytes (0: off). Linux 4.18+.
+    UdpSegment(u16),
+    /// UDP GRO: datagrams of one flow may arrive coalesced in one read, with their segment size. Linux 5.0+.
+    UdpGro(bool),
 }
 
 impl SockOpt {
@@ -31,6 +35,8 @@ impl SockOpt {
             SockOpt::SndBuf(_) => "SO_SNDBUF",
             SockOpt::TimestampNs(_) => "SO_TIMESTAMPNS",
             SockOpt::RxqOvfl(_) => "SO_RXQ_OVFL",
+            SockOpt::UdpSegment(_) => "UDP_SEGMENT",
+            SockOpt::UdpGro(_) => "UDP_GRO",
         }
     }
 
@@ -42,6 +48,10 @@ impl SockOpt {
             SockOpt::SndBuf(v) => setsockopt(&fd, sockopt::SndBuf, &v),
             SockOpt::TimestampNs(on) => setsockopt(&fd, sockopt::ReceiveTimestampns, &on),
             SockOpt::RxqOvfl(on) => setsockopt(&fd, sockopt::RxqOvfl, &libc::c_int::from(on)),
+            SockOpt::UdpSegment(v) => {
+                setsockopt(&fd, sockopt::UdpGsoSegment, &libc::c_int::from(v))
+            }
+            SockOpt::UdpGro(on) => setsockopt(&fd, sockopt::UdpGroSegment, &on),
         };
         r.map_err(io::Error::from)
     }
@@ -53,7 +63,8 @@ impl fmt::Display for SockOpt {
             SockOpt::RcvBuf(v) | SockOpt::RcvBufForce(v) | SockOpt::SndBuf(v) => {
                 write!(f, "{}={v}", self.name())
             }
-            SockOpt::TimestampNs(on) | SockOpt::RxqOvfl(on) => {
+            SockOpt::UdpSegment(v) => write!(f, "{}={v}", self.name()),
+            SockOpt::TimestampNs(on) | SockOpt::RxqOvfl(on) | SockOpt::UdpGro(on) => {
                 write!(f, "{}={}", self.name(), u8::from(on))
             }
         }

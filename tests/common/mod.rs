@@ -507,6 +507,7 @@ pub fn traffic(count: u64, size: usize, echo: bool) -> proto::TrafficSpec {
         echo,
         linger_ns: Some(300_000_000),
         per_message: false,
+        gso: false,
     }
 }
 

@@ -73,14 +73,22 @@ fn config() -> Criterion {
 fn bench_stamp(c: &mut Criterion) {
     let mut g = c.benchmark_group("stamp");
     g.throughput(Throughput::Elements(1));
-    for size in [64usize, 1400] {
+    for size in [64usize, 1400, 131_072] {
         let mut msg = wire::template(SESSION, size, false);
+        let stamper = wire::Stamper::new(&msg);
         let mut seq = 0u64;
         g.bench_function(format!("{size}B"), |b| {
             b.iter(|| {
                 seq += 1;
                 let t = T0 + seq as i64;
                 wire::stamp(black_box(&mut msg), seq, t, t + 100);
+            })
+        });
+        g.bench_function(format!("{size}B_stamper"), |b| {
+            b.iter(|| {
+                seq += 1;
+                let t = T0 + seq as i64;
+                stamper.stamp(black_box(&mut msg), seq, t, t + 100);
             })
         });
     }

@@ -181,6 +181,54 @@ pub fn stamp(msg: &mut [u8], seq: u64, sched_ns: i64, send_ns: i64) {
     seal(msg);
 }
 
+/// Messages at least this long have their payload's CRC computed once and combined with each header's:
+/// below it hashing the whole message is faster (see [`stamp`]).
+pub const COMBINE_FROM: usize = 16 * 1024;
+
+/// [`stamp`] for one session's messages, which are prefixes of its template: a full-length message of
+/// [`COMBINE_FROM`] bytes or more costs a header's CRC and one combine instead of a pass over its payload
+/// (128 KiB: about 7 µs less per message on each write; benches/hot_path.rs `stamp/131072B*`).
+pub struct Stamper {
+    full_len: usize,
+    payload: Option<crc32fast::Hasher>,
+}
+
+impl Stamper {
+    pub fn new(template: &[u8]) -> Stamper {
+        let end = crc_covered(template);
+        let payload = (template.len() >= COMBINE_FROM && end > HEADER_LEN).then(|| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&template[HEADER_LEN..end]);
+            h
+        });
+        Stamper {
+            full_len: template.len(),
+            payload,
+        }
+    }
+
+    /// Same result as [`stamp`]; `msg` must be a prefix of the template this was made from, with only its
+    /// header changed since.
+    #[inline]
+    pub fn stamp(&self, msg: &mut [u8], seq: u64, sched_ns: i64, send_ns: i64) {
+        match &self.payload {
+            Some(p) if msg.len() == self.full_len => {
+                msg[8..12].copy_from_slice(&(self.full_len as u32).to_be_bytes());
+                msg[24..32].copy_from_slice(&seq.to_be_bytes());
+                msg[32..40].copy_from_slice(&(sched_ns as u64).to_be_bytes());
+                msg[40..48].copy_from_slice(&(send_ns as u64).to_be_bytes());
+                let mut h = crc32fast::Hasher::new();
+                h.update(&msg[..12]);
+                h.update(&[0; 4]);
+                h.update(&msg[16..HEADER_LEN]);
+                h.combine(p);
+                msg[12..16].copy_from_slice(&h.finalize().to_be_bytes());
+            }
+            _ => stamp(msg, seq, sched_ns, send_ns),
+        }
+    }
+}
+
 /// Build the session's message template: header fields for seq 0 and a payload of pseudo-random bytes seeded
 /// by the session id, so a corrupted payload cannot go unnoticed and runs can be repeated. With `mac`, the
 /// messages carry a MAC trailer (`FLAG_MAC`), which the sender writes after stamping each one.
@@ -339,6 +387,26 @@ mod tests {
         let mut m = template(session, size, false);
         stamp(&mut m, seq, 1_000, 2_000);
         m
+    }
+
+    #[test]
+    fn stamper_writes_the_same_bytes_as_stamp() {
+        for (size, mac) in [
+            (64, false),
+            (COMBINE_FROM, false),
+            (131_072, false),
+            (131_072, true),
+        ] {
+            let t = template(7, size, mac);
+            let s = Stamper::new(&t);
+            for len in [size, (HEADER_LEN + 100).min(size), size - 1] {
+                let (mut a, mut b) = (t[..len].to_vec(), t[..len].to_vec());
+                stamp(&mut a, 42, 1_000, 2_000);
+                s.stamp(&mut b, 42, 1_000, 2_000);
+                assert_eq!(a, b, "size {size} len {len} mac {mac}");
+                assert_eq!(checksum(&b).to_be_bytes(), b[12..16]);
+            }
+        }
     }
 
     #[test]

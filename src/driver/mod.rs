@@ -36,6 +36,10 @@ pub struct SendJob {
     pub wait: TimerMode,
     /// UDP: send equal-size messages through GSO where the kernel has it.
     pub gso: bool,
+    /// Every message is the template's size (no --size-mix): buffers can hold stamped copies of it in place.
+    pub fixed_size: bool,
+    /// TCP --write-per-message: one write call per message, as iperf -l and sockperf do.
+    pub write_per_message: bool,
 }
 
 impl SendJob {

@@ -412,6 +412,8 @@ impl Driver<'_> {
             wait: t.timer,
             // GSO cuts a buffer into equal segments: mixed sizes go one datagram per buffer.
             gso: t.gso && t.mix.is_none(),
+            fixed_size: t.mix.is_none(),
+            write_per_message: t.write_per_message,
         };
         let send = spawn_send_loop(data, job, windowed)?;
         self.running = Some(Running {

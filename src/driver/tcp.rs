@@ -36,25 +36,40 @@ fn is_timeout(e: &io::Error) -> bool {
 /// latency, as TCP's cost should.
 pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
     let size = job.template.len();
-    let per_write = (WRITE_BATCH / size).clamp(1, 64);
-    let mut buf = Vec::with_capacity(per_write * size);
+    let per_write = if job.write_per_message {
+        1
+    } else {
+        (WRITE_BATCH / size).clamp(1, 64)
+    };
+    // Equal sizes: the buffer holds template copies once, and each message is stamped where it lies (a
+    // 128 KiB message is not copied again per write). Mixed sizes are appended as prefixes of the template.
+    let mut buf = if job.fixed_size {
+        job.template.repeat(per_write)
+    } else {
+        Vec::with_capacity(per_write * size)
+    };
+    let stamper = wire::Stamper::new(&job.template);
     let mut st = SendStats::default();
     let mut waiter = Waiter::new(job.wait);
     let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
     'run: loop {
-        buf.clear();
+        let mut end = 0;
         let mut k = 0u64;
         let mut next_seq = 0;
         while (k as usize) < per_write {
             match job.plan.next(clock::now()) {
                 Due::Now { seq, sched_ns } => {
-                    let at = buf.len();
+                    let at = end;
                     let len = job.plan.size_of(seq);
-                    buf.extend_from_slice(&job.template[..len]);
+                    if !job.fixed_size {
+                        buf.truncate(at);
+                        buf.extend_from_slice(&job.template[..len]);
+                    }
+                    end = at + len;
                     let send_ns = now_ns();
-                    let msg = &mut buf[at..at + len];
-                    wire::stamp(msg, seq, sched_ns, send_ns);
+                    let msg = &mut buf[at..end];
+                    stamper.stamp(msg, seq, sched_ns, send_ns);
                     job.seal(msg);
                     st.stamp(send_ns, sched_ns);
                     next_seq = seq + 1;
@@ -74,7 +89,7 @@ pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
         }
         job.issue(next_seq);
         let t = job.timer.start();
-        let wrote = stream.write_all(&buf);
+        let wrote = stream.write_all(&buf[..end]);
         st.calls += 1;
         job.timer.done(t, wrote.is_ok());
         match wrote {

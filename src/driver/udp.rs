@@ -104,6 +104,7 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
         ..SendStats::default()
     };
     let mut waiter = Waiter::new(job.wait);
+    let stamper = wire::Stamper::new(&job.template);
     let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
     'run: loop {
@@ -114,7 +115,7 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
                 Due::Now { seq, sched_ns } => {
                     let send_ns = now_ns();
                     let msg = batch.msg(k, job.plan.size_of(seq));
-                    wire::stamp(msg, seq, sched_ns, send_ns);
+                    stamper.stamp(msg, seq, sched_ns, send_ns);
                     job.seal(msg);
                     st.stamp(send_ns, sched_ns);
                     next_seq = seq + 1;

@@ -6,8 +6,10 @@
 
 use hdrhistogram::Histogram;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crate::auth::{Dir, SessionKeys};
 use crate::clock::ClockModel;
@@ -163,9 +165,81 @@ impl Default for Measured {
     }
 }
 
-/// Per-message rows kept for --per-message at most; beyond it rows are counted, not kept, so memory stays
-/// bounded whatever the session announced.
+/// Per-message rows an echo session keeps for --per-message at most (its rows go to the sender at the end,
+/// after the replies they are joined with); beyond it rows are counted, not kept, so memory stays bounded
+/// whatever the session announced. Other sessions stream their rows and have no such cap.
 pub const MAX_ROWS: usize = 2_000_000;
+/// Rows a streaming session's data path hands over at once.
+pub const ROW_CHUNK: usize = 8192;
+/// Rows on their way to the sender at most (2.5 MiB): when the control connection cannot carry them as
+/// fast as they come, the data path waits (TCP, so the sender slows down) or counts them as not kept (UDP,
+/// whose receiving thread must not stop).
+pub const ROW_QUEUE_ROWS: usize = 1 << 16;
+
+/// Does this session stream its per-message rows to the sender during the run? Echo sessions do not: the
+/// sender joins each row with its reply's round trip, which it knows only once its reply reader is done.
+pub fn streams_rows(t: &Traffic) -> bool {
+    t.per_message && !t.echo
+}
+
+/// Per-message rows between a session's data path and its control connection: whole chunks in, all of them
+/// out at each flush. Bounded in rows whatever the session's length.
+pub struct RowQueue {
+    inner: Mutex<(VecDeque<Vec<Row>>, usize)>,
+    room: Condvar,
+    cap: usize,
+}
+
+impl RowQueue {
+    pub fn new(cap_rows: usize) -> RowQueue {
+        RowQueue {
+            inner: Mutex::new((VecDeque::new(), 0)),
+            room: Condvar::new(),
+            cap: cap_rows,
+        }
+    }
+
+    /// Queue `chunk`, waiting up to `wait` for room. False: no room came, the chunk is not kept.
+    pub fn push(&self, chunk: Vec<Row>, wait: Duration) -> bool {
+        let Ok(mut g) = self.inner.lock() else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + wait;
+        while g.1 + chunk.len() > self.cap {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = match self.room.wait_timeout(g, left) {
+                Ok((g, _)) => g,
+                Err(_) => return false,
+            };
+        }
+        g.1 += chunk.len();
+        g.0.push_back(chunk);
+        true
+    }
+
+    /// The oldest chunk queued.
+    pub fn take_one(&self) -> Option<Vec<Row>> {
+        let mut g = self.inner.lock().ok()?;
+        let chunk = g.0.pop_front()?;
+        g.1 -= chunk.len();
+        self.room.notify_all();
+        Some(chunk)
+    }
+
+    /// Everything queued, oldest first.
+    pub fn take(&self) -> Vec<Vec<Row>> {
+        let Ok(mut g) = self.inner.lock() else {
+            return vec![];
+        };
+        g.1 = 0;
+        let out = g.0.drain(..).collect();
+        self.room.notify_all();
+        out
+    }
+}
 /// An upper bound on one ns histogram's memory (3 significant digits over 1 ns .. 1 hour: 2048 sub-buckets
 /// × 31 buckets of 8 bytes, about 256 KiB).
 const HIST_BYTES: u64 = 300 << 10;
@@ -205,6 +279,8 @@ pub struct Account {
     first_recv_ns: Option<i64>,
     last_recv_ns: Option<i64>,
     rows: Option<Vec<Row>>,
+    /// Streaming (see [`streams_rows`]): where full chunks of `rows` go, and how long to wait for room.
+    row_queue: Option<(Arc<RowQueue>, Duration)>,
     pub rows_not_kept: u64,
     pub echoed: u64,
     /// The receiver's socket calls for this session (`--trace`), on the receiver's clock.
@@ -243,6 +319,7 @@ impl Account {
             first_recv_ns: None,
             last_recv_ns: None,
             rows: per_message.then(Vec::new),
+            row_queue: None,
             rows_not_kept: 0,
             echoed: 0,
             trace: Tracer::off(),
@@ -294,19 +371,35 @@ impl Account {
         self.clock_cell = Some(cell);
     }
 
+    /// Hand full chunks of rows to `queue` as they fill, waiting up to `wait` for room.
+    pub fn stream_rows(&mut self, queue: Arc<RowQueue>, wait: Duration) {
+        self.row_queue = Some((queue, wait));
+    }
+
     fn row(&mut self, hdr: &Header, recv_ns: i64, status: Status) {
-        if let Some(rows) = &mut self.rows {
-            if rows.len() < MAX_ROWS {
-                rows.push(Row {
-                    seq: hdr.seq,
-                    sched_ns: hdr.sched_ns,
-                    send_ns: hdr.send_ns,
-                    recv_ns,
-                    status,
-                });
-            } else {
-                self.rows_not_kept += 1;
+        let Some(rows) = &mut self.rows else {
+            return;
+        };
+        let row = Row {
+            seq: hdr.seq,
+            sched_ns: hdr.sched_ns,
+            send_ns: hdr.send_ns,
+            recv_ns,
+            status,
+        };
+        match &self.row_queue {
+            Some((q, wait)) => {
+                rows.push(row);
+                if rows.len() >= ROW_CHUNK {
+                    let chunk = std::mem::replace(rows, Vec::with_capacity(ROW_CHUNK));
+                    let n = chunk.len() as u64;
+                    if !q.push(chunk, *wait) {
+                        self.rows_not_kept += n;
+                    }
+                }
             }
+            None if rows.len() < MAX_ROWS => rows.push(row),
+            None => self.rows_not_kept += 1,
         }
     }
 
@@ -396,9 +489,14 @@ impl Account {
     /// (with --per-message), and a TCP stream's buffers. A receiver admits sessions against its budget with it.
     pub fn worst_case_bytes(t: &Traffic) -> u64 {
         const DELAY_STATS: u64 = 3 * HIST_BYTES + (crate::stats::IPDV_RING as u64) * 32;
+        let held = if streams_rows(t) {
+            // The queue, the chunk filling, and one chunk being encoded.
+            (ROW_QUEUE_ROWS + 2 * ROW_CHUNK) as u64
+        } else {
+            (MAX_ROWS as u64).min(t.count.saturating_mul(2))
+        };
         let rows = if t.per_message {
-            (MAX_ROWS as u64).min(t.count.saturating_mul(2)) * std::mem::size_of::<Row>() as u64 * 2
-                + (MAX_LOST_RUNS as u64).min(t.count) * 16
+            held * std::mem::size_of::<Row>() as u64 * 2 + (MAX_LOST_RUNS as u64).min(t.count) * 16
         } else {
             0
         };
@@ -647,6 +745,30 @@ mod tests {
         let mut m = wire::template(9, 64, false);
         wire::stamp(&mut m, seq, 1_000, 2_000);
         m
+    }
+
+    /// A streaming account hands over whole chunks; when the queue has no room (the control connection is
+    /// behind), the chunk is counted as not kept and the account's own memory stays one chunk.
+    #[test]
+    fn streamed_rows_go_by_chunk_and_a_full_queue_counts_them() {
+        let n = 3 * ROW_CHUNK as u64;
+        let q = Arc::new(RowQueue::new(2 * ROW_CHUNK));
+        let mut a = Account::new(9, n, 64, true);
+        a.stream_rows(q.clone(), Duration::ZERO);
+        for seq in 0..n {
+            let m = msg(seq);
+            a.on_message(&m, &Header::parse(&m).unwrap(), 5_000);
+        }
+        assert_eq!(
+            a.rows_not_kept, ROW_CHUNK as u64,
+            "the third chunk found no room"
+        );
+        let got = q.take();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0][0].seq, got[1][0].seq), (0, ROW_CHUNK as u64));
+        assert!(a.heap_bytes() < 2 * ROW_CHUNK * std::mem::size_of::<Row>() + (1 << 16));
+        // Room again after the flush.
+        assert!(q.push(vec![got[0][0]; ROW_CHUNK], Duration::ZERO));
     }
 
     #[test]

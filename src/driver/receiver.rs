@@ -35,6 +35,8 @@ pub const MAX_PENDING_PER_ADDR: usize = 16;
 
 /// How often a connection's thread looks at cancellation and its data path while waiting for bytes.
 const TICK: Duration = Duration::from_millis(20);
+/// Frames of streamed per-message rows written between two reads of the control connection.
+const ROW_FRAMES_PER_TURN: u32 = 8;
 /// TCP: after the sender's Done, the stream gets at least this long to drain to EOF.
 const TCP_DRAIN_MIN: Duration = Duration::from_secs(2);
 
@@ -406,6 +408,7 @@ fn serve_conn(
     };
     let mut accepted = Some(accepted);
     let (mut ctl_open, mut told_cancel) = (true, false);
+    let mut rows_turn = 0;
     loop {
         while let Some(a) = c.poll_action() {
             match a {
@@ -450,6 +453,13 @@ fn serve_conn(
         if conn.feed(&mut c, &mut told_cancel) {
             continue;
         }
+        // Streamed per-message rows: a frame at a time, written at the loop's top before the next is made,
+        // and a few per turn so the control connection is still read.
+        if rows_turn < ROW_FRAMES_PER_TURN && c.flush_rows() {
+            rows_turn += 1;
+            continue;
+        }
+        rows_turn = 0;
         let wait = c.next_deadline().map_or(TICK, |t| {
             t.saturating_duration_since(clock::mono()).min(TICK)
         });

@@ -671,9 +671,12 @@ fn notices(r: &Measured, echo_damaged: (u64, u64), clock: &OffsetEstimate) -> Ve
     let mut out = vec![];
     if r.rows_not_kept > 0 {
         out.push(format!(
-            "the per-message CSV holds the first {} arrivals; {} more were counted but not kept (the receiver's cap)",
+            "{} arrivals were counted but have no row in the per-message CSV: the receiver keeps at most {} rows \
+             of an echo session, and at most {} rows on their way to the sender otherwise (a control connection \
+             slower than the data)",
+            r.rows_not_kept,
             crate::accounting::MAX_ROWS,
-            r.rows_not_kept
+            crate::accounting::ROW_QUEUE_ROWS
         ));
     }
     if r.negative_delays > 0 {
@@ -717,7 +720,11 @@ mod tests {
         };
         let n = notices(&r, (1, 2), &clock);
         assert_eq!(n.len(), 3);
-        assert!(n[0].contains("first 2000000 arrivals; 7 more"), "{}", n[0]);
+        assert!(
+            n[0].starts_with("7 arrivals were counted but have no row"),
+            "{}",
+            n[0]
+        );
         assert!(
             n[1].starts_with("3 one-way delays") && n[1].contains("±2.5 µs"),
             "{}",

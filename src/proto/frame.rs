@@ -130,6 +130,7 @@ pub struct FrameDecoder {
     mac: Option<(SessionKeys, Dir, u64)>,
     /// The hash of the last frame's body (the hello's, for the key proofs).
     last_hash: [u8; 32],
+    hashed: bool,
 }
 
 impl FrameDecoder {
@@ -140,6 +141,7 @@ impl FrameDecoder {
             max_frame: max_frame.min(MAX_FRAME),
             mac: None,
             last_hash: [0; 32],
+            hashed: false,
         }
     }
 
@@ -148,7 +150,7 @@ impl FrameDecoder {
         self.mac = Some((keys, dir, 0));
     }
 
-    /// The hash of the last frame's JSON body.
+    /// The hash of the first frame's JSON body (the hello).
     pub fn last_hash(&self) -> [u8; 32] {
         self.last_hash
     }
@@ -194,9 +196,12 @@ impl FrameDecoder {
             }
             *n += 1;
         }
-        self.last_hash = auth::hello_hash(body);
-        let msg = serde_json::from_slice(body)
-            .map_err(|e| FrameError::Unreadable(printable(&e.to_string())));
+        if !self.hashed {
+            // The first frame is the hello, whose hash the proofs cover; later ones need none.
+            self.last_hash = auth::hello_hash(body);
+            self.hashed = true;
+        }
+        let msg = decode_body(body).map_err(|e| FrameError::Unreadable(printable(&e.to_string())));
         self.buf.drain(..4 + len + trailer);
         msg.map(Some)
     }
@@ -205,6 +210,22 @@ impl FrameDecoder {
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+}
+
+/// A frame body as a message. Per-message rows, the one frame that comes by the thousand, skip serde's
+/// buffering of an internally tagged enum when the tag comes first (as this encoder writes it): that buffering
+/// was the sender's largest user-space cost in a profile of rows streaming at 1M/s.
+fn decode_body(body: &[u8]) -> serde_json::Result<Ctl> {
+    #[derive(serde::Deserialize)]
+    struct Rows {
+        rows: Vec<super::MessageRow>,
+    }
+    if body.starts_with(br#"{"type":"messages","#) {
+        if let Ok(r) = serde_json::from_slice::<Rows>(body) {
+            return Ok(Ctl::Messages { rows: r.rows });
+        }
+    }
+    serde_json::from_slice(body)
 }
 
 /// serde's errors quote the peer's text raw ("unknown variant `…`"): bounded and without control characters

@@ -15,13 +15,26 @@ use crate::wire;
 type Feed<'a> = &'a dyn Fn(&mut Account, Option<&SessionKeys>);
 
 fn run(send_key: Option<&str>, recv_key: Option<&str>, feed: Feed) -> Result<Outcome, SetupError> {
-    let t0 = Now::fixed();
-    let secret = |k: Option<&str>| k.map(|k| Secret::from_bytes(k.as_bytes()).unwrap());
     let traffic = Traffic {
         count: 4,
         size: 96,
         ..Traffic::default()
     };
+    run_with(traffic, send_key, recv_key, feed).map(|(o, _)| o)
+}
+
+/// The whole pair for `traffic`; also the per-message rows the sender had passed on before its send loop
+/// finished (streamed during the run) and after.
+fn run_with(
+    traffic: Traffic,
+    send_key: Option<&str>,
+    recv_key: Option<&str>,
+    feed: Feed,
+) -> Result<(Outcome, [usize; 2]), SetupError> {
+    let t0 = Now::fixed();
+    let secret = |k: Option<&str>| k.map(|k| Secret::from_bytes(k.as_bytes()).unwrap());
+    let sent = traffic.count;
+    let mut rows = [0usize; 2];
     let mut scfg = SenderConfig::new(Protocol::Udp, 9, traffic);
     scfg.secret = secret(send_key);
     let mut rcfg = ConnConfig::new(Protocol::Udp, Caps::default());
@@ -40,17 +53,28 @@ fn run(send_key: Option<&str>, recv_key: Option<&str>, feed: Feed) -> Result<Out
                 sender::Action::BeginSending => {
                     let a = account.as_mut().expect("data started before Ready");
                     feed(a, s.keys());
+                    // Mid-run: what the receiver's data path handed over goes to the sender now.
+                    while r.flush_rows() {}
+                    while let Some(receiver::Action::Write(b)) = r.poll_action() {
+                        s.on_bytes(&b, t0);
+                    }
+                    while let Some(a) = s.poll_action() {
+                        if let sender::Action::Rows(rs) = a {
+                            rows[0] += rs.len();
+                        }
+                    }
                     s.on_send_finished(
                         SendStats {
-                            sent: 4,
+                            sent,
                             ..Default::default()
                         },
                         t0,
                     );
                 }
-                sender::Action::StopSending | sender::Action::Rows(_) => {}
+                sender::Action::Rows(rs) => rows[1] += rs.len(),
+                sender::Action::StopSending => {}
                 sender::Action::Failed(e) => return Err(e),
-                sender::Action::Finished(o) => return Ok(*o),
+                sender::Action::Finished(o) => return Ok((*o, rows)),
             }
         }
         while let Some(a) = r.poll_action() {
@@ -130,6 +154,39 @@ fn with_a_key_forgeries_are_counted_and_never_accounted() {
         (4, 0, 3)
     );
     assert!(m.complete);
+}
+
+/// --per-message rows leave the receiver in chunks during the run, not all at the end: the receiver holds a
+/// bounded queue, never the session's rows. An echo session's rows come after its results.
+#[test]
+fn per_message_rows_stream_to_the_sender_during_the_run() {
+    let n = 3 * crate::accounting::ROW_CHUNK as u64 + 100;
+    let traffic = Traffic {
+        count: n,
+        size: 96,
+        per_message: true,
+        ..Traffic::default()
+    };
+    let feed: Feed = &|a, keys| {
+        for seq in 0..3 * crate::accounting::ROW_CHUNK as u64 + 100 {
+            deliver(a, &message(seq, keys));
+        }
+    };
+    let (o, rows) = run_with(traffic.clone(), None, None, feed).unwrap();
+    let m = o.results.expect("results");
+    assert_eq!((m.seq.received, m.rows_not_kept), (n, 0));
+    let chunk = crate::accounting::ROW_CHUNK;
+    assert_eq!(
+        rows,
+        [3 * chunk, 100],
+        "whole chunks during the run, the rest at the end"
+    );
+    let echo = Traffic {
+        echo: true,
+        ..traffic
+    };
+    let (_, rows) = run_with(echo, None, None, feed).unwrap();
+    assert_eq!(rows, [0, n as usize]);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use crate::accounting::{Account, ClockCell, Measured};
+use crate::accounting::{self, Account, ClockCell, Measured, RowQueue};
 use crate::auth::{self, Dir, Secret, SessionKeys, MAC_LEN, NONCE_LEN};
 use crate::clock::Now;
 use crate::proto::{self, Ctl, FrameDecoder, FrameEncoder, Preamble, PreambleDecoder};
@@ -21,6 +21,9 @@ use crate::traffic::{Caps, Protocol, Traffic};
 
 /// Rows per Messages frame when per-message results go back to the sender.
 const ROWS_PER_FRAME: usize = 8192;
+/// How long a TCP session's reading thread waits for room in the row queue before it counts rows as not
+/// kept: the control connection is slower than the data only under a sender that stopped reading it.
+const ROW_WAIT: Duration = Duration::from_secs(1);
 
 /// What a receiver allows and how long it waits.
 #[derive(Debug, Clone)]
@@ -147,6 +150,8 @@ pub struct ReceiverConn {
     last_activity: Instant,
     /// The clock line the session's arrivals are corrected with, updated by the sender's refits.
     clock: Option<Arc<ClockCell>>,
+    /// --per-message without echo: rows the data path hands over during the run, sent on at each flush.
+    rows_out: Option<Arc<RowQueue>>,
     actions: VecDeque<Action>,
 }
 
@@ -170,6 +175,7 @@ impl ReceiverConn {
             early: None,
             last_activity: now.mono,
             clock: None,
+            rows_out: None,
             actions: VecDeque::new(),
         }
     }
@@ -508,6 +514,17 @@ impl ReceiverConn {
         if let Some(k) = &self.keys {
             account.set_keys(k.clone());
         }
+        if accounting::streams_rows(t) {
+            let q = Arc::new(RowQueue::new(accounting::ROW_QUEUE_ROWS));
+            // A TCP reading thread may wait for room (the stream, then the sender, slows down); the UDP
+            // thread serves every session and never waits.
+            let wait = match self.cfg.protocol {
+                Protocol::Tcp => ROW_WAIT,
+                Protocol::Udp => Duration::ZERO,
+            };
+            account.stream_rows(q.clone(), wait);
+            self.rows_out = Some(q);
+        }
         self.linger = Duration::from_nanos(s.linger_ns).min(translate::MAX_LINGER);
         self.state = State::AwaitData;
         self.actions.push_back(Action::StartData {
@@ -633,19 +650,38 @@ impl ReceiverConn {
         let sent = self.done.map(|d| d.sent);
         let complete = self.done.is_some_and(|d| d.complete) && self.note.is_none();
         let measured = account.measured(sent, complete, self.note.clone());
+        while self.flush_rows() {}
         self.write(&Ctl::Results(Box::new(translate::results(&measured))));
         let rows = account.take_rows();
-        for chunk in rows.chunks(ROWS_PER_FRAME) {
-            self.write(&Ctl::Messages {
-                rows: chunk.iter().map(translate::message_row).collect(),
-            });
-        }
+        self.write_rows(&rows);
         self.write(&Ctl::End);
         self.actions.push_back(Action::Report(Box::new(Report {
             admission,
             measured,
         })));
         self.close();
+    }
+
+    /// Send on the oldest chunk of per-message rows the data path has handed over (streaming sessions), as
+    /// one frame; false when there was none. Call it often during the run, writing each frame before asking
+    /// for the next: the rows wait in a bounded queue until then, and only one frame is encoded at a time.
+    pub fn flush_rows(&mut self) -> bool {
+        if !matches!(self.state, State::Running { .. } | State::Draining { .. }) {
+            return false;
+        }
+        let Some(chunk) = self.rows_out.as_ref().and_then(|q| q.take_one()) else {
+            return false;
+        };
+        self.write_rows(&chunk);
+        true
+    }
+
+    fn write_rows(&mut self, rows: &[accounting::Row]) {
+        for chunk in rows.chunks(ROWS_PER_FRAME) {
+            self.write(&Ctl::Messages {
+                rows: chunk.iter().map(translate::message_row).collect(),
+            });
+        }
     }
 
     /// Deadlines: a hello that never completes, a set-up that stalls, the receiver's --max-duration, a data

@@ -452,9 +452,14 @@ impl SenderSession {
         }
     }
 
-    /// Per-message rows, passed on up to the most a session of this size can have.
+    /// Per-message rows, passed on up to the most a session of this size can have. They stream in during the
+    /// run (bounded by the announced count until the sender knows how many it sent), except in an echo
+    /// session, whose rows are joined with the replies' round trips and so come only after the results.
     fn on_rows(&mut self, rows: &[proto::MessageRow]) {
-        if self.results.is_none() {
+        if self.results.is_none() && self.cfg.traffic.echo {
+            self.suspect.get_or_insert(
+                "it sent per-message rows of an echo session before its results".into(),
+            );
             return;
         }
         let sent = self
@@ -590,6 +595,13 @@ impl SenderSession {
             }
             if let Err(why) = translate::check_results(r, send.sent, self.cfg.traffic.size) {
                 self.suspect.get_or_insert(why);
+            }
+            let bound = translate::max_rows(send.sent);
+            if self.rows > bound {
+                self.suspect.get_or_insert(format!(
+                    "it sent {} per-message rows, more than {bound}, the most a session of {} messages can have",
+                    self.rows, send.sent
+                ));
             }
         }
         if self.suspect.is_some() {

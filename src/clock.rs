@@ -125,6 +125,12 @@ impl Waiter {
 
     /// Return at `target` (or just after it), or as soon as `stop` says so.
     pub fn wait_until(&mut self, target: Instant, stop: &dyn Fn() -> bool) {
+        // The hybrid timer spins at most half of any wait: on a busy machine sleeps wake late, the learnt
+        // margin grows, and spinning through whole gaps would only take the CPU from whatever delays them
+        // (and, never sleeping, it would never learn that the machine got quiet again).
+        let margin = self
+            .margin
+            .min(target.saturating_duration_since(Instant::now()) / 2);
         loop {
             let now = Instant::now();
             if now >= target || stop() {
@@ -134,7 +140,7 @@ impl Waiter {
             let short = match self.mode {
                 TimerMode::Spin => Duration::ZERO,
                 TimerMode::Sleep => left,
-                TimerMode::Hybrid => left.saturating_sub(self.margin),
+                TimerMode::Hybrid => left.saturating_sub(margin),
             };
             if short.is_zero() {
                 std::hint::spin_loop();

@@ -204,9 +204,9 @@ impl RowQueue {
         let Ok(mut g) = self.inner.lock() else {
             return false;
         };
-        let deadline = std::time::Instant::now() + wait;
+        let deadline = crate::clock::mono() + wait;
         while g.1 + chunk.len() > self.cap {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(crate::clock::mono());
             if left.is_zero() {
                 return false;
             }

@@ -601,26 +601,6 @@ fn loopback_with_impairment_flags_is_a_usage_error() {
     says(&l, &["--loopback", "impairment flags"]);
 }
 
-fn lab_possible() -> bool {
-    let why = if unsafe { libc::geteuid() } != 0 {
-        Some("not root (the lab needs CAP_NET_ADMIN)")
-    } else if !std::path::Path::new("/dev/net/tun").exists() {
-        Some("/dev/net/tun is missing")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(w) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("lab test cannot run in CI: {w}")
-        }
-        Some(w) => {
-            eprintln!("SKIPPED: lab test cannot run here: {w}");
-            false
-        }
-    }
-}
-
 #[test]
 fn compare_prints_and_records_the_impairment_seed() {
     if !lab_possible() {

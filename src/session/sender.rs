@@ -366,6 +366,8 @@ impl SenderSession {
                     0
                 };
                 self.state = State::Sending;
+                // The set-up's exchanges were just made: the first one of the measured phase is a tick later.
+                self.clock_due = now.mono + CLOCK_INTERVAL / 4;
                 self.actions.push_back(Action::BeginSending);
             }
             (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => self.on_results(&r),

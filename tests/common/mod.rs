@@ -88,7 +88,12 @@ pub fn lab_possible() -> bool {
             panic!("lab test cannot run in CI: {w}")
         }
         Some(w) => {
-            eprintln!("SKIPPED: lab test cannot run here: {w}");
+            // libtest names the test's thread after the test: say which one skipped (scripts/test.sh lists them).
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("lab test")
+                .to_string();
+            eprintln!("SKIPPED {test}: cannot run here: {w}");
             false
         }
     }

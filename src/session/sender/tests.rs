@@ -127,11 +127,15 @@ fn udp_session_from_hello_to_results() {
     s.on_bytes(&encode(&Ctl::Ready), t0);
     assert_eq!(p.drain(&mut s).begin, 1);
     // The send loop bounds itself; the session's only deadline now is the next clock exchange, four a
-    // second while the clock line spans under 4 s.
-    assert_eq!(s.next_deadline(), Some(t0.mono));
+    // second while the clock line spans under 4 s (the first a tick after Ready: set-up just made eight).
+    let tick = t0.mono + CLOCK_INTERVAL / 4;
+    assert_eq!(s.next_deadline(), Some(tick));
     s.on_timeout(t0);
+    assert!(p.drain(&mut s).sent.is_empty(), "nothing due yet");
+    let t_tick = t0.after(CLOCK_INTERVAL / 4);
+    s.on_timeout(t_tick);
     assert!(matches!(&p.drain(&mut s).sent[..], [Ctl::TimeReq { .. }]));
-    assert_eq!(s.next_deadline(), Some(t0.mono + CLOCK_INTERVAL / 4));
+    assert_eq!(s.next_deadline(), Some(tick + CLOCK_INTERVAL / 4));
     let t1 = t0.after(Duration::from_secs(10));
     s.on_send_finished(
         SendStats {

@@ -173,6 +173,18 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
     ("latency", "transit_p99_us", "transit p99", |r| {
         t(r.transit_p99_us)
     }),
+    (
+        "latency",
+        "rtt_kernel_p50_us",
+        "kernel-stamped RTT p50 (path only)",
+        |r| t(r.rtt_kernel_p50_us),
+    ),
+    (
+        "latency",
+        "rtt_kernel_p99_us",
+        "kernel-stamped RTT p99",
+        |r| t(r.rtt_kernel_p99_us),
+    ),
     ("variation", "jitter_us", "jitter (RFC 3550)", |r| {
         t(r.jitter_us)
     }),
@@ -210,6 +222,34 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
         "split_messages",
         "messages split across reads",
         |r| on(r.split_messages),
+    ),
+    // Where the sender, not the network, was the limit: its lateness, each side's CPU, its batching.
+    (
+        "sending",
+        "pacing_lag_p99_us",
+        "late against schedule p99",
+        |r| t(r.pacing_lag_p99_us),
+    ),
+    (
+        "sending",
+        "sender_cpu_us_per_msg",
+        "sender CPU per message",
+        |r| t(r.sender_cpu_us_per_msg),
+    ),
+    (
+        "sending",
+        "receiver_cpu_us_per_msg",
+        "receiver CPU per message",
+        |r| t(r.receiver_cpu_us_per_msg),
+    ),
+    ("sending", "msgs_per_write", "messages per send call", |r| {
+        r.msgs_per_write.map(|m| V::Text(format!("{m:.1}")))
+    }),
+    (
+        "sending",
+        "gso",
+        "  UDP GSO: datagrams per buffer, at most",
+        |r| r.gso.filter(|&g| g > 0).map(|g| V::Count(u64::from(g))),
     ),
     ("tcp", "tcp_connect_us", "connect (handshake)", |r| {
         t(r.tcp_connect_us)

@@ -22,6 +22,12 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
     let (traffic, output) = (&cfg.traffic, &cfg.output);
     // The path first: a refused impairment must not leave an empty summary.csv behind.
     let mut path = PathPlan::choose(cfg)?;
+    let mut traffic = traffic.clone();
+    if matches!(&path, PathPlan::Lab { lab, .. } if lab.engine() == Engine::Netem) {
+        // netem impairs what it is given: a GSO buffer would be one packet to it, its messages lost together.
+        traffic.gso = false;
+    }
+    let traffic = &traffic;
     let mut outputs = Outputs::open(&output.dir)?;
     cancel::install_ctrl_c();
     let run = RunInfo::new();

@@ -267,6 +267,9 @@ pub fn traffic(
 }
 
 /// The send loop's tuning flags, each refused where it has no meaning rather than ignored.
+/// `--gso auto` sends paced sessions below this rate one datagram per buffer (msg/s).
+pub const GSO_AUTO_RATE: f64 = 100_000.0;
+
 fn tuning(t: &mut Traffic, a: &TrafficArgs, protocol: Option<Protocol>) -> Result<()> {
     if a.outstanding.is_some() && !a.echo {
         return Err(usage(
@@ -289,8 +292,12 @@ fn tuning(t: &mut Traffic, a: &TrafficArgs, protocol: Option<Protocol>) -> Resul
         Some(cli::TimerArg::Sleep) => TimerMode::Sleep,
         Some(cli::TimerArg::Spin) => TimerMode::Spin,
     };
-    // GSO cuts a buffer into equal segments: mixed sizes go one datagram per buffer.
-    t.gso = a.gso != Some(cli::GsoArg::Off) && t.mix.is_none();
+    // GSO cuts a buffer into equal segments: mixed sizes go one datagram per buffer. And a qdisc on the path
+    // (netem) sees a GSO buffer as one packet, dropping, delaying or reordering up to 64 messages together:
+    // `auto` uses it only where a run is after throughput, unpaced or at GSO_AUTO_RATE and more.
+    t.gso = a.gso != Some(cli::GsoArg::Off)
+        && t.mix.is_none()
+        && (t.rate == 0.0 || t.rate >= GSO_AUTO_RATE);
     t.write_per_message = a.write_per_message;
     Ok(())
 }
@@ -796,6 +803,12 @@ mod tests {
     fn traffic_defaults_and_cross_flag_rules() {
         let t = send(&[]).traffic;
         assert_eq!(t, Traffic::default());
+        // --gso auto: unpaced and fast runs only; never mixed sizes, never when turned off.
+        let gso = |a: &[&str]| send(a).traffic.gso;
+        assert!(!gso(&[]) && gso(&["--rate", "0"]) && gso(&["--rate", "100k"]));
+        assert!(
+            !gso(&["--rate", "0", "--gso", "off"]) && !gso(&["--rate", "0", "--size", "64,128"])
+        );
         assert_eq!((t.count, t.rate, t.size), (10_000, 1000.0, 64));
         assert!(refused(&["udp", "send", "h", "--size", "20"]).contains("--size 48 or more"));
         assert!(refused(&["udp", "send", "h", "--size", "70000"]).contains("smaller --size"));

@@ -189,7 +189,8 @@ impl Default for Traffic {
             per_message: false,
             outstanding: None,
             timer: TimerMode::Hybrid,
-            gso: true,
+            // The default rate (1000 msg/s) is paced: `--gso auto` leaves it one datagram per buffer.
+            gso: false,
             write_per_message: false,
         }
     }

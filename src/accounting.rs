@@ -90,6 +90,9 @@ pub struct Measured {
     pub seq: SeqSummary,
     /// ns histograms: latency (from the schedule), transit (from the actual send), |IPDV|.
     pub latency: Histogram<u64>,
+    /// With an idle phase (--load): the idle phase's latencies, ns; the other delay figures are then the
+    /// loaded phase's.
+    pub idle_latency: Option<Histogram<u64>>,
     pub transit: Histogram<u64>,
     pub ipdv: Histogram<u64>,
     /// RFC 3550 interarrival jitter, ns.
@@ -135,6 +138,7 @@ impl Default for Measured {
             note: None,
             seq: SeqSummary::default(),
             latency: new_ns_histogram(),
+            idle_latency: None,
             transit: new_ns_histogram(),
             ipdv: new_ns_histogram(),
             jitter_ns: None,
@@ -180,6 +184,9 @@ pub struct Account {
     traffic: Option<Traffic>,
     seq: SeqTracker,
     delay: DelayStats,
+    /// --load: the first `idle_probes` messages' delays, apart from the loaded phase's in `delay`.
+    idle_probes: u64,
+    idle_delay: Option<Box<DelayStats>>,
     /// Receiver clock minus sender clock, as a line in the sender's time; refreshed from `clock_cell` when the
     /// sender's refits update it.
     clock: ClockModel,
@@ -224,6 +231,8 @@ impl Account {
             traffic: None,
             seq: SeqTracker::new(limit),
             delay: DelayStats::new(),
+            idle_probes: 0,
+            idle_delay: None,
             clock: ClockModel::default(),
             clock_cell: None,
             clock_version: 0,
@@ -262,6 +271,12 @@ impl Account {
         if let Some(k) = &self.keys {
             k.seal_message(Dir::ReceiverToSender, msg);
         }
+    }
+
+    /// The session's first `n` messages are its idle phase (--load): their delays are kept apart.
+    pub fn set_idle_probes(&mut self, n: u64) {
+        self.idle_probes = n;
+        self.idle_delay = (n > 0).then(|| Box::new(DelayStats::new()));
     }
 
     /// The session mixes message sizes: check each message's length against its own expected size.
@@ -353,8 +368,11 @@ impl Account {
             Arrival::Reordered => Status::Reordered,
         };
         if status != Status::Duplicate {
-            self.delay
-                .record(hdr.seq, hdr.sched_ns, hdr.send_ns, recv_ns);
+            let delay = match &mut self.idle_delay {
+                Some(idle) if crate::load::is_idle(self.idle_probes, hdr.seq) => idle,
+                _ => &mut self.delay,
+            };
+            delay.record(hdr.seq, hdr.sched_ns, hdr.send_ns, recv_ns);
             self.bytes += msg.len() as u64;
             self.first_send_ns = Some(
                 self.first_send_ns
@@ -395,7 +413,9 @@ impl Account {
     /// announced message), the reorder-extent runs, the delay statistics, the per-message rows and lost runs
     /// (with --per-message), and a TCP stream's buffers. A receiver admits sessions against its budget with it.
     pub fn worst_case_bytes(t: &Traffic) -> u64 {
-        const DELAY_STATS: u64 = 3 * HIST_BYTES + (crate::stats::IPDV_RING as u64) * 32;
+        // Twice with an idle phase: it has delay statistics of its own.
+        const ONE: u64 = 3 * HIST_BYTES + (crate::stats::IPDV_RING as u64) * 32;
+        let delay_stats = if t.idle_probes > 0 { 2 * ONE } else { ONE };
         let rows = if t.per_message {
             (MAX_ROWS as u64).min(t.count.saturating_mul(2)) * std::mem::size_of::<Row>() as u64 * 2
                 + (MAX_LOST_RUNS as u64).min(t.count) * 16
@@ -404,7 +424,7 @@ impl Account {
         };
         let stream = (256u64 << 10).max(2 * t.size as u64) * 2;
         SeqTracker::max_heap_bytes(t.count)
-            .saturating_add(DELAY_STATS)
+            .saturating_add(delay_stats)
             .saturating_add(rows)
             .saturating_add(stream)
             .saturating_add(64 << 10)
@@ -442,6 +462,7 @@ impl Account {
             note,
             seq: self.seq.summary(sent_n),
             latency: self.delay.latency().clone(),
+            idle_latency: self.idle_delay.as_ref().map(|d| d.latency().clone()),
             transit: self.delay.transit().clone(),
             ipdv: self.delay.ipdv().clone(),
             jitter_ns: self.delay.jitter_us().map(|us| us * 1000.0),
@@ -526,6 +547,10 @@ pub struct EchoStats {
     session: u64,
     pub rtt: Histogram<u64>,
     pub rtt_kernel: Histogram<u64>,
+    /// --load: the idle phase's round trips (the first `idle_probes` messages); `rtt` and `rtt_kernel` are
+    /// then the loaded phase's.
+    pub idle_rtt: Option<Histogram<u64>>,
+    idle_probes: u64,
     pub seq: SeqTracker,
     pub invalid: u64,
     pub corrupt: u64,
@@ -549,6 +574,8 @@ impl EchoStats {
             session,
             rtt: new_ns_histogram(),
             rtt_kernel: new_ns_histogram(),
+            idle_rtt: None,
+            idle_probes: 0,
             seq: SeqTracker::new(limit),
             invalid: 0,
             corrupt: 0,
@@ -569,6 +596,12 @@ impl EchoStats {
     /// Each message's round trip (ns; 0 = no reply), when kept.
     pub fn per_message(&self) -> Option<&[u64]> {
         self.rtts.as_deref()
+    }
+
+    /// The first `n` messages are the idle phase (--load): their round trips are kept apart.
+    pub fn set_idle_probes(&mut self, n: u64) {
+        self.idle_probes = n;
+        self.idle_rtt = (n > 0).then(new_ns_histogram);
     }
 
     /// Replies must carry the receiver's MAC.
@@ -624,8 +657,12 @@ impl EchoStats {
                 // i128: a reply's times are the peer's numbers and must not overflow.
                 let ns = |x: i128| u64::try_from(x.max(1)).unwrap_or(u64::MAX);
                 let rtt = ns(i128::from(t_app) - i128::from(h.send_ns));
-                self.rtt.saturating_record(rtt);
-                if let Some(t4) = t_kernel {
+                let idle = crate::load::is_idle(self.idle_probes, h.seq);
+                match self.idle_rtt.as_mut().filter(|_| idle) {
+                    Some(h) => h.saturating_record(rtt),
+                    None => self.rtt.saturating_record(rtt),
+                }
+                if let Some(t4) = t_kernel.filter(|_| !idle) {
                     let held = i128::from(t3) - i128::from(t2);
                     self.rtt_kernel
                         .saturating_record(ns(i128::from(t4) - i128::from(h.send_ns) - held));

@@ -251,6 +251,39 @@ pub struct CompareArgs {
     pub engine: Option<LabEngine>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Latency under load: bulk TCP flows beside the measured session.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Latency under load")]
+pub struct LoadArgs {
+    /// Bulk TCP flows (unpaced, large writes, read as fast as they come) sharing the path with each measured
+    /// session, 0 to 64. Each session first sends an idle phase of probes alone, then the rest with the
+    /// load; its row holds both (idle_latency_*, latency_*, load_*, rpm). 0: the two phases without load
+    #[arg(long, value_name = "N", value_parser = g::whole_in::<u32>(0, crate::load::MAX_LOAD_FLOWS as u64), allow_hyphen_values = true)]
+    pub load: Option<u32>,
+    /// Which way the load goes: up (sender to receiver, with the probes), down (receiver to sender), both
+    /// [default: up]
+    #[arg(long, value_name = "DIR")]
+    pub load_direction: Option<LoadDirArg>,
+    /// Probes in the idle phase, before the load starts [default: 1 s of them at --rate, at least 20; 1000
+    /// unpaced]. Without --count or --duration the loaded phase is four times as long
+    #[arg(long, value_name = "N", value_parser = g::count, allow_hyphen_values = true)]
+    pub idle_probes: Option<u64>,
+    /// The load flows' TCP congestion control, e.g. cubic, reno, bbr; where the kernel refuses it they run its
+    /// default, and load_cc says which ran [default: cubic]
+    #[arg(long, value_name = "NAME")]
+    pub load_cc: Option<String>,
+}
+
+/// `--load-direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadDirArg {
+    Up,
+    Down,
+    Both,
 }
 
 /// The link between compare's two lab hosts.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::auth::Secret;
 use crate::cancel::{self, Cancel};
 use crate::config::{CompareConfig, PathRequest, RecvConfig, SendConfig};
+use crate::driver::load::Sink;
 use crate::driver::receiver::Receiver;
 use crate::driver::sender::{self, SessionOutput};
 use crate::error::{self, Outcome};
@@ -29,6 +30,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
     writeln!(stdout, "{}", header(traffic, &path))?;
     stdout.flush()?;
     let mut sessions: Vec<SessionOutput> = vec![];
+    let traffic = path.with_load_linger(traffic);
     for proto in [Protocol::Tcp, Protocol::Udp] {
         if cancel::interrupted() {
             break;
@@ -50,6 +52,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
                 traffic: t,
                 output: o,
                 secret,
+                load_sink: None,
             },
         )?;
         sessions.push(out);
@@ -88,18 +91,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
         cell: &extra_fn,
     });
     table::print(&mut stdout, &reports, extra.as_ref())?;
-    if let Some(n) = ground_truth.as_ref().and_then(link_note) {
-        writeln!(stdout, "{n}")?;
-    }
-    for s in &sessions {
-        if let Some(n) = &s.note {
-            writeln!(
-                stdout,
-                "{}: incomplete: {n}",
-                s.report.protocol.to_uppercase()
-            )?;
-        }
-    }
+    print_notes(&mut stdout, ground_truth.as_ref(), &sessions)?;
     writeln!(
         stdout,
         "CSV: {} (run {})",
@@ -116,6 +108,23 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
             Outcome::Done
         },
     )
+}
+
+/// Under the table: what the link column counts, and why a session is incomplete.
+fn print_notes(
+    out: &mut impl Write,
+    ground_truth: Option<&GroundTruth>,
+    sessions: &[SessionOutput],
+) -> std::io::Result<()> {
+    if let Some(n) = ground_truth.and_then(link_note) {
+        writeln!(out, "{n}")?;
+    }
+    for s in sessions {
+        if let Some(n) = &s.note {
+            writeln!(out, "{}: incomplete: {n}", s.report.protocol.to_uppercase())?;
+        }
+    }
+    Ok(())
 }
 
 /// The first line: what is sent, and along which path (with the impairment's seed, so it can be repeated).
@@ -147,6 +156,26 @@ fn header(traffic: &Traffic, path: &PathPlan) -> String {
             ""
         },
         path.describe()
+    ) + &load_header(traffic)
+}
+
+/// --load: what shares the path, and from when.
+fn load_header(t: &Traffic) -> String {
+    if t.idle_probes == 0 {
+        return String::new();
+    }
+    format!(
+        "; load: {} bulk TCP flow{} ({}) {} beside messages {}.., after an idle phase of {} alone",
+        t.load_flows,
+        if t.load_flows == 1 { "" } else { "s" },
+        t.load_cc,
+        match t.load_direction {
+            crate::load::LoadDirection::Up => "sender→receiver",
+            crate::load::LoadDirection::Down => "receiver→sender",
+            crate::load::LoadDirection::Both => "both ways",
+        },
+        t.idle_probes,
+        t.idle_probes
     )
 }
 
@@ -336,6 +365,26 @@ impl PathPlan {
         }
     }
 
+    /// --load through a rate limit: the receiver waits for stragglers at least as long as the limiter's full
+    /// queue takes to drain (plus the path's delay and a second), or probes still queued behind the load when
+    /// the sending ends would count as lost. None: the session's own linger will do.
+    fn with_load_linger(&self, t: &Traffic) -> Traffic {
+        let mut t = t.clone();
+        let PathPlan::Lab { impairment: i, .. } = self else {
+            return t;
+        };
+        if let Some(rate) = i
+            .rate_bps
+            .filter(|_| t.idle_probes > 0 && t.linger.is_none())
+        {
+            // Full-size packets: the queue's worst case.
+            let drain_s = i.queue_limit() as f64 * 1500.0 * 8.0 / rate.max(1) as f64;
+            let drain = Duration::try_from_secs_f64(drain_s.min(60.0)).unwrap_or_default();
+            t.linger = Some(drain + 2 * (i.delay + i.jitter) + Duration::from_secs(1));
+        }
+        t
+    }
+
     /// Make the path ready for a session of `proto` (netem impairs one session's port at a time).
     fn prepare(&mut self, proto: Protocol) -> anyhow::Result<()> {
         match self {
@@ -387,15 +436,24 @@ impl PathPlan {
                     }
                 };
                 let (run2, out2) = (run.clone(), out.clone());
+                let mut cfg = make_cfg(addr);
+                let sink = start_sink(&mut cfg, |flows| {
+                    let at = SocketAddr::new(lab.addr(Host::B), 0);
+                    lab.spawn_in(Host::B, move || Sink::bind(at, flows, Cancel::new()))
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("the lab's load sink panicked"))?
+                        .and_then(|r| r)
+                });
                 let send = lab.spawn_in(Host::A, move || {
-                    sender::run_session(&make_cfg(addr), &run2, &out2, &cancel::process().child())
+                    sender::run_session(&cfg, &run2, &out2, &cancel::process().child())
                 });
                 let result = send
                     .join()
-                    .map_err(|_| anyhow::anyhow!("the lab sender panicked"))?;
+                    .map_err(|_| anyhow::anyhow!("the lab sender panicked"));
                 rstop.cancel();
                 let _ = recv.join();
-                result?
+                sink?.map(Sink::stop);
+                result??
             }
         }
     }
@@ -426,10 +484,33 @@ pub fn loopback_session(
     let receiver = Receiver::bind(rcfg, rstop.clone(), true)?;
     let addr = receiver.local_addr();
     let h = std::thread::spawn(move || receiver.serve());
-    let out = sender::run_session(&make_cfg(addr), run, out, &cancel::process().child());
+    let mut cfg = make_cfg(addr);
+    let sink = start_sink(&mut cfg, |flows| {
+        Sink::bind("127.0.0.1:0".parse()?, flows, Cancel::new())
+    });
+    let out = sink.and_then(|sink| {
+        let out = sender::run_session(&cfg, run, out, &cancel::process().child());
+        sink.map(Sink::stop);
+        out
+    });
     rstop.cancel();
     let _ = h.join();
     out
+}
+
+/// --load: the sink of the session's bulk flows on the receiving host (both ends are in this process), its
+/// address given to the sender. `bind` makes it on the right host.
+fn start_sink(
+    cfg: &mut SendConfig,
+    bind: impl FnOnce(u32) -> anyhow::Result<Sink>,
+) -> anyhow::Result<Option<Sink>> {
+    let flows = cfg.traffic.load_flows;
+    if flows == 0 {
+        return Ok(None);
+    }
+    let sink = bind(flows)?;
+    cfg.load_sink = Some(sink.local_addr());
+    Ok(Some(sink))
 }
 
 /// Said under the table when the link column counts something other than messages: datagrams larger than

@@ -332,6 +332,8 @@ pub struct SendConfig {
     pub output: Output,
     /// --key-file: authenticate the session.
     pub secret: Option<Secret>,
+    /// --load: where the bulk flows go (a sink on the receiving host); None without --load.
+    pub load_sink: Option<SocketAddr>,
 }
 
 /// The key of `--key-file` (or SOCKBENCH_KEY_FILE), read and checked now: a missing or short file is a usage
@@ -388,6 +390,7 @@ impl SendConfig {
             traffic,
             output,
             secret,
+            load_sink: None,
         })
     }
 }
@@ -684,6 +687,8 @@ impl CompareConfig {
             }
             _ => {}
         }
+        let mut traffic = traffic;
+        load(&a.load, &a.traffic, &mut traffic)?;
         let secret = secret(&a.auth)?;
         check_room_for_mac(&traffic, &secret)?;
         Ok(CompareConfig {
@@ -695,6 +700,64 @@ impl CompareConfig {
             secret,
         })
     }
+}
+
+/// --load, --load-direction, --idle-probes: the two phases of each session and the load beside them. Without
+/// --count or --duration, the loaded phase gets [`crate::load::DEFAULT_LOADED_FACTOR`] times the idle one.
+pub fn load(a: &cli::LoadArgs, ta: &TrafficArgs, t: &mut Traffic) -> Result<()> {
+    let Some(flows) = a.load else {
+        let stray = [
+            (a.idle_probes.is_some(), "--idle-probes"),
+            (a.load_direction.is_some(), "--load-direction"),
+            (a.load_cc.is_some(), "--load-cc"),
+        ];
+        if let Some((_, flag)) = stray.iter().find(|(given, _)| *given) {
+            return Err(usage(format!(
+                "{flag} shapes the load of --load N, which is not given: add --load 4, say, or drop {flag}"
+            )));
+        }
+        return Ok(());
+    };
+    t.load_direction =
+        match a.load_direction {
+            None | Some(cli::LoadDirArg::Up) => crate::load::LoadDirection::Up,
+            Some(d) => {
+                return Err(usage(format!(
+                "--load-direction {}: this version sends the load only with the probes (up): use \
+                 --load-direction up",
+                if d == cli::LoadDirArg::Down { "down" } else { "both" }
+            )))
+            }
+        };
+    let idle = a
+        .idle_probes
+        .unwrap_or_else(|| crate::load::default_idle_probes(t.rate));
+    if ta.count.is_none() && ta.duration.is_none() {
+        t.count = idle.saturating_mul(1 + crate::load::DEFAULT_LOADED_FACTOR);
+    }
+    if idle == 0 || idle >= t.count {
+        return Err(usage(format!(
+            "--load needs both phases: the idle phase's {idle} probes (--idle-probes) must be at least 1 and \
+             fewer than the session's {} messages (--count): raise --count or lower --idle-probes",
+            t.count
+        )));
+    }
+    if let Some(cc) = &a.load_cc {
+        // TCP_CONGESTION takes a name of at most 15 bytes (TCP_CA_NAME_MAX 16, with its NUL).
+        if cc.is_empty()
+            || cc.len() > 15
+            || !cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(usage(format!(
+                "--load-cc {cc:?} is not a congestion control's name: use e.g. cubic, reno or bbr (see \
+                 /proc/sys/net/ipv4/tcp_available_congestion_control)"
+            )));
+        }
+        t.load_cc = cc.clone();
+    }
+    t.idle_probes = idle;
+    t.load_flows = flows;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

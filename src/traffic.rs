@@ -160,6 +160,18 @@ pub struct Traffic {
     /// TCP: one write call per message (sender-side only).
     #[serde(default)]
     pub write_per_message: bool,
+    /// --load: the first `idle_probes` messages are the idle phase, the rest cross the path while
+    /// `load_flows` bulk TCP flows share it (`crate::load`); 0 and 0 without --load.
+    #[serde(default)]
+    pub idle_probes: u64,
+    #[serde(default)]
+    pub load_flows: u32,
+    /// Which way the bulk flows go (sender-side only).
+    #[serde(default)]
+    pub load_direction: crate::load::LoadDirection,
+    /// The load flows' congestion control (sender-side only).
+    #[serde(default)]
+    pub load_cc: String,
 }
 
 fn yes() -> bool {
@@ -191,6 +203,10 @@ impl Default for Traffic {
             timer: TimerMode::Hybrid,
             gso: true,
             write_per_message: false,
+            idle_probes: 0,
+            load_flows: 0,
+            load_direction: crate::load::LoadDirection::Up,
+            load_cc: crate::load::DEFAULT_LOAD_CC.to_string(),
         }
     }
 }

@@ -225,6 +225,8 @@ fn good_hello(
             linger_ns: None,
             per_message,
             gso: echo,
+            idle_probes: 0,
+            load_flows: 0,
         },
         boot_id: String::new(),
         software: "fuzz".into(),

@@ -502,6 +502,7 @@ impl ReceiverConn {
         let t = &a.traffic;
         let mut account = Box::new(Account::new(a.session, t.count, t.size, t.per_message));
         account.set_mixed_sizes(t);
+        account.set_idle_probes(t.idle_probes);
         let cell = Arc::new(ClockCell::new(translate::clock_model(&s.clock)));
         account.share_clock(cell.clone());
         self.clock = Some(cell);

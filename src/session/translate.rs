@@ -67,6 +67,8 @@ pub fn traffic_spec(t: &Traffic) -> proto::TrafficSpec {
         linger_ns: t.linger.map(ns),
         per_message: t.per_message,
         gso: t.gso,
+        idle_probes: t.idle_probes,
+        load_flows: u64::from(t.load_flows),
     }
 }
 
@@ -142,6 +144,13 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
             humantime::format_duration(MAX_LINGER)
         ));
     }
+    if s.load_flows > u64::from(crate::load::MAX_LOAD_FLOWS) {
+        return Err(format!(
+            "{} load flows, more than {}",
+            s.load_flows,
+            crate::load::MAX_LOAD_FLOWS
+        ));
+    }
     Ok(Traffic {
         count: s.count,
         duration: s.duration_ns.map(Duration::from_nanos),
@@ -156,6 +165,9 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
         linger,
         per_message: s.per_message,
         gso: s.gso,
+        // Any number: it only splits the sequence numbers in two.
+        idle_probes: s.idle_probes,
+        load_flows: s.load_flows as u32,
         // How the sender paces and waits is its own business.
         ..Traffic::default()
     })
@@ -286,6 +298,11 @@ pub fn results(m: &Measured) -> proto::Results {
         note: m.note.clone(),
         seq: seq_counts(&m.seq),
         latency: hist_to_buckets(&m.latency),
+        idle_latency: m
+            .idle_latency
+            .as_ref()
+            .map(hist_to_buckets)
+            .unwrap_or_default(),
         transit: hist_to_buckets(&m.transit),
         ipdv: hist_to_buckets(&m.ipdv),
         jitter_ns: m.jitter_ns,
@@ -326,6 +343,10 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
         note: r.note.as_ref().map(|n| n.chars().take(500).collect()),
         seq: seq_summary(&r.seq),
         latency: hist_from_buckets(&r.latency)?,
+        idle_latency: match r.idle_latency.is_empty() {
+            true => None,
+            false => Some(hist_from_buckets(&r.idle_latency)?),
+        },
         transit: hist_from_buckets(&r.transit)?,
         ipdv: hist_from_buckets(&r.ipdv)?,
         jitter_ns: r.jitter_ns,
@@ -401,13 +422,13 @@ pub fn check_results(m: &Measured, sent: u64, size: usize) -> Result<(), String>
             s.loss_bursts, s.loss_burst_max, s.lost
         ));
     }
-    for (name, h) in [("latencies", &m.latency), ("transit times", &m.transit)] {
-        if h.len() > s.received {
-            return bad(format!(
-                "it holds {} {name} for {} received",
-                h.len(),
-                s.received
-            ));
+    let idle = m.idle_latency.as_ref().map_or(0, |h| h.len());
+    for (name, n) in [
+        ("latencies", m.latency.len().saturating_add(idle)),
+        ("transit times", m.transit.len()),
+    ] {
+        if n > s.received {
+            return bad(format!("it holds {n} {name} for {} received", s.received));
         }
     }
     if m.bytes > s.received.saturating_mul(size as u64) {

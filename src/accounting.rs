@@ -769,4 +769,50 @@ mod tests {
         e.on_reply(&m, 9_000, None);
         assert_eq!((e.rtt.len(), e.rtt_kernel.len()), (2, 1));
     }
+
+    /// --load: the first `idle_probes` messages' delays go to the idle phase, the rest to the loaded one;
+    /// transit and jitter are then the loaded phase's alone.
+    #[test]
+    fn the_idle_phase_is_kept_apart_by_sequence_number() {
+        let mut a = Account::new(9, 4, 64, false);
+        a.set_idle_probes(2);
+        // Scheduled at 1_000 (see `msg`): latencies 1_000 and 1_100 idle, 1_500 and 1_900 loaded (exact: below
+        // 2048 ns the histograms are exact to the ns).
+        for (seq, t) in [(0, 2_000), (1, 2_100), (2, 2_500), (3, 2_900)] {
+            let m = msg(seq);
+            a.on_message(&m, &Header::parse(&m).unwrap(), t);
+        }
+        let r = a.measured(Some(4), true, None);
+        let idle = r.idle_latency.as_ref().unwrap();
+        assert_eq!((idle.len(), idle.min(), idle.max()), (2, 1_000, 1_100));
+        assert_eq!(
+            (r.latency.len(), r.latency.min(), r.latency.max()),
+            (2, 1_500, 1_900)
+        );
+        // Transit (from send time 2_000): the loaded phase's 500 and 900 only.
+        assert_eq!((r.transit.len(), r.transit.min()), (2, 500));
+        assert_eq!(r.seq.received, 4, "the counts are the whole session's");
+        // Without an idle phase there is no idle histogram.
+        assert!(Account::new(9, 4, 64, false)
+            .measured(Some(0), true, None)
+            .idle_latency
+            .is_none());
+    }
+
+    #[test]
+    fn idle_round_trips_are_kept_apart_and_have_no_kernel_figure() {
+        let mut e = EchoStats::new(5, 10, false);
+        e.set_idle_probes(1);
+        for (seq, t_app) in [(0u64, 1_500), (1, 1_800)] {
+            let mut m = wire::template(5, 64, false);
+            wire::stamp(&mut m, seq, 1_000, 1_000);
+            wire::make_echo_reply(&mut m, 1_100, 1_200);
+            assert_eq!(e.on_reply(&m, t_app, Some(t_app)), Some(seq));
+        }
+        let idle = e.idle_rtt.as_ref().unwrap();
+        assert_eq!((idle.len(), idle.max()), (1, 500));
+        assert_eq!((e.rtt.len(), e.rtt.max()), (1, 800));
+        // The kernel-stamped figure is the loaded phase's: (1_800 − 1_000) − (1_200 − 1_100).
+        assert_eq!((e.rtt_kernel.len(), e.rtt_kernel.max()), (1, 700));
+    }
 }

@@ -584,4 +584,43 @@ mod tests {
         hostile.jitter_ns = Some(f64::NAN);
         assert!(measured(&hostile).is_err());
     }
+
+    /// --load: the idle phase's latencies travel apart, and together with the loaded ones they cannot exceed
+    /// what arrived; without an idle phase the field is absent.
+    #[test]
+    fn idle_latencies_round_trip_and_are_bounded_by_what_arrived() {
+        let mut a = crate::accounting::Account::new(9, 4, 64, false);
+        a.set_idle_probes(1);
+        for seq in [0, 1] {
+            let mut m = wire::template(9, 64, false);
+            wire::stamp(&mut m, seq, 1_000, 2_000);
+            a.on_message(&m, &wire::Header::parse(&m).unwrap(), 10_000);
+        }
+        let here = a.measured(Some(2), true, None);
+        let r = results(&here);
+        assert_eq!(r.idle_latency.len(), 1);
+        let back = measured(&r).unwrap();
+        assert_eq!(back.idle_latency, here.idle_latency);
+        assert_eq!(check_results(&back, 2, 64), Ok(()));
+        let mut hostile = r.clone();
+        hostile.idle_latency = vec![(9_000, 2)];
+        let m = measured(&hostile).unwrap();
+        assert!(check_results(&m, 2, 64)
+            .unwrap_err()
+            .contains("3 latencies"));
+        let plain = crate::accounting::Account::new(9, 4, 64, false).measured(Some(0), true, None);
+        assert!(results(&plain).idle_latency.is_empty());
+        assert!(measured(&results(&plain)).unwrap().idle_latency.is_none());
+    }
+
+    #[test]
+    fn too_many_load_flows_are_refused() {
+        let mut s = spec();
+        s.load_flows = u64::from(crate::load::MAX_LOAD_FLOWS);
+        assert!(traffic(&s, Protocol::Tcp, false).is_ok());
+        s.load_flows += 1;
+        assert!(traffic(&s, Protocol::Tcp, false)
+            .unwrap_err()
+            .contains("load flows"));
+    }
 }

@@ -72,6 +72,8 @@ pub struct SendArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// Authentication, for both ends.
@@ -231,6 +233,10 @@ pub struct CapArgs {
     /// a slow sender gets at least four of its message gaps [default: 30s].
     #[arg(long, value_parser = g::duration, allow_hyphen_values = true)]
     pub idle_timeout: Option<Duration>,
+    /// Most bulk flows a sender's --load may run each way in one session, 0 to 64; each is a thread and a
+    /// socket here [default: 16].
+    #[arg(long, value_parser = g::whole_in::<u32>(0, crate::load::MAX_LOAD_FLOWS as u64), allow_hyphen_values = true)]
+    pub max_load_flows: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]

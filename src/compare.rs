@@ -9,7 +9,6 @@ use std::time::Duration;
 use crate::auth::Secret;
 use crate::cancel::{self, Cancel};
 use crate::config::{CompareConfig, PathRequest, RecvConfig, SendConfig};
-use crate::driver::load::Sink;
 use crate::driver::receiver::Receiver;
 use crate::driver::sender::{self, SessionOutput};
 use crate::error::{self, Outcome};
@@ -52,7 +51,6 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
                 traffic: t,
                 output: o,
                 secret,
-                load_sink: None,
             },
         )?;
         sessions.push(out);
@@ -436,24 +434,15 @@ impl PathPlan {
                     }
                 };
                 let (run2, out2) = (run.clone(), out.clone());
-                let mut cfg = make_cfg(addr);
-                let sink = start_sink(&mut cfg, |flows| {
-                    let at = SocketAddr::new(lab.addr(Host::B), 0);
-                    lab.spawn_in(Host::B, move || Sink::bind(at, flows, Cancel::new()))
-                        .join()
-                        .map_err(|_| anyhow::anyhow!("the lab's load sink panicked"))?
-                        .and_then(|r| r)
-                });
                 let send = lab.spawn_in(Host::A, move || {
-                    sender::run_session(&cfg, &run2, &out2, &cancel::process().child())
+                    sender::run_session(&make_cfg(addr), &run2, &out2, &cancel::process().child())
                 });
                 let result = send
                     .join()
-                    .map_err(|_| anyhow::anyhow!("the lab sender panicked"));
+                    .map_err(|_| anyhow::anyhow!("the lab sender panicked"))?;
                 rstop.cancel();
                 let _ = recv.join();
-                sink?.map(Sink::stop);
-                result??
+                result?
             }
         }
     }
@@ -484,33 +473,10 @@ pub fn loopback_session(
     let receiver = Receiver::bind(rcfg, rstop.clone(), true)?;
     let addr = receiver.local_addr();
     let h = std::thread::spawn(move || receiver.serve());
-    let mut cfg = make_cfg(addr);
-    let sink = start_sink(&mut cfg, |flows| {
-        Sink::bind("127.0.0.1:0".parse()?, flows, Cancel::new())
-    });
-    let out = sink.and_then(|sink| {
-        let out = sender::run_session(&cfg, run, out, &cancel::process().child());
-        sink.map(Sink::stop);
-        out
-    });
+    let out = sender::run_session(&make_cfg(addr), run, out, &cancel::process().child());
     rstop.cancel();
     let _ = h.join();
     out
-}
-
-/// --load: the sink of the session's bulk flows on the receiving host (both ends are in this process), its
-/// address given to the sender. `bind` makes it on the right host.
-fn start_sink(
-    cfg: &mut SendConfig,
-    bind: impl FnOnce(u32) -> anyhow::Result<Sink>,
-) -> anyhow::Result<Option<Sink>> {
-    let flows = cfg.traffic.load_flows;
-    if flows == 0 {
-        return Ok(None);
-    }
-    let sink = bind(flows)?;
-    cfg.load_sink = Some(sink.local_addr());
-    Ok(Some(sink))
 }
 
 /// Said under the table when the link column counts something other than messages: datagrams larger than

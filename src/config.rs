@@ -332,8 +332,6 @@ pub struct SendConfig {
     pub output: Output,
     /// --key-file: authenticate the session.
     pub secret: Option<Secret>,
-    /// --load: where the bulk flows go (a sink on the receiving host); None without --load.
-    pub load_sink: Option<SocketAddr>,
 }
 
 /// The key of `--key-file` (or SOCKBENCH_KEY_FILE), read and checked now: a missing or short file is a usage
@@ -371,12 +369,13 @@ fn check_room_for_mac(t: &Traffic, secret: &Option<Secret>) -> Result<()> {
 
 impl SendConfig {
     pub fn from_args(protocol: Protocol, a: &SendArgs) -> Result<SendConfig> {
-        let traffic = traffic(
+        let mut traffic = traffic(
             &a.traffic,
             a.output.per_message,
             Some(protocol),
             Traffic::default().count,
         )?;
+        load(&a.load, &a.traffic, &mut traffic)?;
         let output = Output::from_args(&a.output)?;
         let secret = secret(&a.auth)?;
         check_room_for_mac(&traffic, &secret)?;
@@ -390,7 +389,6 @@ impl SendConfig {
             traffic,
             output,
             secret,
-            load_sink: None,
         })
     }
 }
@@ -422,6 +420,7 @@ pub fn caps(a: &CapArgs) -> Result<Caps> {
         max_messages: a.max_messages.unwrap_or(d.max_messages),
         max_memory: a.max_memory.map_or(d.max_memory, |m| m as u64),
         idle_timeout: a.idle_timeout.unwrap_or(d.idle_timeout),
+        max_load_flows: a.max_load_flows.unwrap_or(d.max_load_flows),
     })
 }
 
@@ -472,7 +471,11 @@ impl RecvConfig {
             listen,
             once: true,
             out: None,
-            caps: Caps::default(),
+            // compare's own receiver takes as many flows as its sender may run.
+            caps: Caps {
+                max_load_flows: crate::load::MAX_LOAD_FLOWS,
+                ..Caps::default()
+            },
             trace: false,
             reuse_port: false,
             secret: None,
@@ -718,17 +721,11 @@ pub fn load(a: &cli::LoadArgs, ta: &TrafficArgs, t: &mut Traffic) -> Result<()> 
         }
         return Ok(());
     };
-    t.load_direction =
-        match a.load_direction {
-            None | Some(cli::LoadDirArg::Up) => crate::load::LoadDirection::Up,
-            Some(d) => {
-                return Err(usage(format!(
-                "--load-direction {}: this version sends the load only with the probes (up): use \
-                 --load-direction up",
-                if d == cli::LoadDirArg::Down { "down" } else { "both" }
-            )))
-            }
-        };
+    t.load_direction = match a.load_direction {
+        None | Some(cli::LoadDirArg::Up) => crate::load::LoadDirection::Up,
+        Some(cli::LoadDirArg::Down) => crate::load::LoadDirection::Down,
+        Some(cli::LoadDirArg::Both) => crate::load::LoadDirection::Both,
+    };
     let idle = a
         .idle_probes
         .unwrap_or_else(|| crate::load::default_idle_probes(t.rate));

@@ -255,7 +255,12 @@ pub struct Caps {
     /// How long a running session's sender may stay silent (no data, no control message) before the session
     /// is cut as vanished; never less than four of its message gaps.
     pub idle_timeout: Duration,
+    /// Most --load flows one session may run each way: each is a thread and a socket's buffers here.
+    pub max_load_flows: u32,
 }
+
+/// A receiver's `--max-load-flows` unless given.
+pub const DEFAULT_MAX_LOAD_FLOWS: u32 = 16;
 
 impl Caps {
     /// Why a session asking for `t` over `protocol` is refused, if it is.
@@ -287,6 +292,13 @@ impl Caps {
                 t.rate, self.max_rate
             ));
         }
+        if t.load_flows > self.max_load_flows {
+            return Some(format!(
+                "{} load flows exceed this receiver's limit of {} (use fewer with --load, or start the receiver \
+                 with a larger --max-load-flows)",
+                t.load_flows, self.max_load_flows
+            ));
+        }
         if let Some(d) = t.expected_duration() {
             if d > self.max_duration {
                 return Some(format!(
@@ -311,6 +323,7 @@ impl Default for Caps {
             max_messages: DEFAULT_MAX_MESSAGES,
             max_memory: 1 << 30,
             idle_timeout: Duration::from_secs(30),
+            max_load_flows: DEFAULT_MAX_LOAD_FLOWS,
         }
     }
 }

@@ -60,7 +60,6 @@ fn echo_session(
             trace: false,
         },
         secret: None,
-        load_sink: None,
     };
     let send = lab.spawn_in(Host::A, move || {
         sender::run_session(&cfg, &RunInfo::new(), &out, &Cancel::new())

@@ -209,3 +209,42 @@ fn load_flags_are_checked() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `send --load` between two processes: the receiver takes the announced flows (each way, with the key's
+/// MAC), sinks or sends them, and refuses a session asking for more than its --max-load-flows.
+#[test]
+fn a_receiver_sinks_and_sends_the_load_of_an_authenticated_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let key = key.to_str().unwrap().to_string();
+    let recv = Recv::start(
+        "tcp",
+        "127.0.0.1",
+        &["--key-file", &key, "--max-load-flows", "2"],
+    );
+    let out = dir.path().join("out");
+    let send = |extra: &[&str]| {
+        let mut cmd = sockbench();
+        cmd.args(["tcp", "send", &recv.target(), "--key-file", &key])
+            .args(["--rate", "500", "--idle-probes", "100", "--count", "300"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out);
+        run_bounded(cmd, Duration::from_secs(60))
+    };
+    let o = send(&["--load", "2", "--load-direction", "both"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = summary_rows(&out);
+    let r = &rows[0];
+    assert_eq!(num(r, "load_flows"), 4, "two each way: {r:?}");
+    assert!(float(r, "load_goodput_mbps") > 0.0, "{r:?}");
+    assert_eq!(num(r, "received"), 300);
+    let o = send(&["--load", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--max-load-flows"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

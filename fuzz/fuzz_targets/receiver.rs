@@ -134,6 +134,10 @@ fn handle(
                 assert!(c.is_closed());
                 w.closed = true;
             }
+            Action::LoadConnection { .. } => {
+                assert!(c.is_closed());
+                w.closed = true;
+            }
             Action::Admit(a) => {
                 w.admits += 1;
                 assert_eq!(w.admits, 1, "a second Admit on one connection");
@@ -227,6 +231,7 @@ fn good_hello(
             gso: echo,
             idle_probes: 0,
             load_flows: 0,
+            load_down_flows: 0,
         },
         boot_id: String::new(),
         software: "fuzz".into(),

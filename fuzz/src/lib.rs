@@ -110,6 +110,7 @@ impl ArbTrafficSpec {
             gso: self.gso,
             idle_probes: if self.gso { self.count.get() / 2 } else { 0 },
             load_flows: 0,
+            load_down_flows: 0,
         }
     }
 }

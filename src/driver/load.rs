@@ -1,309 +1,589 @@
-//! The bulk TCP flows of `--load` (issue 14): a [`Generator`] on the sending host writes as fast as TCP lets it
-//! on N connections, and a [`Sink`] on the receiving host reads them as fast as it can. The flows start when
-//! the measured session's send loop leaves its idle phase and end with the session: when it stops them, at
-//! their deadline, or at Ctrl-C (their cancellation is a child of the session's). Every loop here is bounded in
-//! time and count.
+//! The bulk TCP flows of `--load` (issue 14), both ends. The sender's [`Generator`] opens the flows to the
+//! receiver's port during the idle phase (each a load connection: preamble, then the receiver's one-byte
+//! answer), and they carry bytes once the send loop leaves the idle phase: the sender writes on the up flows,
+//! the receiver on the down ones (`--load-direction`), the other end reading as fast as it can. The receiver
+//! takes a session's flows through [`LoadSlots`] and runs them in a [`SessionLoad`], at most as many each way as
+//! the hello announced (itself within the receiver's `--max-load-flows`), with the MAC of an authenticated
+//! session. Every flow ends with its session: when the sender stops them (its sending is over), at a deadline,
+//! at Ctrl-C (their cancellations are children of the session's), or when the receiver's session ends.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::auth::{self, SessionKeys, MAC_LEN};
 use crate::cancel::Cancel;
 use crate::clock;
-use crate::config::SendConfig;
-use crate::load::LoadStats;
+use crate::load::{LoadDirection, LoadStats};
+use crate::proto;
 use crate::sys::tcp_info::{tcp_info, TcpInfo};
+use crate::traffic::Traffic;
 
-/// Bytes per write: large, so the flow is limited by TCP and the path, never by system calls.
+/// Bytes per write or read: large, so a flow is limited by TCP and the path, never by system calls.
 const CHUNK: usize = 128 << 10;
 /// How long a blocked write or read waits before the flow looks at its stop flag again.
 const POLL: Duration = Duration::from_millis(50);
 /// How often a flow waiting for the loaded phase looks at the send loop's count.
 const GATE_POLL: Duration = Duration::from_millis(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where and when the load runs.
-#[derive(Debug, Clone)]
-pub struct LoadPlan {
-    /// The sink on the receiving host.
-    pub target: SocketAddr,
-    pub flows: u32,
-    /// The flows start once the send loop has handed out this many sequence numbers (the idle phase).
-    pub idle_probes: u64,
-    /// The flows stop at this time at the latest, whatever else happens.
-    pub deadline: Instant,
-    /// The congestion control the flows ask for (TCP_CONGESTION); where the kernel refuses it they keep its
-    /// default, and the report names what they ran.
-    pub cc: String,
-}
-
+/// How long the sender waits for the receiver to take a load connection.
+const TAKEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The flows stop this long after the session's own bound at the latest (the send loop normally stops them
 /// much sooner: when it ends).
 const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 /// An unpaced session bounded by its count alone has no time bound of its own: its flows get this one.
 const UNPACED_BOUND: Duration = Duration::from_secs(3600);
 
-/// The load of a session whose send loop starts at `now`; None without --load.
-pub fn plan(cfg: &SendConfig, now: Instant) -> Option<LoadPlan> {
-    let t = &cfg.traffic;
-    let target = cfg.load_sink.filter(|_| t.load_flows > 0)?;
+/// Where, which way and when the load of one session runs.
+#[derive(Clone)]
+pub struct LoadPlan {
+    /// The receiver's port (the control connection's address).
+    pub target: SocketAddr,
+    pub session: u64,
+    /// An authenticated session's keys: each load preamble carries its MAC.
+    pub keys: Option<SessionKeys>,
+    /// Flows on which this end sends, and flows on which the receiver does.
+    pub up: u32,
+    pub down: u32,
+    /// The flows carry bytes once the send loop has handed out this many sequence numbers (the idle phase).
+    pub idle_probes: u64,
+    /// The flows stop at this time at the latest, whatever else happens.
+    pub deadline: Instant,
+    /// The congestion control the sending ends ask for (TCP_CONGESTION; the sender's own flows only).
+    pub cc: String,
+}
+
+/// The load of session `session` with traffic `t`, whose send loop starts at `now`; None without flows.
+pub fn plan(
+    t: &Traffic,
+    target: SocketAddr,
+    session: u64,
+    keys: Option<SessionKeys>,
+    now: Instant,
+) -> Option<LoadPlan> {
+    if t.load_flows == 0 {
+        return None;
+    }
     let by_count = (t.rate > 0.0)
         .then(|| Duration::try_from_secs_f64(t.count as f64 / t.rate).ok())
         .flatten()
         .unwrap_or(UNPACED_BOUND);
     let bound = t.duration.map_or(by_count, |d| d.min(by_count));
+    let (up, down) = ways(t);
     Some(LoadPlan {
         target,
-        flows: t.load_flows,
+        session,
+        keys,
+        up,
+        down,
         idle_probes: t.idle_probes,
         deadline: now + bound.min(UNPACED_BOUND) + DEADLINE_MARGIN,
         cc: t.load_cc.clone(),
     })
 }
 
-/// How one flow went: when it ran and the kernel's counts at its end (None: it never connected).
+/// Flows sender → receiver and receiver → sender.
+fn ways(t: &Traffic) -> (u32, u32) {
+    match t.load_direction {
+        LoadDirection::Up => (t.load_flows, 0),
+        LoadDirection::Down => (0, t.load_flows),
+        LoadDirection::Both => (t.load_flows, t.load_flows),
+    }
+}
+
+/// How one flow went: when it carried bytes, the kernel's counts at its end, which way (None: it never
+/// connected or was not taken).
 struct FlowEnd {
     ran: Option<(Instant, Instant, Option<TcpInfo>)>,
-    /// The congestion control it ran.
+    down: bool,
+    /// The congestion control its sending end ran (the sender's own flows).
     cc: Option<String>,
 }
 
-/// The sending end of the load: one thread per flow.
+impl FlowEnd {
+    fn none(down: bool) -> FlowEnd {
+        FlowEnd {
+            ran: None,
+            down,
+            cc: None,
+        }
+    }
+}
+
+/// The sending side's end of the load: a thread that opens the flows one after another (so the receiver never
+/// sees a crowd of connections that have not yet said what they are), then one thread per flow.
 pub struct Generator {
     cancel: Cancel,
-    flows: Vec<JoinHandle<FlowEnd>>,
+    opener: JoinHandle<Vec<FlowEnd>>,
 }
 
 impl Generator {
-    /// Start the flows' threads; each waits until `issued` (the send loop's sequence numbers handed out)
+    /// Open the flows now; each carries bytes once `issued` (the send loop's sequence numbers handed out)
     /// reaches the idle phase's end. `cancel`: a child of the session's, so Ctrl-C stops them too.
-    pub fn start(plan: &LoadPlan, issued: Arc<AtomicU64>, cancel: Cancel) -> Generator {
-        let flows = (0..plan.flows)
-            .map(|_| {
-                let (plan, issued, cancel) = (plan.clone(), issued.clone(), cancel.clone());
-                std::thread::spawn(move || flow(&plan, &issued, &cancel))
-            })
-            .collect();
-        Generator { cancel, flows }
+    pub fn start(plan: LoadPlan, issued: Arc<AtomicU64>, cancel: Cancel) -> Generator {
+        let c = cancel.clone();
+        let opener = std::thread::spawn(move || open_flows(&plan, &issued, &c));
+        Generator { cancel, opener }
     }
 
     /// Stop the flows (a reset discards what their send buffers still hold, so nothing keeps filling the
     /// path after the session) and add up what they did.
     pub fn stop(self) -> LoadStats {
         self.cancel.cancel();
-        let ends: Vec<FlowEnd> = self
-            .flows
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .collect();
-        sum_flows(&ends)
+        sum_flows(&self.opener.join().unwrap_or_default())
+    }
+}
+
+fn open_flows(plan: &LoadPlan, issued: &Arc<AtomicU64>, cancel: &Cancel) -> Vec<FlowEnd> {
+    let plan = Arc::new(plan.clone());
+    let ways = (0..plan.up)
+        .map(|_| false)
+        .chain((0..plan.down).map(|_| true));
+    let mut flows = vec![];
+    let mut ends = vec![];
+    for down in ways {
+        let stop = || cancel.is_cancelled() || clock::mono() >= plan.deadline;
+        if stop() {
+            break;
+        }
+        match connect(&plan, down) {
+            Some(s) => {
+                let (plan, issued, cancel) = (plan.clone(), issued.clone(), cancel.clone());
+                flows.push(std::thread::spawn(move || {
+                    flow(s, down, &plan, &issued, &cancel)
+                }));
+            }
+            None => ends.push(FlowEnd::none(down)),
+        }
+    }
+    ends.extend(flows.into_iter().filter_map(|h| h.join().ok()));
+    ends
+}
+
+/// A load connection: connected, reset at close, its congestion control asked for, its preamble sent.
+fn connect(plan: &LoadPlan, down: bool) -> Option<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&plan.target, CONNECT_TIMEOUT).ok()?;
+    let sock = socket2::SockRef::from(&s);
+    // A reset at close: unsent bytes are discarded instead of draining into the next session's path.
+    let _ = sock.set_linger(Some(Duration::ZERO));
+    // Refused (not built, or not allowed to this user): the kernel's default runs, and is reported.
+    let _ = sock.set_tcp_congestion(plan.cc.as_bytes());
+    let mac = plan
+        .keys
+        .as_ref()
+        .map(|k| k.load_preamble_mac(plan.session, down));
+    s.write_all(&proto::load_preamble(plan.session, down, mac))
+        .ok()?;
+    let _ = s.set_read_timeout(Some(POLL));
+    let _ = s.set_write_timeout(Some(POLL));
+    Some(s)
+}
+
+/// One flow: the receiver's answer, the idle phase, then bytes until stopped or the deadline.
+fn flow(
+    mut s: TcpStream,
+    down: bool,
+    plan: &LoadPlan,
+    issued: &AtomicU64,
+    cancel: &Cancel,
+) -> FlowEnd {
+    let stop = || cancel.is_cancelled() || clock::mono() >= plan.deadline;
+    let asked = clock::mono();
+    let mut b = [0u8; 1];
+    loop {
+        match s.read(&mut b) {
+            Ok(1) if b[0] == proto::LOAD_TAKEN => break,
+            Err(e) if would_block(&e) && !stop() && clock::since(asked) < TAKEN_TIMEOUT => {}
+            // Closed, another answer, or no answer in time: the receiver did not take it.
+            _ => return FlowEnd::none(down),
+        }
+    }
+    while issued.load(Ordering::Relaxed) < plan.idle_probes {
+        if stop() {
+            return FlowEnd::none(down);
+        }
+        std::thread::sleep(GATE_POLL);
+    }
+    let start = clock::mono();
+    pump(&mut s, !down, &stop, None);
+    let cc = (!down)
+        .then(|| socket2::SockRef::from(&s).tcp_congestion().ok())
+        .flatten()
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .trim_end_matches('\0')
+                .to_string()
+        });
+    FlowEnd {
+        ran: Some((start, clock::mono(), tcp_info(&s))),
+        down,
+        cc,
+    }
+}
+
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+/// Write (`send`) or read as fast as the connection goes, until `stop`, the peer's end or an error; `count`
+/// adds up the bytes read.
+fn pump(s: &mut TcpStream, send: bool, stop: &dyn Fn() -> bool, count: Option<&AtomicU64>) {
+    let mut buf = vec![0u8; CHUNK];
+    while !stop() {
+        let r = if send {
+            s.write(&buf)
+        } else {
+            s.read(&mut buf)
+        };
+        match r {
+            Ok(0) if !send => break,
+            Ok(n) => {
+                if let (Some(c), false) = (count, send) {
+                    c.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => break,
+        }
     }
 }
 
 fn sum_flows(ends: &[FlowEnd]) -> LoadStats {
-    let ran: Vec<_> = ends.iter().filter_map(|e| e.ran.as_ref()).collect();
-    let first = ran.iter().map(|r| r.0).min();
-    let last = ran.iter().map(|r| r.1).max();
+    let ran: Vec<_> = ends
+        .iter()
+        .filter_map(|e| e.ran.as_ref().map(|r| (r, e.down)))
+        .collect();
+    let first = ran.iter().map(|(r, _)| r.0).min();
+    let last = ran.iter().map(|(r, _)| r.1).max();
+    // Bytes delivered: what the receiver acknowledged on an up flow, what arrived here on a down one.
+    let delivered = |(r, down): &(&(Instant, Instant, Option<TcpInfo>), bool)| {
+        r.2.and_then(|i| {
+            if *down {
+                i.bytes_received
+            } else {
+                i.bytes_acked
+            }
+        })
+    };
     LoadStats {
         flows: ran.len() as u32,
-        bytes_acked: ran
-            .iter()
-            .filter_map(|r| r.2.and_then(|i| i.bytes_acked))
-            .sum(),
+        bytes_acked: ran.iter().filter_map(delivered).sum(),
+        // The sender's own retransmissions: its up flows' (a down flow's are the receiver's).
         retransmits: ran
             .iter()
-            .filter_map(|r| r.2.map(|i| u64::from(i.total_retrans)))
+            .filter(|(_, down)| !down)
+            .filter_map(|(r, _)| r.2.map(|i| u64::from(i.total_retrans)))
             .sum(),
-        cc: ends.iter().find_map(|e| e.cc.clone()),
         active_ns: match (first, last) {
             (Some(a), Some(b)) => {
                 u64::try_from(b.saturating_duration_since(a).as_nanos()).unwrap_or(0)
             }
             _ => 0,
         },
+        cc: ends.iter().find_map(|e| e.cc.clone()),
     }
 }
 
-/// One bulk flow: wait for the loaded phase, connect, write until stopped or the deadline.
-fn flow(plan: &LoadPlan, issued: &AtomicU64, cancel: &Cancel) -> FlowEnd {
-    let stop = || cancel.is_cancelled() || clock::mono() >= plan.deadline;
-    while issued.load(Ordering::Relaxed) < plan.idle_probes {
-        if stop() {
-            return FlowEnd {
-                ran: None,
-                cc: None,
-            };
-        }
-        std::thread::sleep(GATE_POLL);
-    }
-    let Ok(mut s) = TcpStream::connect_timeout(&plan.target, CONNECT_TIMEOUT) else {
-        return FlowEnd {
-            ran: None,
-            cc: None,
-        };
-    };
-    // A reset at close: unsent bytes are discarded instead of draining into the next session's path.
-    let sock = socket2::SockRef::from(&s);
-    let _ = sock.set_linger(Some(Duration::ZERO));
-    // Refused (not built, or not allowed to this user): the kernel's default runs, and is reported.
-    let _ = sock.set_tcp_congestion(plan.cc.as_bytes());
-    let cc = sock.tcp_congestion().ok().map(|b| {
-        String::from_utf8_lossy(&b)
-            .trim_end_matches('\0')
-            .to_string()
-    });
-    let _ = s.set_write_timeout(Some(POLL));
-    let buf = vec![0u8; CHUNK];
-    let start = clock::mono();
-    while !stop() {
-        match s.write(&buf) {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    let end = clock::mono();
-    FlowEnd {
-        ran: Some((start, end, tcp_info(&s))),
-        cc,
+/// A load connection handed from the thread that read its preamble to the session it names.
+pub struct LoadConn {
+    pub stream: TcpStream,
+    pub down: bool,
+    pub mac: Option<[u8; MAC_LEN]>,
+}
+
+/// The receiver's sessions that take load connections, by session id, each with the address its control
+/// connection came from (a flow from elsewhere is not taken).
+#[derive(Default)]
+pub struct LoadSlots {
+    slots: Mutex<HashMap<u64, (IpAddr, mpsc::Sender<LoadConn>)>>,
+}
+
+impl LoadSlots {
+    /// Give a load connection to its session. False: no session of that id from that address takes load
+    /// connections here (the connection is dropped, which closes it).
+    pub fn hand_over(&self, session: u64, peer: IpAddr, c: LoadConn) -> bool {
+        let tx = self.slots.lock().ok().and_then(|s| {
+            s.get(&session)
+                .filter(|(ip, _)| ip.to_canonical() == peer.to_canonical())
+                .map(|(_, tx)| tx.clone())
+        });
+        tx.is_some_and(|tx| tx.send(c).is_ok())
     }
 }
 
-/// The receiving end of the load: accepts at most `max_flows` connections and reads each to its end.
-pub struct Sink {
-    local: SocketAddr,
+/// The receiver's side of one session's load.
+pub struct SessionLoad {
+    session: u64,
+    rx: mpsc::Receiver<LoadConn>,
+    /// Flows still to take each way: (sender sends, receiver sends).
+    left: (u32, u32),
     cancel: Cancel,
-    accept: JoinHandle<()>,
+    flows: Vec<JoinHandle<()>>,
     bytes: Arc<AtomicU64>,
 }
 
-impl Sink {
-    /// Listen on `addr` (port 0: any free one). The sink stops when `cancel` is, or at [`Sink::stop`].
-    pub fn bind(addr: SocketAddr, max_flows: u32, cancel: Cancel) -> anyhow::Result<Sink> {
-        let l = TcpListener::bind(addr)
-            .map_err(|e| anyhow::anyhow!("cannot listen for the load flows on {addr}: {e}"))?;
-        l.set_nonblocking(true)?;
-        let local = l.local_addr()?;
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (c, b) = (cancel.clone(), bytes.clone());
-        let accept = std::thread::spawn(move || accept_loop(&l, max_flows, &c, &b));
-        Ok(Sink {
-            local,
+impl SessionLoad {
+    /// Take load connections for `session` from `peer`, as many each way as `t` announced; None without load.
+    /// `cancel`: a child of the receiver's.
+    pub fn open(
+        slots: &LoadSlots,
+        session: u64,
+        peer: IpAddr,
+        t: &Traffic,
+        cancel: Cancel,
+    ) -> Option<SessionLoad> {
+        if t.load_flows == 0 {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel();
+        slots.slots.lock().ok()?.insert(session, (peer, tx));
+        Some(SessionLoad {
+            session,
+            rx,
+            left: ways(t),
             cancel,
-            accept,
-            bytes,
+            flows: vec![],
+            bytes: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    /// Run the load connections that came: each checked (its MAC with `keys`, within the announced flows),
+    /// answered and given its thread. Returns why one was refused, for the log.
+    pub fn poll(&mut self, keys: Option<&SessionKeys>) -> Option<String> {
+        let mut refused = None;
+        while let Ok(mut c) = self.rx.try_recv() {
+            let left = if c.down {
+                &mut self.left.1
+            } else {
+                &mut self.left.0
+            };
+            let mac_ok = keys.is_none_or(|k| {
+                let want = k.load_preamble_mac(self.session, c.down);
+                c.mac.is_some_and(|m| auth::same(&m, &want))
+            });
+            if !mac_ok || *left == 0 || self.cancel.is_cancelled() {
+                refused = Some(format!(
+                    "closed a load connection of session {:016x}: {}",
+                    self.session,
+                    if mac_ok {
+                        "more than the hello announced, or after the session's sending"
+                    } else {
+                        "its preamble's MAC failed"
+                    }
+                ));
+                continue;
+            }
+            *left -= 1;
+            let _ = c.stream.set_read_timeout(Some(POLL));
+            let _ = c.stream.set_write_timeout(Some(POLL));
+            if c.stream.write_all(&[proto::LOAD_TAKEN]).is_err() {
+                continue;
+            }
+            let (cancel, bytes) = (self.cancel.clone(), self.bytes.clone());
+            self.flows.push(std::thread::spawn(move || {
+                pump(
+                    &mut c.stream,
+                    c.down,
+                    &|| cancel.is_cancelled(),
+                    Some(&bytes),
+                )
+            }));
+        }
+        refused
     }
 
-    /// Stop reading and return the bytes read.
-    pub fn stop(self) -> u64 {
+    /// The sending is over: the flows stop (the sender has stopped its own already).
+    pub fn stop(&self) {
         self.cancel.cancel();
-        let _ = self.accept.join();
+    }
+
+    /// The session is over: no more load connections for it; its flows stopped and joined. Returns the bytes
+    /// this end read.
+    pub fn close(self, slots: &LoadSlots) -> u64 {
+        if let Ok(mut s) = slots.slots.lock() {
+            s.remove(&self.session);
+        }
+        self.cancel.cancel();
+        for f in self.flows {
+            let _ = f.join();
+        }
         self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-fn accept_loop(l: &TcpListener, max_flows: u32, cancel: &Cancel, bytes: &Arc<AtomicU64>) {
-    let mut readers = Vec::new();
-    while !cancel.is_cancelled() {
-        match l.accept() {
-            Ok((s, _)) if readers.len() < max_flows as usize => {
-                let (c, b) = (cancel.clone(), bytes.clone());
-                readers.push(std::thread::spawn(move || sink_flow(s, &c, &b)));
-            }
-            // Beyond the announced flows: closed at once.
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-}
-
-/// Read one flow as fast as it comes, until its end or the stop flag.
-fn sink_flow(mut s: TcpStream, cancel: &Cancel, bytes: &AtomicU64) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(POLL));
-    let mut buf = vec![0u8; 2 * CHUNK];
-    while !cancel.is_cancelled() {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                bytes.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => break,
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
-    /// On loopback: the flows wait for the idle phase, carry bytes once it ends, and stop when told.
+    fn traffic(flows: u32, dir: LoadDirection) -> Traffic {
+        Traffic {
+            load_flows: flows,
+            load_direction: dir,
+            idle_probes: 10,
+            load_cc: "reno".into(),
+            ..Traffic::default()
+        }
+    }
+
+    /// Both ends on loopback, with a plain listener standing in for the receiver's port: the flows open in
+    /// the idle phase without carrying bytes, carry them both ways once it ends, and stop when told.
     #[test]
     fn flows_start_after_the_idle_phase_and_stop_when_told() {
-        let sink = Sink::bind("127.0.0.1:0".parse().unwrap(), 2, Cancel::new()).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let slots = Arc::new(LoadSlots::default());
+        let t = traffic(2, LoadDirection::Both);
+        let mut sl = SessionLoad::open(&slots, 7, addr.ip(), &t, Cancel::new()).unwrap();
+        let s2 = slots.clone();
+        // The receiver's accept loop, cut down: read the preamble, hand the connection to its session.
+        let acceptor = std::thread::spawn(move || {
+            for _ in 0..4 {
+                let (mut s, peer) = l.accept().unwrap();
+                let mut pre = [0u8; 16];
+                s.read_exact(&mut pre).unwrap();
+                let mut d = proto::PreambleDecoder::default();
+                let Some((
+                    proto::Preamble::Load {
+                        session, down, mac, ..
+                    },
+                    _,
+                )) = d.push(&pre).unwrap()
+                else {
+                    panic!("not a load preamble");
+                };
+                let c = LoadConn {
+                    stream: s,
+                    down,
+                    mac,
+                };
+                assert!(s2.hand_over(session, peer.ip(), c));
+            }
+        });
         let issued = Arc::new(AtomicU64::new(0));
-        let plan = LoadPlan {
-            target: sink.local_addr(),
-            flows: 2,
-            idle_probes: 10,
-            deadline: clock::mono() + Duration::from_secs(20),
-            cc: "reno".into(),
-        };
-        let g = Generator::start(&plan, issued.clone(), Cancel::new());
+        let p = plan(&t, addr, 7, None, clock::mono()).unwrap();
+        let g = Generator::start(p, issued.clone(), Cancel::new());
+        acceptor.join().unwrap();
+        let t0 = clock::mono();
+        while sl.flows.len() < 4 && clock::since(t0) < Duration::from_secs(10) {
+            assert_eq!(sl.poll(None), None);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(sl.flows.len(), 4, "two flows each way taken");
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(
-            sink.bytes.load(Ordering::Relaxed),
+            sl.bytes.load(Ordering::Relaxed),
             0,
             "no load in the idle phase"
         );
         issued.store(10, Ordering::Relaxed);
-        let t = clock::mono();
-        while sink.bytes.load(Ordering::Relaxed) < (1 << 20)
-            && clock::since(t) < Duration::from_secs(10)
+        while sl.bytes.load(Ordering::Relaxed) < (1 << 20)
+            && clock::since(t0) < Duration::from_secs(10)
         {
             std::thread::sleep(Duration::from_millis(5));
         }
+        std::thread::sleep(Duration::from_millis(50));
         let st = g.stop();
-        assert_eq!(st.flows, 2);
+        assert_eq!(st.flows, 4);
+        assert!(st.bytes_acked > 1 << 20 && st.active_ns > 0, "{st:?}");
         assert_eq!(st.cc.as_deref(), Some("reno"), "reno is always built in");
-        assert!(st.bytes_acked > 0 && st.active_ns > 0, "{st:?}");
-        assert!(sink.stop() >= 1 << 20);
+        assert!(sl.close(&slots) >= 1 << 20);
     }
 
-    /// A flow whose idle phase never ends stops at its deadline without connecting.
+    /// A connected pair on loopback: (the sender's end, the receiver's).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (c, l.accept().unwrap().0)
+    }
+
+    /// The receiver takes no more flows each way than the hello announced, only with the right MAC, only from
+    /// the session's own address, and none once the session is closed.
     #[test]
-    fn a_flow_never_outlives_its_deadline() {
-        let plan = LoadPlan {
-            target: "127.0.0.1:9".parse().unwrap(),
-            flows: 1,
-            idle_probes: 1,
-            deadline: clock::mono(),
-            cc: "reno".into(),
+    fn the_receiver_takes_only_what_was_announced() {
+        let slots = LoadSlots::default();
+        let keys = crate::auth::Secret::from_bytes(&[5; 32])
+            .unwrap()
+            .session_keys(7, &[1; 16], &[2; 16]);
+        let me: IpAddr = "127.0.0.1".parse().unwrap();
+        let t = traffic(1, LoadDirection::Up);
+        let mut sl = SessionLoad::open(&slots, 7, me, &t, Cancel::new()).unwrap();
+        let offer = |down: bool, mac: Option<[u8; MAC_LEN]>| {
+            let (c, r) = pair();
+            assert!(slots.hand_over(
+                7,
+                me,
+                LoadConn {
+                    stream: r,
+                    down,
+                    mac
+                }
+            ));
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            c
         };
-        let st = Generator::start(&plan, Arc::new(AtomicU64::new(0)), Cancel::new()).stop();
-        assert_eq!(st, LoadStats::default());
+        let taken = |mut c: TcpStream| {
+            let mut b = [0u8; 1];
+            matches!(c.read(&mut b), Ok(1) if b[0] == proto::LOAD_TAKEN)
+        };
+        // A forged MAC, then a down flow the hello did not announce: closed, said why.
+        let forged = offer(false, Some([0; MAC_LEN]));
+        assert!(sl.poll(Some(&keys)).unwrap().contains("MAC failed"));
+        assert!(!taken(forged));
+        let down = offer(true, Some(keys.load_preamble_mac(7, true)));
+        assert!(sl
+            .poll(Some(&keys))
+            .unwrap()
+            .contains("more than the hello announced"));
+        assert!(!taken(down));
+        // The announced flow, then one too many.
+        let ok = offer(false, Some(keys.load_preamble_mac(7, false)));
+        assert_eq!(sl.poll(Some(&keys)), None);
+        assert!(taken(ok));
+        let extra = offer(false, Some(keys.load_preamble_mac(7, false)));
+        assert!(sl.poll(Some(&keys)).is_some());
+        assert!(!taken(extra));
+        // Another address, another session, a closed one: not handed over at all.
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(!slots.hand_over(
+            7,
+            other,
+            LoadConn {
+                stream: pair().1,
+                down: false,
+                mac: None
+            }
+        ));
+        assert!(!slots.hand_over(
+            8,
+            me,
+            LoadConn {
+                stream: pair().1,
+                down: false,
+                mac: None
+            }
+        ));
+        sl.close(&slots);
+        assert!(!slots.hand_over(
+            7,
+            me,
+            LoadConn {
+                stream: pair().1,
+                down: false,
+                mac: None
+            }
+        ));
+        assert!(
+            SessionLoad::open(&slots, 9, me, &traffic(0, LoadDirection::Up), Cancel::new())
+                .is_none()
+        );
     }
 }

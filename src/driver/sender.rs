@@ -418,8 +418,14 @@ impl Driver<'_> {
             gso: t.gso && t.mix.is_none(),
         };
         // --load: the bulk flows wait for the send loop to leave the idle phase; Ctrl-C stops them with it.
-        let load = load::plan(self.cfg, clock::mono())
-            .map(|p| load::Generator::start(&p, job.issued.clone(), send_cancel.child()));
+        let load = load::plan(
+            &t,
+            self.target,
+            self.session,
+            job.keys.clone(),
+            clock::mono(),
+        )
+        .map(|p| load::Generator::start(p, job.issued.clone(), send_cancel.child()));
         let send = spawn_send_loop(data, job, windowed)?;
         self.running = Some(Running {
             send: Some(send),

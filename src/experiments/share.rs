@@ -77,7 +77,6 @@ pub fn run(args: &PortsConfig) -> anyhow::Result<PortsReport> {
             trace: false,
         },
         secret: None,
-        load_sink: None,
     };
     let (mut ok, mut failed, mut reconnects) = (0, vec![], 0);
     let run = RunInfo::new();

@@ -54,6 +54,10 @@ pub struct TrafficSpec {
     pub idle_probes: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub load_flows: u64,
+    /// --load-direction down or both: flows on which the receiver sends (`load_flows` are those on which the
+    /// sender does).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub load_down_flows: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -317,6 +321,7 @@ mod tests {
                 gso: false,
                 idle_probes: 0,
                 load_flows: 0,
+                load_down_flows: 0,
             },
             boot_id: "b".into(),
             software: "sockbench 0".into(),

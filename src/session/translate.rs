@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::accounting::{Measured, Row, Status};
 use crate::clock::{ClockModel, OffsetEstimate};
+use crate::load::LoadDirection;
 use crate::proto;
 use crate::stats::{hist_from_buckets, hist_to_buckets, SeqSummary};
 use crate::trace::Event;
@@ -68,7 +69,16 @@ pub fn traffic_spec(t: &Traffic) -> proto::TrafficSpec {
         per_message: t.per_message,
         gso: t.gso,
         idle_probes: t.idle_probes,
-        load_flows: u64::from(t.load_flows),
+        load_flows: if t.load_direction != LoadDirection::Down {
+            u64::from(t.load_flows)
+        } else {
+            0
+        },
+        load_down_flows: if t.load_direction != LoadDirection::Up {
+            u64::from(t.load_flows)
+        } else {
+            0
+        },
     }
 }
 
@@ -144,13 +154,7 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
             humantime::format_duration(MAX_LINGER)
         ));
     }
-    if s.load_flows > u64::from(crate::load::MAX_LOAD_FLOWS) {
-        return Err(format!(
-            "{} load flows, more than {}",
-            s.load_flows,
-            crate::load::MAX_LOAD_FLOWS
-        ));
-    }
+    let (load_flows, load_direction) = load(s)?;
     Ok(Traffic {
         count: s.count,
         duration: s.duration_ns.map(Duration::from_nanos),
@@ -167,10 +171,35 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
         gso: s.gso,
         // Any number: it only splits the sequence numbers in two.
         idle_probes: s.idle_probes,
-        load_flows: s.load_flows as u32,
+        load_flows,
+        load_direction,
         // How the sender paces and waits is its own business.
         ..Traffic::default()
     })
+}
+
+/// A hello's --load: flows each way (at most `MAX_LOAD_FLOWS`, as many each way when both), as the sender's
+/// count and direction.
+fn load(s: &proto::TrafficSpec) -> Result<(u32, LoadDirection), String> {
+    let (up, down) = (s.load_flows, s.load_down_flows);
+    if up.max(down) > u64::from(crate::load::MAX_LOAD_FLOWS) {
+        return Err(format!(
+            "{} load flows, more than {} each way",
+            up.max(down),
+            crate::load::MAX_LOAD_FLOWS
+        ));
+    }
+    let dir = match (up, down) {
+        (0, 0) | (_, 0) => LoadDirection::Up,
+        (0, _) => LoadDirection::Down,
+        _ if up == down => LoadDirection::Both,
+        _ => {
+            return Err(format!(
+                "{up} load flows one way and {down} the other: both ways means as many each way"
+            ))
+        }
+    };
+    Ok((up.max(down) as u32, dir))
 }
 
 /// The estimate and the line the receiver corrects arrivals with.
@@ -622,5 +651,26 @@ mod tests {
         assert!(traffic(&s, Protocol::Tcp, false)
             .unwrap_err()
             .contains("load flows"));
+        // The direction follows from the two counts.
+        for (up, down, dir) in [
+            (3, 0, LoadDirection::Up),
+            (0, 3, LoadDirection::Down),
+            (3, 3, LoadDirection::Both),
+        ] {
+            (s.load_flows, s.load_down_flows) = (up, down);
+            let t = traffic(&s, Protocol::Udp, false).unwrap();
+            assert_eq!((t.load_flows, t.load_direction), (3, dir));
+            assert_eq!(
+                (
+                    traffic_spec(&t).load_flows,
+                    traffic_spec(&t).load_down_flows
+                ),
+                (up, down)
+            );
+        }
+        (s.load_flows, s.load_down_flows) = (3, 2);
+        assert!(traffic(&s, Protocol::Udp, false)
+            .unwrap_err()
+            .contains("as many each way"));
     }
 }

@@ -15,6 +15,8 @@ pub struct TcpInfo {
     pub total_retrans: u32,
     /// `tcpi_bytes_acked` (Linux 4.1+): bytes the peer acknowledged, i.e. delivered; None on an older kernel.
     pub bytes_acked: Option<u64>,
+    /// `tcpi_bytes_received` (Linux 4.1+): bytes received in order, i.e. delivered to this end.
+    pub bytes_received: Option<u64>,
 }
 
 /// TCP_INFO of a TCP socket; `None` for other sockets, or a kernel whose struct stops before the fields.
@@ -44,6 +46,8 @@ pub fn tcp_info(s: impl AsFd) -> Option<TcpInfo> {
         state: info.tcpi_state,
         total_retrans: info.tcpi_total_retrans,
         bytes_acked: (len as usize >= acked_end).then_some(info.tcpi_bytes_acked),
+        bytes_received: (len as usize >= acked_end + size_of::<u64>())
+            .then_some(info.tcpi_bytes_received),
     })
 }
 

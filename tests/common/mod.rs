@@ -510,6 +510,7 @@ pub fn traffic(count: u64, size: usize, echo: bool) -> proto::TrafficSpec {
         gso: false,
         idle_probes: 0,
         load_flows: 0,
+        load_down_flows: 0,
     }
 }
 

@@ -282,6 +282,15 @@ pub struct LoadArgs {
     /// default, and load_cc says which ran [default: cubic]
     #[arg(long, value_name = "NAME")]
     pub load_cc: Option<String>,
+    /// Also interleave timestamped probes with the bulk bytes of one load connection (the receiver sends them
+    /// back): they wait behind that connection's own unsent bytes as well as the path's queue
+    /// (load_probe_rtt_*)
+    #[arg(long)]
+    pub probe_on_load: bool,
+    /// TCP_NOTSENT_LOWAT on the load connections, bytes (e.g. 16k): the kernel holds at most this much of a
+    /// connection's unsent data, so a probe on it waits behind less
+    #[arg(long, value_name = "BYTES", value_parser = g::size, allow_hyphen_values = true)]
+    pub notsent_lowat: Option<usize>,
 }
 
 /// `--load-direction`.

@@ -713,6 +713,8 @@ pub fn load(a: &cli::LoadArgs, ta: &TrafficArgs, t: &mut Traffic) -> Result<()> 
             (a.idle_probes.is_some(), "--idle-probes"),
             (a.load_direction.is_some(), "--load-direction"),
             (a.load_cc.is_some(), "--load-cc"),
+            (a.probe_on_load, "--probe-on-load"),
+            (a.notsent_lowat.is_some(), "--notsent-lowat"),
         ];
         if let Some((_, flag)) = stray.iter().find(|(given, _)| *given) {
             return Err(usage(format!(
@@ -751,6 +753,20 @@ pub fn load(a: &cli::LoadArgs, ta: &TrafficArgs, t: &mut Traffic) -> Result<()> 
             )));
         }
         t.load_cc = cc.clone();
+    }
+    if a.probe_on_load && (flows == 0 || t.load_direction == crate::load::LoadDirection::Down) {
+        return Err(usage(
+            "--probe-on-load interleaves probes on a load connection this end sends on: give --load 1 or more \
+             with --load-direction up or both",
+        ));
+    }
+    t.probe_on_load = a.probe_on_load;
+    if let Some(n) = a.notsent_lowat {
+        t.notsent_lowat = Some(u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+            usage(format!(
+                "--notsent-lowat {n}: give 1 byte to 4 GiB, e.g. --notsent-lowat 16k"
+            ))
+        })?);
     }
     t.idle_probes = idle;
     t.load_flows = flows;

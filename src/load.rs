@@ -61,7 +61,7 @@ pub fn is_idle(idle_probes: u64, seq: u64) -> bool {
 }
 
 /// What the bulk flows of one session achieved, from the kernel's own counts (TCP_INFO) on their sending end.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadStats {
     /// Flows that connected.
     pub flows: u32,
@@ -73,6 +73,8 @@ pub struct LoadStats {
     pub active_ns: u64,
     /// The congestion control the flows ran (TCP_CONGESTION read back).
     pub cc: Option<String>,
+    /// --probe-on-load: round trips of the probes interleaved on a load connection, ns.
+    pub probe_rtt: Option<Histogram<u64>>,
 }
 
 impl LoadStats {
@@ -110,6 +112,99 @@ pub fn trimmed_mean_ns(h: &Histogram<u64>, keep: f64) -> Option<f64> {
 pub fn rpm(loaded: &Histogram<u64>, return_ns: u64) -> Option<f64> {
     let mean = trimmed_mean_ns(loaded, RPM_KEEP)? + return_ns as f64;
     (mean > 0.0).then(|| 60e9 / mean)
+}
+
+/// `--probe-on-load`: the byte stream of the probed load flow is records, each a kind byte, a u32 big-endian
+/// length and that many bytes: filler (the bulk), or a probe of [`PROBE_LEN`] bytes (its number and its
+/// scheduled time, ns, both u64 big-endian) that the receiver sends straight back. A probe waits behind what
+/// the connection has not sent yet, as any message on a loaded connection does.
+pub const REC_FILL: u8 = 0;
+pub const REC_PROBE: u8 = 1;
+pub const REC_HEADER: usize = 5;
+pub const PROBE_LEN: usize = 16;
+/// No record is longer (the sender's filler records are 16 KiB): a longer one is not a sockbench sender's.
+pub const MAX_RECORD: u32 = 1 << 20;
+
+/// A probe record: its header and its number and scheduled time.
+pub fn probe_record(seq: u64, sched_ns: u64) -> [u8; REC_HEADER + PROBE_LEN] {
+    let mut r = [0u8; REC_HEADER + PROBE_LEN];
+    r[0] = REC_PROBE;
+    r[1..5].copy_from_slice(&(PROBE_LEN as u32).to_be_bytes());
+    r[5..13].copy_from_slice(&seq.to_be_bytes());
+    r[13..21].copy_from_slice(&sched_ns.to_be_bytes());
+    r
+}
+
+/// A filler record of `len` bytes of payload.
+pub fn fill_record(len: u32) -> Vec<u8> {
+    let mut r = vec![0u8; REC_HEADER + len as usize];
+    r[0] = REC_FILL;
+    r[1..5].copy_from_slice(&len.to_be_bytes());
+    r
+}
+
+/// Splits the probed flow's byte stream into records as it comes, in pieces of any size; hands out the
+/// probes' payloads. Filler is skipped without being buffered.
+#[derive(Debug, Default)]
+pub struct RecordReader {
+    head: Vec<u8>,
+    /// Bytes of the current record still to come, and whether it is a probe (collected) or filler (skipped).
+    left: u32,
+    probe: Option<Vec<u8>>,
+}
+
+impl RecordReader {
+    /// Feed bytes; each whole probe's payload goes to `probes`. Err: not a sockbench sender's stream (an
+    /// unknown kind, a probe of another length, a record beyond [`MAX_RECORD`]).
+    pub fn push(
+        &mut self,
+        mut bytes: &[u8],
+        probes: &mut Vec<[u8; PROBE_LEN]>,
+    ) -> Result<(), String> {
+        while !bytes.is_empty() {
+            if self.left == 0 && self.probe.is_none() {
+                let take = (REC_HEADER - self.head.len()).min(bytes.len());
+                self.head.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.head.len() < REC_HEADER {
+                    return Ok(());
+                }
+                let len =
+                    u32::from_be_bytes([self.head[1], self.head[2], self.head[3], self.head[4]]);
+                match (self.head[0], len) {
+                    (REC_FILL, n) if n <= MAX_RECORD => {}
+                    (REC_PROBE, n) if n as usize == PROBE_LEN => self.probe = Some(Vec::new()),
+                    (kind, n) => return Err(format!("a record of kind {kind} and {n} bytes")),
+                }
+                self.left = len;
+                self.head.clear();
+                continue;
+            }
+            let take = (self.left as usize).min(bytes.len());
+            if let Some(p) = &mut self.probe {
+                p.extend_from_slice(&bytes[..take]);
+            }
+            bytes = &bytes[take..];
+            self.left -= take as u32;
+            if self.left == 0 {
+                if let Some(p) = self.probe.take() {
+                    let mut a = [0u8; PROBE_LEN];
+                    a.copy_from_slice(&p);
+                    probes.push(a);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A probe's number and scheduled time, from its payload.
+pub fn probe_fields(p: &[u8; PROBE_LEN]) -> (u64, u64) {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&p[..8]);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&p[8..]);
+    (u64::from_be_bytes(a), u64::from_be_bytes(b))
 }
 
 #[cfg(test)]
@@ -173,8 +268,47 @@ mod tests {
             retransmits: 3,
             active_ns: 1_000_000_000,
             cc: None,
+            probe_rtt: None,
         };
         assert_eq!(s.goodput_mbps(), Some(20.0));
         assert_eq!(LoadStats::default().goodput_mbps(), None);
+    }
+
+    /// Records cut anywhere come out whole: filler skipped, probes handed out in order.
+    #[test]
+    fn records_split_at_every_byte() {
+        let stream = [
+            fill_record(3),
+            probe_record(1, 1000).to_vec(),
+            fill_record(0),
+            probe_record(2, 2000).to_vec(),
+        ]
+        .concat();
+        for cut in 0..stream.len() {
+            let mut r = RecordReader::default();
+            let mut probes = vec![];
+            r.push(&stream[..cut], &mut probes).unwrap();
+            r.push(&stream[cut..], &mut probes).unwrap();
+            let got: Vec<_> = probes.iter().map(probe_fields).collect();
+            assert_eq!(got, [(1, 1000), (2, 2000)], "cut at {cut}");
+        }
+        let mut probes = vec![];
+        let mut r = RecordReader::default();
+        for b in &stream {
+            r.push(std::slice::from_ref(b), &mut probes).unwrap();
+        }
+        assert_eq!(probes.len(), 2);
+    }
+
+    #[test]
+    fn hostile_records_are_refused() {
+        let mut probes = vec![];
+        let bad = |b: &[u8]| RecordReader::default().push(b, &mut vec![]).unwrap_err();
+        assert!(bad(&[9, 0, 0, 0, 1]).contains("kind 9"));
+        assert!(bad(&[REC_PROBE, 0, 0, 0, 17]).contains("17 bytes"));
+        assert!(bad(&[REC_FILL, 0, 16, 0, 1]).contains("1048577"));
+        RecordReader::default()
+            .push(&fill_record(MAX_RECORD)[..REC_HEADER], &mut probes)
+            .unwrap();
     }
 }

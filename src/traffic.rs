@@ -172,6 +172,12 @@ pub struct Traffic {
     /// The load flows' congestion control (sender-side only).
     #[serde(default)]
     pub load_cc: String,
+    /// --probe-on-load: probes interleaved on one load connection too; --notsent-lowat on the load
+    /// connections (sender-side only).
+    #[serde(default)]
+    pub probe_on_load: bool,
+    #[serde(default)]
+    pub notsent_lowat: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -207,6 +213,8 @@ impl Default for Traffic {
             load_flows: 0,
             load_direction: crate::load::LoadDirection::Up,
             load_cc: crate::load::DEFAULT_LOAD_CC.to_string(),
+            probe_on_load: false,
+            notsent_lowat: None,
         }
     }
 }

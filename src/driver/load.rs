@@ -15,6 +15,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+
 use crate::auth::{self, SessionKeys, MAC_LEN};
 use crate::cancel::Cancel;
 use crate::clock;
@@ -30,6 +32,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// How often a flow waiting for the loaded phase looks at the send loop's count.
 const GATE_POLL: Duration = Duration::from_millis(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Filler between the probes of the probed flow: small writes, so a due probe waits for little of its own
+/// writing (what it then waits behind is the connection's unsent bytes).
+const PROBED_FILL: u32 = 16 << 10;
 /// How long the sender waits for the receiver to take a load connection.
 const TAKEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The flows stop this long after the session's own bound at the latest (the send loop normally stops them
@@ -55,6 +60,10 @@ pub struct LoadPlan {
     pub deadline: Instant,
     /// The congestion control the sending ends ask for (TCP_CONGESTION; the sender's own flows only).
     pub cc: String,
+    /// --probe-on-load: the first up flow carries probes among its bulk bytes, this far apart.
+    pub probe_every: Option<Duration>,
+    /// --notsent-lowat: TCP_NOTSENT_LOWAT on the sender's up flows, bytes.
+    pub notsent_lowat: Option<u32>,
 }
 
 /// The load of session `session` with traffic `t`, whose send loop starts at `now`; None without flows.
@@ -83,7 +92,16 @@ pub fn plan(
         idle_probes: t.idle_probes,
         deadline: now + bound.min(UNPACED_BOUND) + DEADLINE_MARGIN,
         cc: t.load_cc.clone(),
+        probe_every: (t.probe_on_load && up > 0).then(|| probe_gap(t.rate)),
+        notsent_lowat: t.notsent_lowat,
     })
+}
+
+/// The gap between probes on the load connection: the session's own, at most 1000 a second; 100 a second
+/// when the session is unpaced.
+fn probe_gap(rate: f64) -> Duration {
+    let per_s = if rate > 0.0 { rate.min(1000.0) } else { 100.0 };
+    Duration::from_secs_f64(1.0 / per_s)
 }
 
 /// Flows sender → receiver and receiver → sender.
@@ -102,6 +120,8 @@ struct FlowEnd {
     down: bool,
     /// The congestion control its sending end ran (the sender's own flows).
     cc: Option<String>,
+    /// The probed flow: its probes' round trips, ns.
+    probe_rtt: Option<Histogram<u64>>,
 }
 
 impl FlowEnd {
@@ -110,6 +130,7 @@ impl FlowEnd {
             ran: None,
             down,
             cc: None,
+            probe_rtt: None,
         }
     }
 }
@@ -145,7 +166,9 @@ fn open_flows(plan: &LoadPlan, issued: &Arc<AtomicU64>, cancel: &Cancel) -> Vec<
         .chain((0..plan.down).map(|_| true));
     let mut flows = vec![];
     let mut ends = vec![];
-    for down in ways {
+    for (i, down) in ways.enumerate() {
+        // The first flow carries the probes, if any (it is an up flow when there are probes).
+        let probe_every = plan.probe_every.filter(|_| i == 0 && !down);
         let stop = || cancel.is_cancelled() || clock::mono() >= plan.deadline;
         if stop() {
             break;
@@ -154,7 +177,7 @@ fn open_flows(plan: &LoadPlan, issued: &Arc<AtomicU64>, cancel: &Cancel) -> Vec<
             Some(s) => {
                 let (plan, issued, cancel) = (plan.clone(), issued.clone(), cancel.clone());
                 flows.push(std::thread::spawn(move || {
-                    flow(s, down, &plan, &issued, &cancel)
+                    flow(s, (down, probe_every), &plan, &issued, &cancel)
                 }));
             }
             None => ends.push(FlowEnd::none(down)),
@@ -172,6 +195,9 @@ fn connect(plan: &LoadPlan, down: bool) -> Option<TcpStream> {
     let _ = sock.set_linger(Some(Duration::ZERO));
     // Refused (not built, or not allowed to this user): the kernel's default runs, and is reported.
     let _ = sock.set_tcp_congestion(plan.cc.as_bytes());
+    if let (Some(n), false) = (plan.notsent_lowat, down) {
+        set_notsent_lowat(&s, n);
+    }
     let mac = plan
         .keys
         .as_ref()
@@ -186,7 +212,7 @@ fn connect(plan: &LoadPlan, down: bool) -> Option<TcpStream> {
 /// One flow: the receiver's answer, the idle phase, then bytes until stopped or the deadline.
 fn flow(
     mut s: TcpStream,
-    down: bool,
+    (down, probe_every): (bool, Option<Duration>),
     plan: &LoadPlan,
     issued: &AtomicU64,
     cancel: &Cancel,
@@ -209,7 +235,18 @@ fn flow(
         std::thread::sleep(GATE_POLL);
     }
     let start = clock::mono();
-    pump(&mut s, !down, &stop, None);
+    let probe_rtt = match (down, probe_every) {
+        (true, _) => {
+            drain(&mut s, &stop, None);
+            None
+        }
+        (false, None) => {
+            let fill = crate::load::fill_record((CHUNK - crate::load::REC_HEADER) as u32);
+            while write_all_until(&mut s, &fill, &stop) {}
+            None
+        }
+        (false, Some(every)) => Some(send_probed(&mut s, every, &stop)),
+    };
     let cc = (!down)
         .then(|| socket2::SockRef::from(&s).tcp_congestion().ok())
         .flatten()
@@ -222,6 +259,144 @@ fn flow(
         ran: Some((start, clock::mono(), tcp_info(&s))),
         down,
         cc,
+        probe_rtt,
+    }
+}
+
+/// TCP_NOTSENT_LOWAT: the kernel takes no more of this connection's bytes while this many are still unsent,
+/// so what is written next waits behind at most that much of its own connection (Linux 3.12+).
+fn set_notsent_lowat(s: &TcpStream, bytes: u32) {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: a valid socket descriptor we own, and a c_int option value that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// The probed flow: filler records of [`PROBED_FILL`] bytes, a probe record whenever one is due (at its
+/// scheduled time or, when a write blocked past it, right after that write), and a thread reading the probes
+/// the receiver sends back. Returns their round trips from the scheduled time, ns.
+fn send_probed(s: &mut TcpStream, every: Duration, stop: &dyn Fn() -> bool) -> Histogram<u64> {
+    let t0 = clock::mono();
+    let done = Cancel::new();
+    let reader = s.try_clone().ok().map(|mut r| {
+        let done = done.clone();
+        std::thread::spawn(move || read_echoes(&mut r, t0, &|| done.is_cancelled()))
+    });
+    let fill = crate::load::fill_record(PROBED_FILL);
+    let (mut seq, mut next) = (0u64, Duration::ZERO);
+    while !stop() {
+        let rec = if clock::since(t0) >= next {
+            let r = crate::load::probe_record(seq, u64::try_from(next.as_nanos()).unwrap_or(0));
+            seq += 1;
+            next += every;
+            r.to_vec()
+        } else {
+            fill.clone()
+        };
+        if !write_all_until(s, &rec, stop) {
+            break;
+        }
+    }
+    // The replies of the last probes have a moment to come back over the unloaded return path.
+    std::thread::sleep(POLL);
+    done.cancel();
+    reader
+        .and_then(|h| h.join().ok())
+        .unwrap_or_else(crate::stats::new_ns_histogram)
+}
+
+/// The probes the receiver sent back: 16 bytes each, their round trip from the scheduled time (on `t0`'s
+/// clock) recorded.
+fn read_echoes(r: &mut TcpStream, t0: Instant, stop: &dyn Fn() -> bool) -> Histogram<u64> {
+    let mut h = crate::stats::new_ns_histogram();
+    let mut buf = [0u8; crate::load::PROBE_LEN];
+    let mut have = 0;
+    while !stop() {
+        match r.read(&mut buf[have..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                have += n;
+                if have == buf.len() {
+                    have = 0;
+                    let (_, sched) = crate::load::probe_fields(&buf);
+                    let now = u64::try_from(clock::since(t0).as_nanos()).unwrap_or(u64::MAX);
+                    h.saturating_record(now.saturating_sub(sched).max(1));
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => break,
+        }
+    }
+    h
+}
+
+/// Write all of `buf` unless `stop` or an error comes first (a write blocked on a full buffer retries).
+fn write_all_until(s: &mut TcpStream, mut buf: &[u8], stop: &dyn Fn() -> bool) -> bool {
+    while !buf.is_empty() {
+        if stop() {
+            return false;
+        }
+        match s.write(buf) {
+            Ok(0) => return false,
+            Ok(n) => buf = &buf[n..],
+            Err(e) if would_block(&e) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Read and discard until `stop`, the end or an error; `count` adds up the bytes.
+fn drain(s: &mut TcpStream, stop: &dyn Fn() -> bool, count: Option<&AtomicU64>) {
+    let mut buf = vec![0u8; CHUNK];
+    while !stop() {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some(c) = count {
+                    c.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// The receiver's end of an up flow: its records read as fast as they come, each probe sent straight back.
+/// Ends at `stop`, the end, an error, or a stream that is not a sockbench sender's.
+fn sink_records(s: &mut TcpStream, stop: &dyn Fn() -> bool, count: &AtomicU64) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut records = crate::load::RecordReader::default();
+    let mut probes = Vec::new();
+    let Ok(mut back) = s.try_clone() else {
+        return;
+    };
+    while !stop() {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                count.fetch_add(n as u64, Ordering::Relaxed);
+                if records.push(&buf[..n], &mut probes).is_err() {
+                    break;
+                }
+                for p in probes.drain(..) {
+                    if !write_all_until(&mut back, &p, stop) {
+                        return;
+                    }
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => break,
+        }
     }
 }
 
@@ -230,29 +405,6 @@ fn would_block(e: &std::io::Error) -> bool {
         e.kind(),
         ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
     )
-}
-
-/// Write (`send`) or read as fast as the connection goes, until `stop`, the peer's end or an error; `count`
-/// adds up the bytes read.
-fn pump(s: &mut TcpStream, send: bool, stop: &dyn Fn() -> bool, count: Option<&AtomicU64>) {
-    let mut buf = vec![0u8; CHUNK];
-    while !stop() {
-        let r = if send {
-            s.write(&buf)
-        } else {
-            s.read(&mut buf)
-        };
-        match r {
-            Ok(0) if !send => break,
-            Ok(n) => {
-                if let (Some(c), false) = (count, send) {
-                    c.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            }
-            Err(e) if would_block(&e) => {}
-            Err(_) => break,
-        }
-    }
 }
 
 fn sum_flows(ends: &[FlowEnd]) -> LoadStats {
@@ -288,6 +440,7 @@ fn sum_flows(ends: &[FlowEnd]) -> LoadStats {
             _ => 0,
         },
         cc: ends.iter().find_map(|e| e.cc.clone()),
+        probe_rtt: ends.iter().find_map(|e| e.probe_rtt.clone()),
     }
 }
 
@@ -388,12 +541,13 @@ impl SessionLoad {
             }
             let (cancel, bytes) = (self.cancel.clone(), self.bytes.clone());
             self.flows.push(std::thread::spawn(move || {
-                pump(
-                    &mut c.stream,
-                    c.down,
-                    &|| cancel.is_cancelled(),
-                    Some(&bytes),
-                )
+                let stop = || cancel.is_cancelled();
+                if c.down {
+                    let buf = vec![0u8; CHUNK];
+                    while write_all_until(&mut c.stream, &buf, &stop) {}
+                } else {
+                    sink_records(&mut c.stream, &stop, &bytes);
+                }
             }));
         }
         refused
@@ -440,7 +594,11 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let slots = Arc::new(LoadSlots::default());
-        let t = traffic(2, LoadDirection::Both);
+        let t = Traffic {
+            probe_on_load: true,
+            rate: 1000.0,
+            ..traffic(2, LoadDirection::Both)
+        };
         let mut sl = SessionLoad::open(&slots, 7, addr.ip(), &t, Cancel::new()).unwrap();
         let s2 = slots.clone();
         // The receiver's accept loop, cut down: read the preamble, hand the connection to its session.
@@ -494,6 +652,8 @@ mod tests {
         assert_eq!(st.flows, 4);
         assert!(st.bytes_acked > 1 << 20 && st.active_ns > 0, "{st:?}");
         assert_eq!(st.cc.as_deref(), Some("reno"), "reno is always built in");
+        // The probes on the first flow came back through the receiver (a round trip each, 1 ms apart).
+        assert!(st.probe_rtt.as_ref().is_some_and(|h| h.len() > 5), "{st:?}");
         assert!(sl.close(&slots) >= 1 << 20);
     }
 

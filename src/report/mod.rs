@@ -161,6 +161,11 @@ pub struct SessionReport {
     pub rpm: Option<f64>,
     /// --load: the congestion control the bulk flows ran.
     pub load_cc: Option<String>,
+    /// --probe-on-load: round trips of probes interleaved with the bulk bytes of one load connection, from
+    /// their scheduled time to their return, µs; --notsent-lowat: the TCP_NOTSENT_LOWAT the flows had, bytes.
+    pub load_probe_rtt_p50_us: Option<f64>,
+    pub load_probe_rtt_p99_us: Option<f64>,
+    pub load_notsent_lowat: Option<u32>,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -223,6 +228,10 @@ impl SessionReport {
         if let Some(l) = sender.and_then(|x| x.load.as_ref()) {
             self.load_flows = Some(l.flows);
             self.load_cc = l.cc.clone();
+            if let Some(h) = l.probe_rtt.as_ref().filter(|h| !h.is_empty()) {
+                self.load_probe_rtt_p50_us = Some(r3(h.value_at_quantile(0.5) as f64 / 1000.0));
+                self.load_probe_rtt_p99_us = Some(r3(h.value_at_quantile(0.99) as f64 / 1000.0));
+            }
             self.load_goodput_mbps = l.goodput_mbps().map(r3);
             self.load_retransmits = Some(l.retransmits);
         }
@@ -261,6 +270,7 @@ impl SessionReport {
             rate_target: meta.traffic.rate,
             // --load: the flows announced; the sender's row says how many ran (`under_load`).
             load_flows: (meta.traffic.idle_probes > 0).then_some(meta.traffic.load_flows),
+            load_notsent_lowat: meta.traffic.notsent_lowat,
             complete,
             ..SessionReport::default()
         }
@@ -516,7 +526,7 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 77);
+        assert_eq!(cols.len(), 80);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
             cols.iter().position(|c| c == "reads_partial_message"),
@@ -540,7 +550,10 @@ mod tests {
                 "idle_latency_p50_us",
                 "idle_latency_p99_us",
                 "rpm",
-                "load_cc"
+                "load_cc",
+                "load_probe_rtt_p50_us",
+                "load_probe_rtt_p99_us",
+                "load_notsent_lowat"
             ]
         );
     }

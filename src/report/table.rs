@@ -203,6 +203,24 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
     ("under load", "rpm", "responsiveness (RPM, loaded)", |r| {
         r.rpm.map(|v| V::Text(format!("{v:.0}")))
     }),
+    (
+        "under load",
+        "load_probe_rtt_p50_us",
+        "on a load connection: round trip p50",
+        |r| t(r.load_probe_rtt_p50_us),
+    ),
+    (
+        "under load",
+        "load_probe_rtt_p99_us",
+        "  round trip p99",
+        |r| t(r.load_probe_rtt_p99_us),
+    ),
+    (
+        "under load",
+        "load_notsent_lowat",
+        "  TCP_NOTSENT_LOWAT",
+        |r| r.load_notsent_lowat.map(|n| V::Text(format!("{n} B"))),
+    ),
     ("under load", "load_flows", "bulk TCP flows (load)", |r| {
         r.load_flows.map(|n| match &r.load_cc {
             Some(cc) => V::Text(format!("{n} ({cc})")),

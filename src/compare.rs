@@ -215,8 +215,17 @@ fn choose_engine(
     cfg: &CompareConfig,
     impairment: &Impairment,
 ) -> anyhow::Result<(Engine, Option<String>)> {
+    // netem impairs one session's port and protocol at a time, so a UDP session's TCP load flows would go
+    // around it: the load needs the emulator, whose bottleneck every packet of the direction crosses.
+    const LOAD_NEEDS: &str =
+        "--load needs a bottleneck the load shares with the messages, which only the emulator gives (netem is \
+         steered to each session's own port and protocol)";
+    let load = cfg.traffic.load_flows > 0;
     match cfg.engine {
         Some(Engine::Emulator) => Ok((Engine::Emulator, None)),
+        Some(Engine::Netem) if load => Err(error::usage(format!(
+            "--engine netem: {LOAD_NEEDS}: use --engine emulator"
+        ))),
         Some(Engine::Netem) => match Lab::engine_available(Engine::Netem) {
             Ok(()) => Ok((Engine::Netem, None)),
             Err(why) => Err(error::usage(format!(
@@ -225,7 +234,9 @@ fn choose_engine(
                  emulator"
             ))),
         },
-        None => Ok(if let Err(why) = Lab::engine_available(Engine::Netem) {
+        None => Ok(if load {
+            (Engine::Emulator, Some(LOAD_NEEDS.replace("--load needs", "the load needs")))
+        } else if let Err(why) = Lab::engine_available(Engine::Netem) {
             (Engine::Emulator, Some(why))
         } else if let Some(why) = crate::lab::netem::refusal(impairment) {
             (Engine::Emulator, Some(why))

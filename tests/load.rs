@@ -294,3 +294,20 @@ fn probes_on_a_load_connection_wait_behind_its_send_buffer_and_notsent_lowat_cut
         "TCP_NOTSENT_LOWAT 16k: p50 {cut} µs against {shared} µs without"
     );
 }
+
+/// netem is steered to each session's own port and protocol, so a UDP session's TCP load would go around it:
+/// --load refuses --engine netem, and compare's own choice is the emulator.
+#[test]
+fn load_refuses_the_netem_engine() {
+    if !lab_possible() {
+        return;
+    }
+    let mut cmd = sockbench();
+    cmd.args([
+        "compare", "--engine", "netem", "--load", "2", "--loss", "0%",
+    ]);
+    let out = run_bounded(cmd, Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("only the emulator gives"), "{err}");
+}

@@ -259,6 +259,18 @@ pub struct CompareArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub load: LoadArgs,
+    /// The rate limiter's queue discipline: fifo (tail drop, both engines) or fq_codel (RFC 8290: per-flow
+    /// queues and CoDel; netem engine only, with --link-rate) [default: fifo]
+    #[arg(long, value_name = "QDISC")]
+    pub aqm: Option<AqmArg>,
+}
+
+/// `--aqm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AqmArg {
+    Fifo,
+    #[value(name = "fq_codel")]
+    FqCodel,
 }
 
 /// Latency under load: bulk TCP flows beside the measured session.

@@ -81,13 +81,16 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
             .as_ref()
             .and_then(|g| truth_cell(g, key, fixed))
     };
-    let extra = ground_truth.as_ref().map(|g| table::Extra {
-        heading: match g {
-            GroundTruth::Emulator(_) => "link (UDP)".into(),
-            GroundTruth::Netem(_) => "netem (UDP)".into(),
-        },
-        cell: &extra_fn,
-    });
+    let extra = ground_truth
+        .as_ref()
+        .filter(|g| counts_udp_alone(g, cfg))
+        .map(|g| table::Extra {
+            heading: match g {
+                GroundTruth::Emulator(_) => "link (UDP)".into(),
+                GroundTruth::Netem(_) => "netem (UDP)".into(),
+            },
+            cell: &extra_fn,
+        });
     table::print(&mut stdout, &reports, extra.as_ref())?;
     print_notes(&mut stdout, ground_truth.as_ref(), &sessions)?;
     writeln!(
@@ -215,17 +218,10 @@ fn choose_engine(
     cfg: &CompareConfig,
     impairment: &Impairment,
 ) -> anyhow::Result<(Engine, Option<String>)> {
-    // netem impairs one session's port and protocol at a time, so a UDP session's TCP load flows would go
-    // around it: the load needs the emulator, whose bottleneck every packet of the direction crosses.
-    const LOAD_NEEDS: &str =
-        "--load needs a bottleneck the load shares with the messages, which only the emulator gives (netem is \
-         steered to each session's own port and protocol)";
-    let load = cfg.traffic.load_flows > 0;
+    // --aqm fq_codel is built from the kernel's qdiscs: netem's engine, or nothing.
+    let netem_only = impairment.fq_codel;
     match cfg.engine {
         Some(Engine::Emulator) => Ok((Engine::Emulator, None)),
-        Some(Engine::Netem) if load => Err(error::usage(format!(
-            "--engine netem: {LOAD_NEEDS}: use --engine emulator"
-        ))),
         Some(Engine::Netem) => match Lab::engine_available(Engine::Netem) {
             Ok(()) => Ok((Engine::Netem, None)),
             Err(why) => Err(error::usage(format!(
@@ -234,9 +230,14 @@ fn choose_engine(
                  emulator"
             ))),
         },
-        None => Ok(if load {
-            (Engine::Emulator, Some(LOAD_NEEDS.replace("--load needs", "the load needs")))
-        } else if let Err(why) = Lab::engine_available(Engine::Netem) {
+        None if netem_only => match Lab::engine_available(Engine::Netem) {
+            Ok(()) => Ok((Engine::Netem, None)),
+            Err(why) => Err(error::usage(format!(
+                "--aqm fq_codel needs the netem engine, and here there is none ({why}): run compare in a VM \
+                 whose kernel has it (scripts/vm.sh run -- target/release/sockbench compare ...)"
+            ))),
+        },
+        None => Ok(if let Err(why) = Lab::engine_available(Engine::Netem) {
             (Engine::Emulator, Some(why))
         } else if let Some(why) = crate::lab::netem::refusal(impairment) {
             (Engine::Emulator, Some(why))
@@ -291,6 +292,7 @@ impl PathPlan {
         };
         let seed = cfg.seed.unwrap_or_else(crate::link::fresh_seed);
         let lab = Lab::up(LabConfig {
+            load: cfg.traffic.load_flows > 0,
             a_to_b: impairment.clone(),
             b_to_a: Impairment::default(),
             seed,
@@ -488,6 +490,14 @@ pub fn loopback_session(
     rstop.cancel();
     let _ = h.join();
     out
+}
+
+/// Whether the link's counts are the UDP session's own: netem keeps no per-protocol counts, so with --load
+/// (its TCP flows share the UDP session's netem) or fq_codel (which drops in its own qdisc) they are not, and
+/// the column is left out. The emulator counts per protocol and is always the UDP session's.
+fn counts_udp_alone(g: &GroundTruth, cfg: &CompareConfig) -> bool {
+    let fq_codel = matches!(&cfg.path, PathRequest::Impaired(i) if i.fq_codel);
+    matches!(g, GroundTruth::Emulator(_)) || (cfg.traffic.load_flows == 0 && !fq_codel)
 }
 
 /// Said under the table when the link column counts something other than messages: datagrams larger than

@@ -568,6 +568,7 @@ pub fn impairment(a: &ImpairArgs) -> Result<Impairment> {
         corrupt_fix_checksum: a.corrupt_fix_checksum,
         rate_bps: a.link_rate,
         queue_limit: a.queue.unwrap_or(0),
+        fq_codel: false,
     })
 }
 
@@ -692,6 +693,7 @@ impl CompareConfig {
         }
         let mut traffic = traffic;
         load(&a.load, &a.traffic, &mut traffic)?;
+        let path = aqm(a, path)?;
         let secret = secret(&a.auth)?;
         check_room_for_mac(&traffic, &secret)?;
         Ok(CompareConfig {
@@ -702,6 +704,29 @@ impl CompareConfig {
             seed: a.impair.seed,
             secret,
         })
+    }
+}
+
+/// compare's `--aqm`: fq_codel at the rate limiter needs a rate limiter (`--link-rate`) and the netem engine.
+fn aqm(a: &CompareArgs, path: PathRequest) -> Result<PathRequest> {
+    if a.aqm != Some(cli::AqmArg::FqCodel) {
+        return Ok(path);
+    }
+    match path {
+        PathRequest::Impaired(mut i) if i.rate_bps.is_some() => {
+            if a.engine == Some(cli::LabEngine::Emulator) {
+                return Err(usage(
+                    "--aqm fq_codel: the emulator's queue is a tail-drop FIFO with no AQM: use --engine netem \
+                     (a kernel with sch_netem, e.g. scripts/vm.sh run -- ...)",
+                ));
+            }
+            i.fq_codel = true;
+            Ok(PathRequest::Impaired(i))
+        }
+        _ => Err(usage(
+            "--aqm fq_codel manages the queue of a bottleneck: give one with --link-rate (e.g. --link-rate \
+             20mbit --queue 1000)",
+        )),
     }
 }
 

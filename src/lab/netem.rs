@@ -18,6 +18,11 @@
 //! so its drops are that session's losses exactly. A duplicate netem makes is enqueued at the root again, and
 //! the filter sends it to the same netem.
 //!
+//! With `--load` a UDP session's bulk flows (TCP to its port) get a second filter to the same netem, so they
+//! share its bottleneck; with `--aqm fq_codel` netem only delays, and its child is a tbf at the link rate whose
+//! queue is an fq_codel (`20: netem` → `30: tbf` → `40: fq_codel`). netem's counters then count more than the
+//! UDP session's datagrams, and compare leaves its column out.
+//!
 //! The veth gets `gso_max_segs 1`: TCP then hands the qdisc one segment per packet, as on a wire (and as the
 //! emulator's TUN devices, which have no offloads, see it), so "5 % loss" means 5 % of packets for TCP too.
 //!

@@ -87,8 +87,9 @@ fn a_long_queue_multiplies_latency_under_load_and_a_short_one_trades_it_for_loss
         assert!(float(r, "rpm") > 0.0, "{p}: {r:?}");
         assert!(float(r, "idle_latency_p99_us") >= float(r, "idle_latency_p50_us"));
         // The flows stopped with the TCP session: the UDP session's idle phase crossed an empty queue (with the
-        // TCP session's load still running, it would wait up to 600 ms).
-        assert!(float(r, "idle_latency_p99_us") < 30_000.0, "{p}: {r:?}");
+        // TCP session's load still running, its median would be hundreds of ms). The median, not the tail: on a
+        // busy 2-core machine a late sender or emulator thread shows in the idle p99.
+        assert!(float(r, "idle_latency_p50_us") < 30_000.0, "{p}: {r:?}");
         assert_eq!(r["complete"], "true", "{p}");
     }
     let idle = float(&udp, "idle_latency_p50_us");
@@ -104,6 +105,10 @@ fn a_long_queue_multiplies_latency_under_load_and_a_short_one_trades_it_for_loss
 
     let (_, udp30, _) = loaded("30");
     let short_p50 = float(&udp30, "latency_p50_us");
+    eprintln!(
+        "UDP: idle p50 {idle} µs; queue 1000: p50 {long_p50} µs, lost {}; queue 30: p50 {short_p50} µs, lost {}",
+        udp["lost"], udp30["lost"]
+    );
     assert!(
         short_p50 <= long_p50 / 5.0,
         "a 30-packet queue: UDP p50 {short_p50} µs, not a fifth of the long queue's {long_p50} µs"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plot sockbench CSV reports: what TCP guarantees and UDP does not.
 
-Reads a results directory written by sockbench and draws five figures, each
+Reads a results directory written by sockbench and draws six figures, each
 as PNG and SVG. Only the files named below are read; nothing else.
 
 Inputs (in DIR):
@@ -25,6 +25,10 @@ Outputs (in OUTDIR, default DIR/plots), one file per format:
   reorder_dup         reordered and duplicate messages (% of sent) vs
                       configured reorder= / duplicate= (sweep=reorder /
                       sweep=duplicate rows); emulator rates when present
+  latency_under_load  latency p50 / p99 of the loaded phase vs bulk TCP flows
+                      (load=N), one panel per queue size (queue=N), TCP and
+                      UDP, the idle phase's p50 as a reference line
+                      (sweep=load rows with sockbench compare --load)
 
 The CDF and per-message figures take one TCP and one UDP session of one
 condition: the two sessions of one `sockbench compare` (a shared run_id), or
@@ -71,7 +75,8 @@ SWEEP_NAMES = {"loss": "loss", "reorder": "reordering", "duplicate": "duplicatio
 
 SUMMARY_REQUIRED = ("run_id", "label", "protocol", "sent", "received")
 SUMMARY_TEXT = {"schema_version", "run_id", "started_utc", "label", "protocol",
-                "mode", "peer", "complete", "rate_target", "impairment", "udp_rcvbuf_exact"}
+                "mode", "peer", "complete", "rate_target", "impairment", "udp_rcvbuf_exact",
+                "load_cc"}
 LATENCY_COLUMNS = ("value_us", "percentile", "total_count")
 MESSAGE_COLUMNS = ("seq", "sched_ns", "send_ns", "recv_ns", "latency_us", "status")
 MESSAGE_STATUS = {"ok", "reordered", "duplicate", "corrupt", "lost"}
@@ -80,7 +85,7 @@ LINK_COLUMNS = ("run_id", "label", "direction", "forwarded", "dropped",
                 "duplicated", "reordered", "corrupted", "queue_drops")
 LINK_PROTOCOL_COLUMNS = ("proto", "protocol")
 ALL_PLOTS = ("delivery_vs_loss", "latency_vs_loss", "latency_cdf", "latency_over_seq",
-             "reorder_dup")
+             "reorder_dup", "latency_under_load")
 
 
 class InputError(Exception):
@@ -676,6 +681,61 @@ def plot_latency_vs_loss(res, out_dir, formats, written):
 
 
 # ---------------------------------------------------------------------------
+# Plot 6: latency under load, per queue size
+# ---------------------------------------------------------------------------
+def plot_latency_under_load(res, out_dir, formats, written):
+    what = "latency_under_load"
+    need = ("latency_p50_us", "latency_p99_us", "idle_latency_p50_us")
+    rows = [r for r in res.rows
+            if r["labels"].get("sweep", "").lower() == "load"
+            and label_number(r["labels"], "load") is not None
+            and label_number(r["labels"], "queue") is not None]
+    if not rows or not all(res.has_column(c) for c in need):
+        note(f"{what}: skipped, no sessions labelled load=N,queue=N,sweep=load with "
+             f"{', '.join(need)} (scripts/sweep.sh --grid load makes them)")
+        return
+    from matplotlib.lines import Line2D
+    queues = sorted({label_number(r["labels"], "queue") for r in rows})
+    flows = sorted({label_number(r["labels"], "load") for r in rows})
+    pos = {f: i for i, f in enumerate(flows)}
+    allv = [r.get(c) for r in rows for c in need if r.get(c)]
+    unit, scale = latency_unit(allv)
+    fig, axes = new_figure(ncols=len(queues), wide=True, sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, q in zip(axes, queues):
+        in_q = [r for r in rows if label_number(r["labels"], "queue") == q]
+        for col, ls, marker in (("latency_p50_us", "-", "o"), ("latency_p99_us", "--", "s")):
+            agg = aggregate(in_q, "load", lambda r, c=col: r.get(c))
+            for proto in PROTOCOLS:
+                pts = [(pos[x], m, lo, hi, n) for x, m, lo, hi, n in agg.get(proto, [])]
+                draw_series(ax, pts, COLOR[proto], marker=marker, linestyle=ls, scale=scale)
+        for proto in PROTOCOLS:
+            idle = [r["idle_latency_p50_us"] for r in in_q
+                    if r["protocol"] == proto and r.get("idle_latency_p50_us")]
+            if idle:
+                ax.axhline(sum(idle) / len(idle) * scale, color=COLOR[proto], linestyle=":",
+                           linewidth=1.5, zorder=2)
+        ax.set_xticks(range(len(flows)))
+        ax.set_xticklabels([fmt_num(f) for f in flows])
+        ax.set_xlabel("bulk TCP flows sharing the path")
+        ax.set_title(f"queue {fmt_num(q)} packets", fontsize=11)
+        style_axes(ax)
+    if not maybe_log_y(axes[0], [v * scale for v in allv], span=10.0):
+        axes[0].set_ylim(bottom=0)
+    axes[0].set_ylabel(f"latency from scheduled send ({unit})")
+    handles = [Line2D([], [], color=COLOR[p], linewidth=6, label=NAME[p]) for p in PROTOCOLS]
+    handles += [Line2D([], [], color=C_IDEAL, marker="o", linestyle="-", label="p50, loaded phase"),
+                Line2D([], [], color=C_IDEAL, marker="s", linestyle="--", label="p99, loaded phase"),
+                Line2D([], [], color=C_IDEAL, linestyle=":", label="p50, idle phase")]
+    axes[0].legend(handles=handles, loc="upper left", frameon=True, framealpha=0.9)
+    others = sorted({k for r in rows for k in r["labels"]} - {"load", "queue", "sweep"})
+    ctx = ", ".join(f"{k}={rows[0]['labels'][k]}" for k in others if k in rows[0]["labels"])
+    rect = fig_title(fig, "Latency under load: the queue fills behind bulk TCP",
+                     ctx or "sweep=load")
+    save(fig, out_dir, what, formats, written, rect=rect)
+
+
+# ---------------------------------------------------------------------------
 # Condition selection for plots 3 and 4
 # ---------------------------------------------------------------------------
 def parse_condition(text):
@@ -1052,7 +1112,8 @@ def main(argv=None):
             ("latency_vs_loss", plot_latency_vs_loss, ()),
             ("latency_cdf", plot_latency_cdf, (condition,)),
             ("latency_over_seq", plot_latency_over_seq, (condition,)),
-            ("reorder_dup", plot_reorder_dup, ())):
+            ("reorder_dup", plot_reorder_dup, ()),
+            ("latency_under_load", plot_latency_under_load, ())):
         try:
             fn(res, out_dir, formats, written, *extra)
         except Exception as e:  # a bug in one figure must not cost the others

@@ -10,7 +10,7 @@ REPO=$(dirname "$HERE")
 
 usage() {
     cat <<EOF
-Usage: $PROG [--name NAME] [--size BYTES] [--rate R] [--count N] [--quick]
+Usage: $PROG [--name NAME] [--grid default|load] [--size BYTES] [--rate R] [--count N] [--quick]
              [--all-messages] [--seed N] [--no-plot] [--engine auto|compare|lab|netem] [--emulator]
 
 Runs a TCP session, then a UDP session with identical traffic, once per path condition, each
@@ -22,6 +22,13 @@ Default grid (17 conditions, 34 sessions):
   sweep=delay      delay 0, 10, 50 ms            at loss 1 %
   sweep=reorder    reorder 0, 1, 2, 5 % (gap 3)  at delay 10 ms
   sweep=duplicate  duplicate 0, 1, 2, 5 %        at delay 10 ms
+Load grid (--grid load: 12 conditions, 24 sessions; latency under load, issue 14):
+  sweep=load       bulk TCP flows 0, 1, 4, 16 (compare --load N, cubic) x queue 30, 100,
+                   1000 packets, at a 20 Mbit/s bottleneck with 5 ms of delay; each session
+                   an idle phase (the first fifth of its messages) then the loaded phase;
+                   200 msg/s x 1000 messages unless --rate/--count say otherwise
+                   (--quick: flows 0 and 4 x queue 30 and 1000, 500 messages). Through
+                   compare's emulator only (its rate limiter is the bounded queue).
 Labels look like 'loss=5%,delay=10ms,sweep=loss'. Zero levels are passed explicitly
 (e.g. --loss 0%): without any impairment flag, compare would apply its default impairment.
 Every condition uses the same --seed (the emulator's; netem has no seed).
@@ -49,6 +56,7 @@ Engines (which path the packets take):
 The log (sweep.log) says which engine and which path each condition used.
 
 Options:
+  --grid G        default (the impairment grid above) or load (the load grid)
   --name NAME     results/NAME (default: sweep-YYYY-MM-DD, UTC); a NAME containing '/' is
                   used as the directory itself. An existing summary.csv is appended to.
   --size BYTES    message size, header included (default 64)
@@ -76,6 +84,7 @@ Time, default grid (3000 messages at 1000 msg/s), on a 2-core VM:
                    grid (14-26 s per condition), --quick 44-85 s (more while the host is
                    busy); see scripts/README.md
 It scales with --count/--rate. --quick takes about 10 s (compare) or 20 s (lab).
+  --grid load      about 2 min 40 s (12 x (2 x 5 s + 3 s)); --quick about 35 s
 
 Outputs, in results/NAME/: summary.csv (two rows per condition, TCP and UDP; one shared
 run_id with compare, one each with lab), <run_id>_{tcp,udp}_latency.csv,
@@ -100,7 +109,7 @@ die() { # die MESSAGE [EXIT_STATUS]
     exit "${2:-1}"
 }
 
-name="" size=64 rate=1000 count="" quick=0 all_messages=0 seed=1 plot=1 engine=auto emulator=0
+name="" size=64 rate="" count="" quick=0 all_messages=0 seed=1 plot=1 engine=auto emulator=0 gridname=default
 while [[ $# -gt 0 ]]; do
     case "$1" in
     -h | --help) usage; exit 0 ;;
@@ -110,7 +119,7 @@ while [[ $# -gt 0 ]]; do
     --emulator) emulator=1; shift; continue ;;
     esac
     case "$1" in
-    --name | --size | --rate | --count | --seed | --engine) ;;
+    --name | --size | --rate | --count | --seed | --engine | --grid) ;;
     *) die "unknown option '$1' (see --help)" 2 ;;
     esac
     [[ $# -ge 2 ]] || die "$1 needs a value (see --help)" 2
@@ -121,10 +130,26 @@ while [[ $# -gt 0 ]]; do
     --count) count=$2 ;;
     --seed) seed=$2 ;;
     --engine) engine=$2 ;;
+    --grid) gridname=$2 ;;
     esac
     shift 2
 done
-[[ -n $count ]] || { [[ $quick -eq 1 ]] && count=300 || count=3000; }
+case "$gridname" in
+default)
+    [[ -n $rate ]] || rate=1000
+    [[ -n $count ]] || { [[ $quick -eq 1 ]] && count=300 || count=3000; }
+    ;;
+load)
+    [[ -n $rate ]] || rate=200
+    [[ -n $count ]] || { [[ $quick -eq 1 ]] && count=500 || count=1000; }
+    case "$engine" in
+    auto | compare) engine=compare ;;
+    *) die "--grid load runs through compare's emulator (its rate limiter is the bounded queue): drop --engine $engine" 2 ;;
+    esac
+    [[ $emulator -eq 0 ]] || die "--grid load runs through compare's emulator: drop --emulator" 2
+    ;;
+*) die "--grid must be default or load, not '$gridname'" 2 ;;
+esac
 [[ -n $name ]] || name="sweep-$(date -u +%F)"
 [[ $name == */* ]] && outdir=$name || outdir=$REPO/results/$name
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a whole number, not '$seed'" 2
@@ -196,7 +221,20 @@ fi
 # The grid: "sweep|label|impairment flags", one line per condition.
 grid=()
 add() { grid+=("$1|$2|$3"); }
-if [[ $quick -eq 1 ]]; then
+if [[ $gridname == load ]]; then
+    # The idle phase: the first fifth of each session's messages (whole numbers only here).
+    [[ $count =~ ^[0-9]+$ ]] || die "--grid load needs --count as a whole number of messages, not '$count'" 2
+    idle=$((count / 5))
+    [[ $idle -ge 1 ]] || die "--grid load needs --count 5 or more" 2
+    queues="30 100 1000" flows="0 1 4 16"
+    [[ $quick -eq 1 ]] && queues="30 1000" flows="0 4"
+    for q in $queues; do
+        for f in $flows; do
+            add load "load=$f,queue=$q,rate=20mbit,delay=5ms,sweep=load" \
+                "--load $f --idle-probes $idle --link-rate 20mbit --queue $q --delay 5ms"
+        done
+    done
+elif [[ $quick -eq 1 ]]; then
     for l in 0 5; do add loss "loss=$l%,delay=10ms,sweep=loss" "--loss $l% --delay 10ms"; done
     add reorder "reorder=2%,delay=10ms,sweep=reorder" "--reorder 2% --reorder-gap 3 --delay 10ms"
     add duplicate "duplicate=2%,delay=10ms,sweep=duplicate" "--duplicate 2% --delay 10ms"

@@ -92,6 +92,9 @@ pub struct Measured {
     pub seq: SeqSummary,
     /// ns histograms: latency (from the schedule), transit (from the actual send), |IPDV|.
     pub latency: Histogram<u64>,
+    /// With an idle phase (--load): the idle phase's latencies, ns; the other delay figures are then the
+    /// loaded phase's.
+    pub idle_latency: Option<Histogram<u64>>,
     pub transit: Histogram<u64>,
     pub ipdv: Histogram<u64>,
     /// RFC 3550 interarrival jitter, ns.
@@ -137,6 +140,7 @@ impl Default for Measured {
             note: None,
             seq: SeqSummary::default(),
             latency: new_ns_histogram(),
+            idle_latency: None,
             transit: new_ns_histogram(),
             ipdv: new_ns_histogram(),
             jitter_ns: None,
@@ -254,6 +258,9 @@ pub struct Account {
     traffic: Option<Traffic>,
     seq: SeqTracker,
     delay: DelayStats,
+    /// --load: the first `idle_probes` messages' delays, apart from the loaded phase's in `delay`.
+    idle_probes: u64,
+    idle_delay: Option<Box<DelayStats>>,
     /// Receiver clock minus sender clock, as a line in the sender's time; refreshed from `clock_cell` when the
     /// sender's refits update it.
     clock: ClockModel,
@@ -300,6 +307,8 @@ impl Account {
             traffic: None,
             seq: SeqTracker::new(limit),
             delay: DelayStats::new(),
+            idle_probes: 0,
+            idle_delay: None,
             clock: ClockModel::default(),
             clock_cell: None,
             clock_version: 0,
@@ -339,6 +348,12 @@ impl Account {
         if let Some(k) = &self.keys {
             k.seal_message(Dir::ReceiverToSender, msg);
         }
+    }
+
+    /// The session's first `n` messages are its idle phase (--load): their delays are kept apart.
+    pub fn set_idle_probes(&mut self, n: u64) {
+        self.idle_probes = n;
+        self.idle_delay = (n > 0).then(|| Box::new(DelayStats::new()));
     }
 
     /// The session mixes message sizes: check each message's length against its own expected size.
@@ -446,8 +461,11 @@ impl Account {
             Arrival::Reordered => Status::Reordered,
         };
         if status != Status::Duplicate {
-            self.delay
-                .record(hdr.seq, hdr.sched_ns, hdr.send_ns, recv_ns);
+            let delay = match &mut self.idle_delay {
+                Some(idle) if crate::load::is_idle(self.idle_probes, hdr.seq) => idle,
+                _ => &mut self.delay,
+            };
+            delay.record(hdr.seq, hdr.sched_ns, hdr.send_ns, recv_ns);
             self.bytes += msg.len() as u64;
             self.first_send_ns = Some(
                 self.first_send_ns
@@ -488,7 +506,9 @@ impl Account {
     /// announced message), the reorder-extent runs, the delay statistics, the per-message rows and lost runs
     /// (with --per-message), and a TCP stream's buffers. A receiver admits sessions against its budget with it.
     pub fn worst_case_bytes(t: &Traffic) -> u64 {
-        const DELAY_STATS: u64 = 3 * HIST_BYTES + (crate::stats::IPDV_RING as u64) * 32;
+        // Twice with an idle phase: it has delay statistics of its own.
+        const ONE: u64 = 3 * HIST_BYTES + (crate::stats::IPDV_RING as u64) * 32;
+        let delay_stats = if t.idle_probes > 0 { 2 * ONE } else { ONE };
         let held = if streams_rows(t) {
             // The queue, the chunk filling, and one chunk being encoded.
             (ROW_QUEUE_ROWS + 2 * ROW_CHUNK) as u64
@@ -502,7 +522,7 @@ impl Account {
         };
         let stream = (256u64 << 10).max(2 * t.size as u64) * 2;
         SeqTracker::max_heap_bytes(t.count)
-            .saturating_add(DELAY_STATS)
+            .saturating_add(delay_stats)
             .saturating_add(rows)
             .saturating_add(stream)
             .saturating_add(64 << 10)
@@ -540,6 +560,7 @@ impl Account {
             note,
             seq: self.seq.summary(sent_n),
             latency: self.delay.latency().clone(),
+            idle_latency: self.idle_delay.as_ref().map(|d| d.latency().clone()),
             transit: self.delay.transit().clone(),
             ipdv: self.delay.ipdv().clone(),
             jitter_ns: self.delay.jitter_us().map(|us| us * 1000.0),
@@ -624,6 +645,10 @@ pub struct EchoStats {
     session: u64,
     pub rtt: Histogram<u64>,
     pub rtt_kernel: Histogram<u64>,
+    /// --load: the idle phase's round trips (the first `idle_probes` messages); `rtt` and `rtt_kernel` are
+    /// then the loaded phase's.
+    pub idle_rtt: Option<Histogram<u64>>,
+    idle_probes: u64,
     pub seq: SeqTracker,
     pub invalid: u64,
     pub corrupt: u64,
@@ -647,6 +672,8 @@ impl EchoStats {
             session,
             rtt: new_ns_histogram(),
             rtt_kernel: new_ns_histogram(),
+            idle_rtt: None,
+            idle_probes: 0,
             seq: SeqTracker::new(limit),
             invalid: 0,
             corrupt: 0,
@@ -667,6 +694,12 @@ impl EchoStats {
     /// Each message's round trip (ns; 0 = no reply), when kept.
     pub fn per_message(&self) -> Option<&[u64]> {
         self.rtts.as_deref()
+    }
+
+    /// The first `n` messages are the idle phase (--load): their round trips are kept apart.
+    pub fn set_idle_probes(&mut self, n: u64) {
+        self.idle_probes = n;
+        self.idle_rtt = (n > 0).then(new_ns_histogram);
     }
 
     /// Replies must carry the receiver's MAC.
@@ -722,8 +755,12 @@ impl EchoStats {
                 // i128: a reply's times are the peer's numbers and must not overflow.
                 let ns = |x: i128| u64::try_from(x.max(1)).unwrap_or(u64::MAX);
                 let rtt = ns(i128::from(t_app) - i128::from(h.send_ns));
-                self.rtt.saturating_record(rtt);
-                if let Some(t4) = t_kernel {
+                let idle = crate::load::is_idle(self.idle_probes, h.seq);
+                match self.idle_rtt.as_mut().filter(|_| idle) {
+                    Some(h) => h.saturating_record(rtt),
+                    None => self.rtt.saturating_record(rtt),
+                }
+                if let Some(t4) = t_kernel.filter(|_| !idle) {
                     let held = i128::from(t3) - i128::from(t2);
                     self.rtt_kernel
                         .saturating_record(ns(i128::from(t4) - i128::from(h.send_ns) - held));
@@ -853,5 +890,51 @@ mod tests {
         wire::make_echo_reply(&mut m, 60_000, 61_000);
         e.on_reply(&m, 9_000, None);
         assert_eq!((e.rtt.len(), e.rtt_kernel.len()), (2, 1));
+    }
+
+    /// --load: the first `idle_probes` messages' delays go to the idle phase, the rest to the loaded one;
+    /// transit and jitter are then the loaded phase's alone.
+    #[test]
+    fn the_idle_phase_is_kept_apart_by_sequence_number() {
+        let mut a = Account::new(9, 4, 64, false);
+        a.set_idle_probes(2);
+        // Scheduled at 1_000 (see `msg`): latencies 1_000 and 1_100 idle, 1_500 and 1_900 loaded (exact: below
+        // 2048 ns the histograms are exact to the ns).
+        for (seq, t) in [(0, 2_000), (1, 2_100), (2, 2_500), (3, 2_900)] {
+            let m = msg(seq);
+            a.on_message(&m, &Header::parse(&m).unwrap(), t);
+        }
+        let r = a.measured(Some(4), true, None);
+        let idle = r.idle_latency.as_ref().unwrap();
+        assert_eq!((idle.len(), idle.min(), idle.max()), (2, 1_000, 1_100));
+        assert_eq!(
+            (r.latency.len(), r.latency.min(), r.latency.max()),
+            (2, 1_500, 1_900)
+        );
+        // Transit (from send time 2_000): the loaded phase's 500 and 900 only.
+        assert_eq!((r.transit.len(), r.transit.min()), (2, 500));
+        assert_eq!(r.seq.received, 4, "the counts are the whole session's");
+        // Without an idle phase there is no idle histogram.
+        assert!(Account::new(9, 4, 64, false)
+            .measured(Some(0), true, None)
+            .idle_latency
+            .is_none());
+    }
+
+    #[test]
+    fn idle_round_trips_are_kept_apart_and_have_no_kernel_figure() {
+        let mut e = EchoStats::new(5, 10, false);
+        e.set_idle_probes(1);
+        for (seq, t_app) in [(0u64, 1_500), (1, 1_800)] {
+            let mut m = wire::template(5, 64, false);
+            wire::stamp(&mut m, seq, 1_000, 1_000);
+            wire::make_echo_reply(&mut m, 1_100, 1_200);
+            assert_eq!(e.on_reply(&m, t_app, Some(t_app)), Some(seq));
+        }
+        let idle = e.idle_rtt.as_ref().unwrap();
+        assert_eq!((idle.len(), idle.max()), (1, 500));
+        assert_eq!((e.rtt.len(), e.rtt.max()), (1, 800));
+        // The kernel-stamped figure is the loaded phase's: (1_800 − 1_000) − (1_200 − 1_100).
+        assert_eq!((e.rtt_kernel.len(), e.rtt_kernel.max()), (1, 700));
     }
 }

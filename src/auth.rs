@@ -224,6 +224,15 @@ impl SessionKeys {
             &[b"data preamble", &session.to_be_bytes()],
         )
     }
+
+    /// The MAC of a --load connection's preamble for `session` (`down`: the receiver sends on it); apart from
+    /// the data preamble's, so neither stands in for the other.
+    pub fn load_preamble_mac(&self, session: u64, down: bool) -> [u8; MAC_LEN] {
+        mac_of(
+            self.data(Dir::SenderToReceiver),
+            &[b"load preamble", &session.to_be_bytes(), &[u8::from(down)]],
+        )
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub struct SendArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// Authentication, for both ends.
@@ -231,6 +233,10 @@ pub struct CapArgs {
     /// a slow sender gets at least four of its message gaps [default: 30s].
     #[arg(long, value_parser = g::duration, allow_hyphen_values = true)]
     pub idle_timeout: Option<Duration>,
+    /// Most bulk flows a sender's --load may run each way in one session, 0 to 64; each is a thread and a
+    /// socket here [default: 16].
+    #[arg(long, value_parser = g::whole_in::<u32>(0, crate::load::MAX_LOAD_FLOWS as u64), allow_hyphen_values = true)]
+    pub max_load_flows: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -251,6 +257,60 @@ pub struct CompareArgs {
     pub engine: Option<LabEngine>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// The rate limiter's queue discipline: fifo (tail drop, both engines) or fq_codel (RFC 8290: per-flow
+    /// queues and CoDel; netem engine only, with --link-rate) [default: fifo]
+    #[arg(long, value_name = "QDISC")]
+    pub aqm: Option<AqmArg>,
+}
+
+/// `--aqm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AqmArg {
+    Fifo,
+    #[value(name = "fq_codel")]
+    FqCodel,
+}
+
+/// Latency under load: bulk TCP flows beside the measured session.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Latency under load")]
+pub struct LoadArgs {
+    /// Bulk TCP flows (unpaced, large writes, read as fast as they come) sharing the path with each measured
+    /// session, 0 to 64. Each session first sends an idle phase of probes alone, then the rest with the
+    /// load; its row holds both (idle_latency_*, latency_*, load_*, rpm). 0: the two phases without load
+    #[arg(long, value_name = "N", value_parser = g::whole_in::<u32>(0, crate::load::MAX_LOAD_FLOWS as u64), allow_hyphen_values = true)]
+    pub load: Option<u32>,
+    /// Which way the load goes: up (sender to receiver, with the probes), down (receiver to sender), both
+    /// [default: up]
+    #[arg(long, value_name = "DIR")]
+    pub load_direction: Option<LoadDirArg>,
+    /// Probes in the idle phase, before the load starts [default: 1 s of them at --rate, at least 20; 1000
+    /// unpaced]. Without --count or --duration the loaded phase is four times as long
+    #[arg(long, value_name = "N", value_parser = g::count, allow_hyphen_values = true)]
+    pub idle_probes: Option<u64>,
+    /// The load flows' TCP congestion control, e.g. cubic, reno, bbr; where the kernel refuses it they run its
+    /// default, and load_cc says which ran [default: cubic]
+    #[arg(long, value_name = "NAME")]
+    pub load_cc: Option<String>,
+    /// Also interleave timestamped probes with the bulk bytes of one load connection (the receiver sends them
+    /// back): they wait behind that connection's own unsent bytes as well as the path's queue
+    /// (load_probe_rtt_*)
+    #[arg(long)]
+    pub probe_on_load: bool,
+    /// TCP_NOTSENT_LOWAT on the load connections, bytes (e.g. 16k): the kernel holds at most this much of a
+    /// connection's unsent data, so a probe on it waits behind less
+    #[arg(long, value_name = "BYTES", value_parser = g::size, allow_hyphen_values = true)]
+    pub notsent_lowat: Option<usize>,
+}
+
+/// `--load-direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadDirArg {
+    Up,
+    Down,
+    Both,
 }
 
 /// The link between compare's two lab hosts.

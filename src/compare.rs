@@ -35,6 +35,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
     writeln!(stdout, "{}", header(traffic, &path))?;
     stdout.flush()?;
     let mut sessions: Vec<SessionOutput> = vec![];
+    let traffic = path.with_load_linger(traffic);
     for proto in [Protocol::Tcp, Protocol::Udp] {
         if cancel::interrupted() {
             break;
@@ -86,26 +87,18 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
             .as_ref()
             .and_then(|g| truth_cell(g, key, fixed))
     };
-    let extra = ground_truth.as_ref().map(|g| table::Extra {
-        heading: match g {
-            GroundTruth::Emulator(_) => "link (UDP)".into(),
-            GroundTruth::Netem(_) => "netem (UDP)".into(),
-        },
-        cell: &extra_fn,
-    });
+    let extra = ground_truth
+        .as_ref()
+        .filter(|g| counts_udp_alone(g, cfg))
+        .map(|g| table::Extra {
+            heading: match g {
+                GroundTruth::Emulator(_) => "link (UDP)".into(),
+                GroundTruth::Netem(_) => "netem (UDP)".into(),
+            },
+            cell: &extra_fn,
+        });
     table::print(&mut stdout, &reports, extra.as_ref())?;
-    if let Some(n) = ground_truth.as_ref().and_then(link_note) {
-        writeln!(stdout, "{n}")?;
-    }
-    for s in &sessions {
-        if let Some(n) = &s.note {
-            writeln!(
-                stdout,
-                "{}: incomplete: {n}",
-                s.report.protocol.to_uppercase()
-            )?;
-        }
-    }
+    print_notes(&mut stdout, ground_truth.as_ref(), &sessions)?;
     writeln!(
         stdout,
         "CSV: {} (run {})",
@@ -122,6 +115,23 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Outcome> {
             Outcome::Done
         },
     )
+}
+
+/// Under the table: what the link column counts, and why a session is incomplete.
+fn print_notes(
+    out: &mut impl Write,
+    ground_truth: Option<&GroundTruth>,
+    sessions: &[SessionOutput],
+) -> std::io::Result<()> {
+    if let Some(n) = ground_truth.and_then(link_note) {
+        writeln!(out, "{n}")?;
+    }
+    for s in sessions {
+        if let Some(n) = &s.note {
+            writeln!(out, "{}: incomplete: {n}", s.report.protocol.to_uppercase())?;
+        }
+    }
+    Ok(())
 }
 
 /// The first line: what is sent, and along which path (with the impairment's seed, so it can be repeated).
@@ -153,6 +163,26 @@ fn header(traffic: &Traffic, path: &PathPlan) -> String {
             ""
         },
         path.describe()
+    ) + &load_header(traffic)
+}
+
+/// --load: what shares the path, and from when.
+fn load_header(t: &Traffic) -> String {
+    if t.idle_probes == 0 {
+        return String::new();
+    }
+    format!(
+        "; load: {} bulk TCP flow{} ({}) {} beside messages {}.., after an idle phase of {} alone",
+        t.load_flows,
+        if t.load_flows == 1 { "" } else { "s" },
+        t.load_cc,
+        match t.load_direction {
+            crate::load::LoadDirection::Up => "sender→receiver",
+            crate::load::LoadDirection::Down => "receiver→sender",
+            crate::load::LoadDirection::Both => "both ways",
+        },
+        t.idle_probes,
+        t.idle_probes
     )
 }
 
@@ -194,6 +224,8 @@ fn choose_engine(
     cfg: &CompareConfig,
     impairment: &Impairment,
 ) -> anyhow::Result<(Engine, Option<String>)> {
+    // --aqm fq_codel is built from the kernel's qdiscs: netem's engine, or nothing.
+    let netem_only = impairment.fq_codel;
     match cfg.engine {
         Some(Engine::Emulator) => Ok((Engine::Emulator, None)),
         Some(Engine::Netem) => match Lab::engine_available(Engine::Netem) {
@@ -202,6 +234,13 @@ fn choose_engine(
                 "--engine netem: {why}: run compare in a VM whose kernel has it (scripts/vm.sh setup, then \
                  scripts/vm.sh run -- target/release/sockbench compare --engine netem ...), or use --engine \
                  emulator"
+            ))),
+        },
+        None if netem_only => match Lab::engine_available(Engine::Netem) {
+            Ok(()) => Ok((Engine::Netem, None)),
+            Err(why) => Err(error::usage(format!(
+                "--aqm fq_codel needs the netem engine, and here there is none ({why}): run compare in a VM \
+                 whose kernel has it (scripts/vm.sh run -- target/release/sockbench compare ...)"
             ))),
         },
         None => Ok(if let Err(why) = Lab::engine_available(Engine::Netem) {
@@ -259,6 +298,7 @@ impl PathPlan {
         };
         let seed = cfg.seed.unwrap_or_else(crate::link::fresh_seed);
         let lab = Lab::up(LabConfig {
+            load: cfg.traffic.load_flows > 0,
             a_to_b: impairment.clone(),
             b_to_a: Impairment::default(),
             seed,
@@ -340,6 +380,26 @@ impl PathPlan {
                 )
             }
         }
+    }
+
+    /// --load through a rate limit: the receiver waits for stragglers at least as long as the limiter's full
+    /// queue takes to drain (plus the path's delay and a second), or probes still queued behind the load when
+    /// the sending ends would count as lost. None: the session's own linger will do.
+    fn with_load_linger(&self, t: &Traffic) -> Traffic {
+        let mut t = t.clone();
+        let PathPlan::Lab { impairment: i, .. } = self else {
+            return t;
+        };
+        if let Some(rate) = i
+            .rate_bps
+            .filter(|_| t.idle_probes > 0 && t.linger.is_none())
+        {
+            // Full-size packets: the queue's worst case.
+            let drain_s = i.queue_limit() as f64 * 1500.0 * 8.0 / rate.max(1) as f64;
+            let drain = Duration::try_from_secs_f64(drain_s.min(60.0)).unwrap_or_default();
+            t.linger = Some(drain + 2 * (i.delay + i.jitter) + Duration::from_secs(1));
+        }
+        t
     }
 
     /// Make the path ready for a session of `proto` (netem impairs one session's port at a time).
@@ -436,6 +496,14 @@ pub fn loopback_session(
     rstop.cancel();
     let _ = h.join();
     out
+}
+
+/// Whether the link's counts are the UDP session's own: netem keeps no per-protocol counts, so with --load
+/// (its TCP flows share the UDP session's netem) or fq_codel (which drops in its own qdisc) they are not, and
+/// the column is left out. The emulator counts per protocol and is always the UDP session's.
+fn counts_udp_alone(g: &GroundTruth, cfg: &CompareConfig) -> bool {
+    let fq_codel = matches!(&cfg.path, PathRequest::Impaired(i) if i.fq_codel);
+    matches!(g, GroundTruth::Emulator(_)) || (cfg.traffic.load_flows == 0 && !fq_codel)
 }
 
 /// Said under the table when the link column counts something other than messages: datagrams larger than

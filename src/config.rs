@@ -376,12 +376,13 @@ fn check_room_for_mac(t: &Traffic, secret: &Option<Secret>) -> Result<()> {
 
 impl SendConfig {
     pub fn from_args(protocol: Protocol, a: &SendArgs) -> Result<SendConfig> {
-        let traffic = traffic(
+        let mut traffic = traffic(
             &a.traffic,
             a.output.per_message,
             Some(protocol),
             Traffic::default().count,
         )?;
+        load(&a.load, &a.traffic, &mut traffic)?;
         let output = Output::from_args(&a.output)?;
         let secret = secret(&a.auth)?;
         check_room_for_mac(&traffic, &secret)?;
@@ -426,6 +427,7 @@ pub fn caps(a: &CapArgs) -> Result<Caps> {
         max_messages: a.max_messages.unwrap_or(d.max_messages),
         max_memory: a.max_memory.map_or(d.max_memory, |m| m as u64),
         idle_timeout: a.idle_timeout.unwrap_or(d.idle_timeout),
+        max_load_flows: a.max_load_flows.unwrap_or(d.max_load_flows),
     })
 }
 
@@ -476,7 +478,11 @@ impl RecvConfig {
             listen,
             once: true,
             out: None,
-            caps: Caps::default(),
+            // compare's own receiver takes as many flows as its sender may run.
+            caps: Caps {
+                max_load_flows: crate::load::MAX_LOAD_FLOWS,
+                ..Caps::default()
+            },
             trace: false,
             reuse_port: false,
             secret: None,
@@ -569,6 +575,7 @@ pub fn impairment(a: &ImpairArgs) -> Result<Impairment> {
         corrupt_fix_checksum: a.corrupt_fix_checksum,
         rate_bps: a.link_rate,
         queue_limit: a.queue.unwrap_or(0),
+        fq_codel: false,
     })
 }
 
@@ -691,6 +698,9 @@ impl CompareConfig {
             }
             _ => {}
         }
+        let mut traffic = traffic;
+        load(&a.load, &a.traffic, &mut traffic)?;
+        let path = aqm(a, path)?;
         let secret = secret(&a.auth)?;
         check_room_for_mac(&traffic, &secret)?;
         Ok(CompareConfig {
@@ -702,6 +712,97 @@ impl CompareConfig {
             secret,
         })
     }
+}
+
+/// compare's `--aqm`: fq_codel at the rate limiter needs a rate limiter (`--link-rate`) and the netem engine.
+fn aqm(a: &CompareArgs, path: PathRequest) -> Result<PathRequest> {
+    if a.aqm != Some(cli::AqmArg::FqCodel) {
+        return Ok(path);
+    }
+    match path {
+        PathRequest::Impaired(mut i) if i.rate_bps.is_some() => {
+            if a.engine == Some(cli::LabEngine::Emulator) {
+                return Err(usage(
+                    "--aqm fq_codel: the emulator's queue is a tail-drop FIFO with no AQM: use --engine netem \
+                     (a kernel with sch_netem, e.g. scripts/vm.sh run -- ...)",
+                ));
+            }
+            i.fq_codel = true;
+            Ok(PathRequest::Impaired(i))
+        }
+        _ => Err(usage(
+            "--aqm fq_codel manages the queue of a bottleneck: give one with --link-rate (e.g. --link-rate \
+             20mbit --queue 1000)",
+        )),
+    }
+}
+
+/// --load, --load-direction, --idle-probes: the two phases of each session and the load beside them. Without
+/// --count or --duration, the loaded phase gets [`crate::load::DEFAULT_LOADED_FACTOR`] times the idle one.
+pub fn load(a: &cli::LoadArgs, ta: &TrafficArgs, t: &mut Traffic) -> Result<()> {
+    let Some(flows) = a.load else {
+        let stray = [
+            (a.idle_probes.is_some(), "--idle-probes"),
+            (a.load_direction.is_some(), "--load-direction"),
+            (a.load_cc.is_some(), "--load-cc"),
+            (a.probe_on_load, "--probe-on-load"),
+            (a.notsent_lowat.is_some(), "--notsent-lowat"),
+        ];
+        if let Some((_, flag)) = stray.iter().find(|(given, _)| *given) {
+            return Err(usage(format!(
+                "{flag} shapes the load of --load N, which is not given: add --load 4, say, or drop {flag}"
+            )));
+        }
+        return Ok(());
+    };
+    t.load_direction = match a.load_direction {
+        None | Some(cli::LoadDirArg::Up) => crate::load::LoadDirection::Up,
+        Some(cli::LoadDirArg::Down) => crate::load::LoadDirection::Down,
+        Some(cli::LoadDirArg::Both) => crate::load::LoadDirection::Both,
+    };
+    let idle = a
+        .idle_probes
+        .unwrap_or_else(|| crate::load::default_idle_probes(t.rate));
+    if ta.count.is_none() && ta.duration.is_none() {
+        t.count = idle.saturating_mul(1 + crate::load::DEFAULT_LOADED_FACTOR);
+    }
+    if idle == 0 || idle >= t.count {
+        return Err(usage(format!(
+            "--load needs both phases: the idle phase's {idle} probes (--idle-probes) must be at least 1 and \
+             fewer than the session's {} messages (--count): raise --count or lower --idle-probes",
+            t.count
+        )));
+    }
+    if let Some(cc) = &a.load_cc {
+        // TCP_CONGESTION takes a name of at most 15 bytes (TCP_CA_NAME_MAX 16, with its NUL).
+        if cc.is_empty()
+            || cc.len() > 15
+            || !cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(usage(format!(
+                "--load-cc {cc:?} is not a congestion control's name: use e.g. cubic, reno or bbr (see \
+                 /proc/sys/net/ipv4/tcp_available_congestion_control)"
+            )));
+        }
+        t.load_cc = cc.clone();
+    }
+    if a.probe_on_load && (flows == 0 || t.load_direction == crate::load::LoadDirection::Down) {
+        return Err(usage(
+            "--probe-on-load interleaves probes on a load connection this end sends on: give --load 1 or more \
+             with --load-direction up or both",
+        ));
+    }
+    t.probe_on_load = a.probe_on_load;
+    if let Some(n) = a.notsent_lowat {
+        t.notsent_lowat = Some(u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+            usage(format!(
+                "--notsent-lowat {n}: give 1 byte to 4 GiB, e.g. --notsent-lowat 16k"
+            ))
+        })?);
+    }
+    t.idle_probes = idle;
+    t.load_flows = flows;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ pub struct LabConfig {
     /// The emulator's seed (netem draws its own random numbers).
     pub seed: u64,
     pub engine: Engine,
+    /// --load: netem takes TCP to the UDP session's port too (its bulk flows).
+    pub load: bool,
 }
 
 /// One of the two hosts.
@@ -116,6 +118,8 @@ struct NetemState {
     imps: [Impairment; 2],
     /// The session whose port netem impairs now.
     steered: Option<Protocol>,
+    /// --load: TCP to a UDP session's port goes through its netem too.
+    load: bool,
     /// The counters of finished sessions' netems, per direction: (TCP's, UDP's).
     done: [(Option<netem::QdiscStats>, Option<netem::QdiscStats>); 2],
 }
@@ -208,6 +212,7 @@ impl Lab {
                 lab.wire = Some(Wire::Netem(Box::new(NetemState {
                     imps: [cfg.a_to_b, cfg.b_to_a],
                     steered: None,
+                    load: cfg.load,
                     done: [(None, None), (None, None)],
                 })));
                 // compare's first session; [`Lab::steer`] moves netem to the next one.
@@ -286,7 +291,8 @@ impl Lab {
                     Protocol::Udp => st.done[i].1 = stats,
                 }
             }
-            netem::steer(ns, &st.imps[i], i == 1, proto, st.steered.is_some())?;
+            let how = (st.steered.is_some(), st.load);
+            netem::steer(ns, &st.imps[i], i == 1, proto, how)?;
         }
         st.steered = Some(proto);
         Ok(())

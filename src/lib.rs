@@ -16,6 +16,7 @@ pub mod experiments;
 pub mod grammar;
 pub mod lab;
 pub mod link;
+pub mod load;
 pub mod pacing;
 pub mod proto;
 pub mod report;

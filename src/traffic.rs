@@ -160,6 +160,24 @@ pub struct Traffic {
     /// TCP: one write call per message (sender-side only).
     #[serde(default)]
     pub write_per_message: bool,
+    /// --load: the first `idle_probes` messages are the idle phase, the rest cross the path while
+    /// `load_flows` bulk TCP flows share it (`crate::load`); 0 and 0 without --load.
+    #[serde(default)]
+    pub idle_probes: u64,
+    #[serde(default)]
+    pub load_flows: u32,
+    /// Which way the bulk flows go (sender-side only).
+    #[serde(default)]
+    pub load_direction: crate::load::LoadDirection,
+    /// The load flows' congestion control (sender-side only).
+    #[serde(default)]
+    pub load_cc: String,
+    /// --probe-on-load: probes interleaved on one load connection too; --notsent-lowat on the load
+    /// connections (sender-side only).
+    #[serde(default)]
+    pub probe_on_load: bool,
+    #[serde(default)]
+    pub notsent_lowat: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -192,6 +210,12 @@ impl Default for Traffic {
             // The default rate (1000 msg/s) is paced: `--gso auto` leaves it one datagram per buffer.
             gso: false,
             write_per_message: false,
+            idle_probes: 0,
+            load_flows: 0,
+            load_direction: crate::load::LoadDirection::Up,
+            load_cc: crate::load::DEFAULT_LOAD_CC.to_string(),
+            probe_on_load: false,
+            notsent_lowat: None,
         }
     }
 }
@@ -240,7 +264,12 @@ pub struct Caps {
     /// How long a running session's sender may stay silent (no data, no control message) before the session
     /// is cut as vanished; never less than four of its message gaps.
     pub idle_timeout: Duration,
+    /// Most --load flows one session may run each way: each is a thread and a socket's buffers here.
+    pub max_load_flows: u32,
 }
+
+/// A receiver's `--max-load-flows` unless given.
+pub const DEFAULT_MAX_LOAD_FLOWS: u32 = 16;
 
 impl Caps {
     /// Why a session asking for `t` over `protocol` is refused, if it is.
@@ -272,6 +301,13 @@ impl Caps {
                 t.rate, self.max_rate
             ));
         }
+        if t.load_flows > self.max_load_flows {
+            return Some(format!(
+                "{} load flows exceed this receiver's limit of {} (use fewer with --load, or start the receiver \
+                 with a larger --max-load-flows)",
+                t.load_flows, self.max_load_flows
+            ));
+        }
         if let Some(d) = t.expected_duration() {
             if d > self.max_duration {
                 return Some(format!(
@@ -296,6 +332,7 @@ impl Default for Caps {
             max_messages: DEFAULT_MAX_MESSAGES,
             max_memory: 1 << 30,
             idle_timeout: Duration::from_secs(30),
+            max_load_flows: DEFAULT_MAX_LOAD_FLOWS,
         }
     }
 }

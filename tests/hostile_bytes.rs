@@ -472,6 +472,10 @@ fn hello_spec() -> impl Strategy<Value = proto::TrafficSpec> {
                     linger_ns,
                     per_message,
                     gso: per_message ^ echo,
+                    // An idle phase splits the latencies in two; any number must be safe.
+                    idle_probes: if per_message { count / 2 } else { 0 },
+                    load_flows: 0,
+                    load_down_flows: 0,
                 }
             },
         )

@@ -684,3 +684,55 @@ fn wait_exit(child: &mut std::process::Child, secs: u64, what: &str) -> std::pro
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The load grid's figure (issue 14) from real `compare --load` rows: one panel per queue, made by the binary
+/// on loopback (no queue there: the labels alone place the rows).
+#[test]
+fn plot_py_draws_latency_under_load_from_compare_load_rows() {
+    if !require("plot.py test", matplotlib_missing()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for q in ["30", "1000"] {
+        for f in ["0", "1"] {
+            let label = format!("load={f},queue={q},rate=20mbit,sweep=load");
+            let out = Command::new(bin())
+                .args(["compare", "--loopback", "--load", f, "--idle-probes", "20"])
+                .args([
+                    "--count", "100", "--rate", "1000", "--label", &label, "--out",
+                ])
+                .arg(&data)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "compare --label {label}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let plots = dir.path().join("figures");
+    let out = Command::new(python())
+        .arg(repo().join("scripts/plot.py"))
+        .arg(&data)
+        .arg("--out")
+        .arg(&plots)
+        .env("MPLBACKEND", "Agg")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "plot.py failed: {stderr}");
+    assert_png(&plots.join("latency_under_load.png"));
+    assert_svg(&plots.join("latency_under_load.svg"));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for ext in ["png", "svg"] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.ends_with(&format!("latency_under_load.{ext}"))),
+            "{listed}"
+        );
+    }
+}

@@ -779,3 +779,62 @@ ip netns list > "$OUT/netns-after.txt"
     assert_eq!(num(&r.udp, "received"), 2000.0);
     assert_eq!(num(&r.tcp, "duplicates"), 0.0, "TCP hides duplicates");
 }
+
+/// Latency under load through real netem (issue 14): with the bottleneck's 1000-packet tail-drop queue the UDP
+/// messages beside 4 bulk flows wait many times their idle latency; with `--aqm fq_codel` on the same
+/// bottleneck (a tbf at 20 Mbit/s under netem, its queue an fq_codel) their flow has its own queue, served in
+/// turn, and they stay near idle under the same load. One VM, two compares.
+#[test]
+fn fq_codel_keeps_latency_low_under_the_same_load() {
+    if !vm_possible("fq_codel_keeps_latency_low_under_the_same_load") {
+        return;
+    }
+    let _lock = vm_lock();
+    let out = out_dir();
+    let script = STEP.to_string()
+        + r#"
+c() { local name=$1; shift; step $name timeout 120 "$SB" compare --engine netem --load 4 --link-rate 20mbit \
+    --queue 1000 --delay 5ms --rate 200 --idle-probes 200 --count 1000 "$@" --out "$OUT/$name" > "$OUT/$name.txt" 2>&1; }
+c fifo --aqm fifo
+c fq_codel --aqm fq_codel
+ip netns list > "$OUT/netns-after.txt"
+"#;
+    let o = vm_run(&["--timeout", "280"], out.path(), &script);
+    assert_eq!(o.status.code(), Some(0));
+    let out = out.path();
+    let rc = statuses(out);
+    let udp = |name: &str| {
+        let text = fs::read_to_string(out.join(format!("{name}.txt"))).unwrap_or_default();
+        assert_eq!(rc.get(name), Some(&0), "compare {name}: {rc:?}\n{text}");
+        let rows = read_csv(&out.join(name).join("summary.csv"));
+        rows.into_iter().find(|r| r["protocol"] == "udp").unwrap()
+    };
+    assert_eq!(
+        read(&out.join("netns-after.txt")),
+        "",
+        "compare left namespaces"
+    );
+    let (fifo, fq) = (udp("fifo"), udp("fq_codel"));
+    let p50 = |r: &Row| num(r, "latency_p50_us");
+    eprintln!(
+        "UDP p50 under 4 flows: fifo {} µs (idle {}), fq_codel {} µs (idle {}); goodput {} / {} Mbit/s",
+        p50(&fifo),
+        fifo["idle_latency_p50_us"],
+        p50(&fq),
+        fq["idle_latency_p50_us"],
+        fifo["load_goodput_mbps"],
+        fq["load_goodput_mbps"]
+    );
+    assert!(fq["impairment"].contains("--aqm fq_codel"), "{fq:?}");
+    assert!(
+        p50(&fifo) >= 5.0 * num(&fifo, "idle_latency_p50_us"),
+        "{fifo:?}"
+    );
+    assert!(
+        p50(&fq) <= p50(&fifo) / 5.0,
+        "fq_codel {fq:?}\nfifo {fifo:?}"
+    );
+    for r in [&fifo, &fq] {
+        assert!(num(r, "load_goodput_mbps") > 10.0, "{r:?}");
+    }
+}

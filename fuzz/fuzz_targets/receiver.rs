@@ -134,6 +134,10 @@ fn handle(
                 assert!(c.is_closed());
                 w.closed = true;
             }
+            Action::LoadConnection { .. } => {
+                assert!(c.is_closed());
+                w.closed = true;
+            }
             Action::Admit(a) => {
                 w.admits += 1;
                 assert_eq!(w.admits, 1, "a second Admit on one connection");
@@ -225,6 +229,9 @@ fn good_hello(
             linger_ns: None,
             per_message,
             gso: echo,
+            idle_probes: 0,
+            load_flows: 0,
+            load_down_flows: 0,
         },
         boot_id: String::new(),
         software: "fuzz".into(),

@@ -108,6 +108,9 @@ impl ArbTrafficSpec {
             linger_ns: self.linger_ns.map(Num::get),
             per_message: self.per_message,
             gso: self.gso,
+            idle_probes: if self.gso { self.count.get() / 2 } else { 0 },
+            load_flows: 0,
+            load_down_flows: 0,
         }
     }
 }
@@ -173,6 +176,12 @@ impl ArbResults {
                 next_expected: s[10],
             },
             latency: self.latency.clone(),
+            // The same hostile buckets again, as an idle phase's.
+            idle_latency: if self.complete {
+                self.latency.clone()
+            } else {
+                Vec::new()
+            },
             transit: self.transit.clone(),
             ipdv: self.ipdv.clone(),
             jitter_ns: self.jitter_ns,

@@ -3,6 +3,7 @@
 //! decides nothing the session could decide.
 
 pub mod ctl;
+pub mod load;
 pub mod receiver;
 pub mod sender;
 pub mod tcp;

@@ -19,6 +19,7 @@ use crate::cancel::Cancel;
 use crate::clock::{self, boot_id, now_ns};
 use crate::config::RecvConfig;
 use crate::driver::ctl::{CtlStream, Got};
+use crate::driver::load::{LoadConn, LoadSlots, SessionLoad};
 use crate::driver::tcp;
 use crate::driver::udp::{self, Cmd, UdpServer};
 use crate::report::export;
@@ -56,6 +57,8 @@ struct Shared {
     finished: AtomicU64,
     /// Sessions waiting for their TCP data connection.
     tcp_slots: Mutex<HashMap<u64, TcpSlot>>,
+    /// Sessions taking --load connections.
+    load: LoadSlots,
     udp_tx: Option<udp::Handle>,
     /// The data-path socket calls made at start-up (socket, bind, listen...), replayed into each traced
     /// session's timeline.
@@ -150,6 +153,7 @@ impl Receiver {
             active: AtomicUsize::new(0),
             finished: AtomicU64::new(0),
             tcp_slots: Mutex::default(),
+            load: LoadSlots::default(),
             startup,
             data_accepts: AtomicU64::new(0),
             data_refused: AtomicU64::new(0),
@@ -381,6 +385,8 @@ struct Conn<'a> {
     /// What the data path has seen (datagrams or bytes), and the value last looked at.
     activity: Arc<AtomicU64>,
     seen: u64,
+    /// --load: the session's bulk flows.
+    load: Option<SessionLoad>,
 }
 
 fn serve_conn(
@@ -405,6 +411,7 @@ fn serve_conn(
         reserved: 0,
         activity: Arc::new(AtomicU64::new(0)),
         seen: 0,
+        load: None,
     };
     let mut accepted = Some(accepted);
     let (mut ctl_open, mut told_cancel) = (true, false);
@@ -426,6 +433,15 @@ fn serve_conn(
                     pending.release();
                     let ev = accepted.take().unwrap_or_else(|| accept_event(peer));
                     return conn.hand_over(ctl.into_stream(), session, (ev, leftover, mac));
+                }
+                Action::LoadConnection { session, down, mac } => {
+                    pending.release();
+                    let c = LoadConn {
+                        stream: ctl.into_stream(),
+                        down,
+                        mac,
+                    };
+                    return hand_over_load(sh, peer, session, c);
                 }
                 Action::Admit(a) => {
                     pending.release();
@@ -479,6 +495,15 @@ fn serve_conn(
     }
 }
 
+/// A --load connection: to the session it names, if that session takes it from this address.
+fn hand_over_load(sh: &Shared, peer: SocketAddr, session: u64, c: LoadConn) {
+    if !sh.load.hand_over(session, peer.ip(), c) {
+        sh.log(format_args!(
+            "closed a load connection from {peer}: no session {session:016x} of that address takes it"
+        ));
+    }
+}
+
 fn accept_event(peer: SocketAddr) -> Event {
     Event::once(
         "receiver",
@@ -499,6 +524,9 @@ impl Conn<'_> {
             *told_cancel = true;
             c.on_cancel(clock::now());
             return true;
+        }
+        if let Some(why) = self.load.as_mut().and_then(|l| l.poll(c.keys())) {
+            self.sh.log(format_args!("{}: {why}", self.peer));
         }
         if let Some((account, note)) = self.poll_data() {
             c.on_data_finished(account, note);
@@ -615,6 +643,15 @@ impl Conn<'_> {
         let (echo, traced, gro) = admission.map_or((false, false, false), |a| {
             (a.traffic.echo, a.trace, a.traffic.gso)
         });
+        self.load = admission.and_then(|a| {
+            SessionLoad::open(
+                &sh.load,
+                a.session,
+                self.peer.ip(),
+                &a.traffic,
+                sh.cancel.child(),
+            )
+        });
         // The session's trace starts with the receiver's own start-up calls, so it reads as one timeline.
         account.trace = Tracer::new(traced || sh.cfg.trace, "receiver");
         account.trace.extend(sh.startup.iter().cloned());
@@ -709,6 +746,10 @@ impl Conn<'_> {
 
     fn stop_data(&mut self, sent: Option<u64>, linger: Duration) {
         let now = clock::mono();
+        // The sending is over, and the loaded phase with it.
+        if let Some(l) = &self.load {
+            l.stop();
+        }
         match &mut self.data {
             DataPath::Udp { session, .. } => {
                 let session = *session;
@@ -766,6 +807,9 @@ impl Conn<'_> {
     /// The session is over (or never started): give back its place, its slot and its data path.
     fn release(&mut self) {
         let sh = self.sh;
+        if let Some(l) = self.load.take() {
+            l.close(&sh.load);
+        }
         if let Some(id) = self.slot.take() {
             if let Ok(mut slots) = sh.tcp_slots.lock() {
                 slots.remove(&id);

@@ -19,7 +19,7 @@ use crate::cancel::Cancel;
 use crate::clock::{self, boot_id, now_ns, OffsetEstimate};
 use crate::config::SendConfig;
 use crate::driver::ctl::{CtlStream, Got};
-use crate::driver::{tcp, udp, SendJob};
+use crate::driver::{load, tcp, udp, SendJob};
 use crate::error::usage;
 use crate::pacing::{EchoWindow, SendPlan};
 use crate::proto;
@@ -146,6 +146,9 @@ struct Running {
     echo: Option<JoinHandle<EchoStats>>,
     echo_cancel: Cancel,
     progress: Option<(Cancel, JoinHandle<()>)>,
+    /// --load: the bulk flows while they run, then what they did.
+    load: Option<load::Generator>,
+    load_stats: Option<crate::load::LoadStats>,
 }
 
 /// Everything the driver holds while the session runs.
@@ -383,6 +386,7 @@ impl Driver<'_> {
             if let Some(k) = keys {
                 e.set_keys(k.clone());
             }
+            e.set_idle_probes(t.idle_probes);
             e
         };
         // With a window, the send loop reads the replies itself; without, a reader thread does.
@@ -415,6 +419,15 @@ impl Driver<'_> {
             fixed_size: t.mix.is_none(),
             write_per_message: t.write_per_message,
         };
+        // --load: the bulk flows wait for the send loop to leave the idle phase; Ctrl-C stops them with it.
+        let load = load::plan(
+            &t,
+            self.target,
+            self.session,
+            job.keys.clone(),
+            clock::mono(),
+        )
+        .map(|p| load::Generator::start(p, job.issued.clone(), send_cancel.child()));
         let send = spawn_send_loop(data, job, windowed)?;
         self.running = Some(Running {
             send: Some(send),
@@ -422,6 +435,8 @@ impl Driver<'_> {
             echo,
             echo_cancel,
             progress: progress_thread(progress, t.count),
+            load,
+            load_stats: None,
         });
         Ok(())
     }
@@ -433,6 +448,8 @@ impl Driver<'_> {
             return None;
         }
         let (st, timer, echo) = r.send.take()?.join().unwrap_or_default();
+        // The loaded phase ends with the sending: the flows stop with it.
+        r.load_stats = r.load.take().map(load::Generator::stop);
         if echo.is_some() {
             self.echo = echo;
         }
@@ -501,6 +518,10 @@ impl Driver<'_> {
     fn finish(mut self, run: &RunInfo, out: &OutDir, o: Outcome) -> anyhow::Result<SessionOutput> {
         let cfg = self.cfg;
         let _ = self.echo_done();
+        let load = self.running.as_mut().and_then(|r| {
+            let stopped = r.load.take().map(load::Generator::stop);
+            r.load_stats.take().or(stopped)
+        });
         let echo = self.echo.take();
         let fd = self.data.as_ref().map_or(-1, DataSock::fd);
         if let Some(st) = echo.as_ref().and_then(|e| e.timer.stats()) {
@@ -541,6 +562,8 @@ impl Driver<'_> {
             clock: o.clock,
             echo_replies: echo.as_ref().map(|e| e.seq.received()),
             echo_cpu_ns: echo.as_ref().and_then(|e| e.cpu_ns),
+            idle_rtt: echo.as_ref().and_then(|e| e.idle_rtt.clone()),
+            load,
             rtt_kernel: echo.as_ref().map(|e| e.rtt_kernel.clone()),
             rtt: echo.map(|e| e.rtt),
         };

@@ -18,6 +18,11 @@
 //! so its drops are that session's losses exactly. A duplicate netem makes is enqueued at the root again, and
 //! the filter sends it to the same netem.
 //!
+//! With `--load` a UDP session's bulk flows (TCP to its port) get a second filter to the same netem, so they
+//! share its bottleneck; with `--aqm fq_codel` netem only delays, and its child is a tbf at the link rate whose
+//! queue is an fq_codel (`20: netem` → `30: tbf` → `40: fq_codel`). netem's counters then count more than the
+//! UDP session's datagrams, and compare leaves its column out.
+//!
 //! The veth gets `gso_max_segs 1`: TCP then hands the qdisc one segment per packet, as on a wire (and as the
 //! emulator's TUN devices, which have no offloads, see it), so "5 % loss" means 5 % of packets for TCP too.
 //!
@@ -156,11 +161,41 @@ pub fn netem_args(imp: &Impairment) -> Vec<String> {
     if imp.corrupt > 0.0 {
         push(&["corrupt", &pct(imp.corrupt)]);
     }
-    if let Some(r) = imp.rate_bps {
-        push(&["rate", &format!("{r}bit"), &format!("-{ETH_HEADER}")]);
+    match imp.rate_bps {
+        // fq_codel: the rate limiter is a tbf under netem, its queue the fq_codel (`tc_batch`); netem's own
+        // queue only holds packets for their delay, and must never be the one that drops.
+        Some(_) if imp.fq_codel => push(&["limit", &NETEM_DELAY_LIMIT.to_string()]),
+        Some(r) => {
+            push(&["rate", &format!("{r}bit"), &format!("-{ETH_HEADER}")]);
+            push(&["limit", &imp.queue_limit().to_string()]);
+        }
+        None => push(&["limit", &imp.queue_limit().to_string()]),
     }
-    push(&["limit", &imp.queue_limit().to_string()]);
     a
+}
+
+/// netem's queue when fq_codel is the bottleneck's: room for what the delay holds at any rate a veth takes.
+const NETEM_DELAY_LIMIT: usize = 100_000;
+
+/// `--aqm fq_codel`: netem's child is a tbf at the link rate (a burst of 4 ms at that rate, two full packets at
+/// least: a slow VM's timers wake late, and a smaller bucket would cut the rate), and the tbf's
+/// child the fq_codel, with the queue limit in packets: the queue builds where the rate limit is, and
+/// fq_codel manages it (RFC 8290: a queue per flow, served in turn, each kept short by CoDel).
+fn aqm_lines(dev: &str, imp: &Impairment) -> Vec<String> {
+    let Some(rate) = imp.rate_bps.filter(|_| imp.fq_codel) else {
+        return vec![];
+    };
+    let burst = (rate / 8 / 250).max(3028);
+    vec![
+        format!(
+            "qdisc add dev {dev} parent {NETEM_HANDLE}1 handle 30: tbf rate {rate}bit burst {burst} limit {}",
+            1 << 24
+        ),
+        format!(
+            "qdisc add dev {dev} parent 30:1 handle 40: fq_codel limit {}",
+            imp.queue_limit()
+        ),
+    ]
 }
 
 /// The `tc -batch` lines that put `proto`'s session on `dev` through netem, for traffic leaving `dev`;
@@ -171,7 +206,7 @@ pub fn tc_batch(
     imp: &Impairment,
     field: &str,
     proto: Protocol,
-    replace: bool,
+    (replace, tcp_too): (bool, bool),
 ) -> String {
     let args = netem_args(imp).join(" ");
     let ipproto = match proto {
@@ -194,10 +229,18 @@ pub fn tc_batch(
     lines.push(format!(
         "qdisc add dev {dev} parent 1:2 handle {NETEM_HANDLE} netem {args}"
     ));
+    lines.extend(aqm_lines(dev, imp));
     lines.push(format!(
         "filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip protocol {ipproto} 0xff \
          match ip {field} {port} 0xffff flowid 1:2"
     ));
+    if tcp_too && ipproto != 6 {
+        // --load: the UDP session's bulk flows are TCP connections to its port; they share its netem.
+        lines.push(format!(
+            "filter add dev {dev} parent 1: protocol ip prio 2 u32 match ip protocol 6 0xff \
+             match ip {field} {port} 0xffff flowid 1:2"
+        ));
+    }
     lines.join("\n") + "\n"
 }
 
@@ -232,12 +275,13 @@ pub fn build(a: &str, b: &str, addr_a: &str, addr_b: &str) -> anyhow::Result<()>
 
 /// Impair `proto`'s session leaving namespace `ns` with a fresh netem (see the module doc); `from_receiver`:
 /// `ns` is the receiver's host (match the source port). `replace`: a tree is there already.
+/// `tcp_too`: TCP to the session's port too (the load flows of a UDP session, and its control connection).
 pub fn steer(
     ns: &str,
     imp: &Impairment,
     from_receiver: bool,
     proto: Protocol,
-    replace: bool,
+    (replace, tcp_too): (bool, bool),
 ) -> anyhow::Result<()> {
     if let Some(why) = refusal(imp) {
         bail!("netem cannot apply {}: {why}", imp.describe());
@@ -246,7 +290,7 @@ pub fn steer(
     run(
         "tc",
         &["-n", ns, "-batch", "-"],
-        Some(&tc_batch(DEV, imp, field, proto, replace)),
+        Some(&tc_batch(DEV, imp, field, proto, (replace, tcp_too))),
     )
     .with_context(|| format!("cannot put netem on {DEV} in {ns}"))
 }
@@ -562,7 +606,7 @@ mod tests {
             loss: 0.05,
             ..Default::default()
         };
-        let b = tc_batch("v", &imp, "dport", Protocol::Udp, false);
+        let b = tc_batch("v", &imp, "dport", Protocol::Udp, (false, false));
         let lines: Vec<&str> = b.lines().collect();
         assert_eq!(
             lines,
@@ -575,9 +619,48 @@ mod tests {
             ]
         );
         // The next session replaces the whole tree: a fresh netem, fresh counters.
-        let next = tc_batch("v", &imp, "sport", Protocol::Tcp, true);
+        let next = tc_batch("v", &imp, "sport", Protocol::Tcp, (true, false));
         assert!(next.starts_with("qdisc del dev v root\n"), "{next}");
         assert!(next.contains("match ip protocol 6 0xff match ip sport 5300 0xffff"));
+    }
+
+    /// --load and --aqm fq_codel: the UDP session's TCP load shares its netem, and the bottleneck's queue is an
+    /// fq_codel under a tbf under netem (which then only delays).
+    #[test]
+    fn load_and_fq_codel_trees() {
+        let imp = Impairment {
+            delay: std::time::Duration::from_millis(5),
+            rate_bps: Some(20_000_000),
+            queue_limit: 1000,
+            fq_codel: true,
+            ..Default::default()
+        };
+        let b = tc_batch("v", &imp, "dport", Protocol::Udp, (false, true));
+        let lines: Vec<&str> = b.lines().collect();
+        assert_eq!(
+            lines[2..],
+            [
+                "qdisc add dev v parent 1:2 handle 20: netem delay 5ms limit 100000",
+                "qdisc add dev v parent 20:1 handle 30: tbf rate 20000000bit burst 10000 limit 16777216",
+                "qdisc add dev v parent 30:1 handle 40: fq_codel limit 1000",
+                "filter add dev v parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip dport 5301 \
+                 0xffff flowid 1:2",
+                "filter add dev v parent 1: protocol ip prio 2 u32 match ip protocol 6 0xff match ip dport 5301 \
+                 0xffff flowid 1:2",
+            ]
+        );
+        // A TCP session's filter already takes its load; without fq_codel netem limits the rate itself.
+        let fifo = Impairment {
+            fq_codel: false,
+            ..imp
+        };
+        let b = tc_batch("v", &fifo, "dport", Protocol::Tcp, (false, true));
+        assert_eq!(b.matches("filter add").count(), 1);
+        assert!(
+            b.contains("netem delay 5ms rate 20000000bit -14 limit 1000"),
+            "{b}"
+        );
+        assert!(!b.contains("fq_codel"));
     }
 
     /// `tc -s -j qdisc show` of iproute2 6.1 on Debian 12's kernel, with the tree above.

@@ -79,6 +79,9 @@ pub struct Impairment {
     pub rate_bps: Option<u64>,
     /// Packets the rate limiter may hold before it tail-drops; 0 means [`DEFAULT_QUEUE_LIMIT`].
     pub queue_limit: usize,
+    /// `compare --aqm fq_codel`: the rate limiter's queue is an fq_codel (RFC 8290) of `queue_limit` packets
+    /// instead of a tail-drop FIFO. Only compare's netem engine builds it; the emulator refuses it.
+    pub fq_codel: bool,
 }
 
 /// The longest a packet picked by `reorder` waits for the `gap` packets that should overtake it.
@@ -160,6 +163,9 @@ impl Impairment {
         }
         if let Some(r) = self.rate_bps {
             parts.push(format!("rate {} queue {}", fmt_rate(r), self.queue_limit()));
+            if self.fq_codel {
+                parts.push("fq_codel".into());
+            }
         }
         if parts.is_empty() {
             "no impairment".to_string()
@@ -222,6 +228,9 @@ impl Impairment {
             f.push(format!("--link-rate {}", fmt_rate(r)));
             if self.queue_limit != 0 {
                 f.push(format!("--queue {}", self.queue_limit));
+            }
+            if self.fq_codel {
+                f.push("--aqm fq_codel".into());
             }
         }
         f.join(" ")

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{Ctl, CTL_MAGIC, DATA_MAGIC, MAX_FRAME, PREAMBLE_MAC};
+use super::{Ctl, CTL_MAGIC, DATA_MAGIC, LOAD_MAGIC, MAX_FRAME, PREAMBLE_DOWN, PREAMBLE_MAC};
 use crate::auth::{self, Dir, SessionKeys, MAC_LEN};
 
 /// What the first bytes of a TCP connection to a receiver said.
@@ -16,6 +16,13 @@ pub enum Preamble {
         version: u16,
         session: u64,
         /// The preamble's MAC, for an authenticated session.
+        mac: Option<[u8; MAC_LEN]>,
+    },
+    /// One bulk flow of a session with --load; `down`: the receiver sends on it.
+    Load {
+        version: u16,
+        session: u64,
+        down: bool,
         mac: Option<[u8; MAC_LEN]>,
     },
 }
@@ -68,7 +75,7 @@ pub struct PreambleDecoder {
 impl PreambleDecoder {
     /// How long the preamble begun in `buf` is: 8 (control), 16 (data) or 32 (data with a MAC).
     fn wanted(&self) -> usize {
-        if self.buf.len() < 8 || self.buf[..4] != DATA_MAGIC {
+        if self.buf.len() < 8 || (self.buf[..4] != DATA_MAGIC && self.buf[..4] != LOAD_MAGIC) {
             return 8;
         }
         let flags = u16::from_be_bytes([self.buf[6], self.buf[7]]);
@@ -100,7 +107,7 @@ impl PreambleDecoder {
         if head[..4] == CTL_MAGIC {
             return Ok(Some((Preamble::Control { version }, used)));
         }
-        if head[..4] != DATA_MAGIC {
+        if head[..4] != DATA_MAGIC && head[..4] != LOAD_MAGIC {
             return Err(FrameError::NotSockbench(head));
         }
         let mut id = [0u8; 8];
@@ -110,14 +117,23 @@ impl PreambleDecoder {
             a.copy_from_slice(m);
             a
         });
-        Ok(Some((
+        let session = u64::from_be_bytes(id);
+        let flags = u16::from_be_bytes([head[6], head[7]]);
+        let p = if head[..4] == LOAD_MAGIC {
+            Preamble::Load {
+                version,
+                session,
+                down: flags & PREAMBLE_DOWN != 0,
+                mac,
+            }
+        } else {
             Preamble::Data {
                 version,
-                session: u64::from_be_bytes(id),
+                session,
                 mac,
-            },
-            used,
-        )))
+            }
+        };
+        Ok(Some((p, used)))
     }
 }
 
@@ -312,6 +328,44 @@ mod tests {
         d.push(&[0, 0, 0, 3, b'x', b'y', b'z']).unwrap();
         let e = d.next_message().unwrap_err();
         assert!(e.to_string().contains("another sockbench version"), "{e}");
+    }
+
+    /// A load connection's preamble: its own magic, the direction in the flags, a MAC like a data preamble's.
+    #[test]
+    fn load_preambles_golden_bytes() {
+        let up = super::super::load_preamble(0x0102, false, None);
+        assert_eq!(
+            up,
+            [b"SKBL".as_slice(), &[0, 2, 0, 0], &[0, 0, 0, 0, 0, 0, 1, 2]].concat()
+        );
+        let down = super::super::load_preamble(9, true, Some([7; 16]));
+        assert_eq!(down.len(), 32);
+        assert_eq!(&down[4..8], &[0, 2, 0, 3]);
+        let mut d = PreambleDecoder::default();
+        assert_eq!(
+            d.push(&down).unwrap(),
+            Some((
+                Preamble::Load {
+                    version: VERSION,
+                    session: 9,
+                    down: true,
+                    mac: Some([7; 16])
+                },
+                32
+            ))
+        );
+        let mut d = PreambleDecoder::default();
+        assert!(matches!(
+            d.push(&up).unwrap(),
+            Some((
+                Preamble::Load {
+                    down: false,
+                    mac: None,
+                    ..
+                },
+                16
+            ))
+        ));
     }
 
     #[test]

@@ -47,6 +47,21 @@ pub struct TrafficSpec {
     /// coalesced (GRO) and split them back.
     #[serde(default)]
     pub gso: bool,
+    /// --load (issue 14): the first `idle_probes` messages are the idle phase, the rest the loaded phase; the
+    /// sender runs `load_flows` bulk TCP flows beside them. Absent (0) without --load, so a session without load
+    /// reads as before on the wire.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub idle_probes: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub load_flows: u64,
+    /// --load-direction down or both: flows on which the receiver sends (`load_flows` are those on which the
+    /// sender does).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub load_down_flows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,6 +166,10 @@ pub struct Results {
     pub note: Option<String>,
     pub seq: SeqCounts,
     pub latency: Buckets,
+    /// With an idle phase (--load): the idle phase's latencies; `latency` then holds the loaded phase's.
+    /// Absent without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle_latency: Buckets,
     pub transit: Buckets,
     pub ipdv: Buckets,
     pub jitter_ns: Option<f64>,
@@ -300,6 +319,9 @@ mod tests {
                 linger_ns: None,
                 per_message: false,
                 gso: false,
+                idle_probes: 0,
+                load_flows: 0,
+                load_down_flows: 0,
             },
             boot_id: "b".into(),
             software: "sockbench 0".into(),

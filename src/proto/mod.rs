@@ -10,7 +10,11 @@
 //! ```text
 //! control: "SKBC" | version u16 | 0 u16
 //! data:    "SKBD" | version u16 | flags u16 | session id u64 [| MAC 16 bytes if flags bit 0]   (TCP data only)
+//! load:    "SKBL" | version u16 | flags u16 | session id u64 [| MAC 16 bytes if flags bit 0]   (--load flows)
 //! ```
+//! A load connection is one bulk flow of a session with `--load` (flags bit 1: the receiver sends on it, the
+//! load goes receiver → sender); a receiver that takes it answers one byte, [`LOAD_TAKEN`]. Its own magic, so
+//! a receiver that does not know load connections refuses them instead of taking one for the data.
 //! Control messages follow as frames: a u32 big-endian length, then that many bytes of JSON (`Ctl`); after
 //! the key proofs of an authenticated session (`--key-file`), each frame also ends with a 16-byte MAC over its
 //! number and body (`auth`). The control channel carries a handful of messages per session, so readability
@@ -29,6 +33,11 @@ pub use messages::*;
 pub const VERSION: u16 = 2;
 pub const CTL_MAGIC: [u8; 4] = *b"SKBC";
 pub const DATA_MAGIC: [u8; 4] = *b"SKBD";
+pub const LOAD_MAGIC: [u8; 4] = *b"SKBL";
+/// Flag of a load preamble: the receiver sends the bulk bytes on this connection.
+pub const PREAMBLE_DOWN: u16 = 2;
+/// The byte a receiver answers a load connection it took.
+pub const LOAD_TAKEN: u8 = 1;
 /// No control message is larger; a peer announcing more is not trusted.
 pub const MAX_FRAME: usize = 64 << 20;
 /// The largest frame a receiver accepts from a sender (hello, clock exchanges, start, done, abort: all small).
@@ -58,6 +67,18 @@ pub fn data_preamble(session: u64, mac: Option<[u8; 16]>) -> Vec<u8> {
     p.extend_from_slice(&session.to_be_bytes());
     if let Some(m) = mac {
         p.extend_from_slice(&m);
+    }
+    p
+}
+
+/// The bytes that open a load connection of `session` (`down`: the receiver sends on it): 16, or 32 with
+/// the MAC of an authenticated session.
+pub fn load_preamble(session: u64, down: bool, mac: Option<[u8; 16]>) -> Vec<u8> {
+    let mut p = data_preamble(session, mac);
+    p[..4].copy_from_slice(&LOAD_MAGIC);
+    if down {
+        let flags = u16::from_be_bytes([p[6], p[7]]) | PREAMBLE_DOWN;
+        p[6..8].copy_from_slice(&flags.to_be_bytes());
     }
     p
 }

@@ -45,6 +45,10 @@ pub struct SenderSide {
     pub echo_cpu_ns: Option<u64>,
     /// Echo: the messages whose reply came back (unique).
     pub echo_replies: Option<u64>,
+    /// --load: the idle phase's round trips (echo), ns; `rtt` is then the loaded phase's.
+    pub idle_rtt: Option<Histogram<u64>>,
+    /// --load: what the bulk flows did.
+    pub load: Option<crate::load::LoadStats>,
 }
 
 /// One row of `summary.csv`. Field order is column order; `None` is an empty cell (does not apply).
@@ -145,6 +149,23 @@ pub struct SessionReport {
     pub gso: Option<u32>,
     /// Messages per send call (sendmmsg batch, GSO buffer, or TCP write).
     pub msgs_per_write: Option<f64>,
+    /// --load (issue 14): bulk TCP flows that shared the path during the loaded phase, what they delivered
+    /// (Mbit/s over their active time) and retransmitted; the idle phase's latency (the first
+    /// `idle_probes` messages; `latency_*`, transit, jitter and IPDV are then the loaded phase's); and the
+    /// loaded phase's responsiveness in round trips per minute (`crate::load::rpm`). Empty without --load.
+    pub load_flows: Option<u32>,
+    pub load_goodput_mbps: Option<f64>,
+    pub load_retransmits: Option<u64>,
+    pub idle_latency_p50_us: Option<f64>,
+    pub idle_latency_p99_us: Option<f64>,
+    pub rpm: Option<f64>,
+    /// --load: the congestion control the bulk flows ran.
+    pub load_cc: Option<String>,
+    /// --probe-on-load: round trips of probes interleaved with the bulk bytes of one load connection, from
+    /// their scheduled time to their return, µs; --notsent-lowat: the TCP_NOTSENT_LOWAT the flows had, bytes.
+    pub load_probe_rtt_p50_us: Option<f64>,
+    pub load_probe_rtt_p99_us: Option<f64>,
+    pub load_notsent_lowat: Option<u32>,
 }
 
 /// Round to the nanosecond when shown in µs (and to the µs in seconds): finer digits would be noise from
@@ -198,7 +219,41 @@ impl SessionReport {
             r.delivery(sender, m, meta.protocol == Protocol::Udp);
             r.delays(sender, m);
         }
+        r.under_load(sender, m);
         r
+    }
+
+    /// --load: the bulk flows, the idle phase's latency beside the loaded one, and the loaded phase's RPM.
+    fn under_load(&mut self, sender: Option<&SenderSide>, m: Option<&Measured>) {
+        if let Some(l) = sender.and_then(|x| x.load.as_ref()) {
+            self.load_flows = Some(l.flows);
+            self.load_cc = l.cc.clone();
+            if let Some(h) = l.probe_rtt.as_ref().filter(|h| !h.is_empty()) {
+                self.load_probe_rtt_p50_us = Some(r3(h.value_at_quantile(0.5) as f64 / 1000.0));
+                self.load_probe_rtt_p99_us = Some(r3(h.value_at_quantile(0.99) as f64 / 1000.0));
+            }
+            self.load_goodput_mbps = l.goodput_mbps().map(r3);
+            self.load_retransmits = Some(l.retransmits);
+        }
+        let echo = sender.and_then(|x| x.rtt.as_ref()).is_some();
+        let idle = match echo {
+            true => sender.and_then(|x| x.idle_rtt.as_ref()),
+            false => m.and_then(|m| m.idle_latency.as_ref()),
+        };
+        let Some(idle) = idle else {
+            return;
+        };
+        let q = |h: &Histogram<u64>, p: f64| r3(h.value_at_quantile(p) as f64 / 1000.0);
+        if !idle.is_empty() {
+            self.idle_latency_p50_us = Some(q(idle, 0.5));
+            self.idle_latency_p99_us = Some(q(idle, 0.99));
+        }
+        // One way: the unloaded return path is taken to cost the idle phase's median.
+        let return_ns = if echo { 0 } else { idle.value_at_quantile(0.5) };
+        let loaded = m.map(|m| latency_histogram(sender, m));
+        self.rpm = loaded
+            .and_then(|h| crate::load::rpm(h, return_ns))
+            .map(|x| x.round());
     }
 
     /// The columns every row has: who, what, when; every figure empty.
@@ -213,6 +268,9 @@ impl SessionReport {
             peer: meta.peer.clone(),
             msg_size: meta.traffic.size,
             rate_target: meta.traffic.rate,
+            // --load: the flows announced; the sender's row says how many ran (`under_load`).
+            load_flows: (meta.traffic.idle_probes > 0).then_some(meta.traffic.load_flows),
+            load_notsent_lowat: meta.traffic.notsent_lowat,
             complete,
             ..SessionReport::default()
         }
@@ -468,7 +526,7 @@ mod tests {
         let cols = columns();
         assert_eq!(cols.first().map(String::as_str), Some("schema_version"));
         // The issue's 50 columns in order, `complete` the 50th; later columns are appended after it.
-        assert_eq!(cols.len(), 70);
+        assert_eq!(cols.len(), 80);
         assert_eq!(cols.iter().position(|c| c == "complete"), Some(49));
         assert_eq!(
             cols.iter().position(|c| c == "reads_partial_message"),
@@ -481,6 +539,22 @@ mod tests {
         assert_eq!(cols[61], "udp_rcvbuf_exact");
         assert_eq!(cols[62], "rtt_kernel_p50_us");
         assert_eq!(cols[65], "pacing_lag_p99_us");
-        assert_eq!(cols.last().map(String::as_str), Some("msgs_per_write"));
+        assert_eq!(cols[69], "msgs_per_write");
+        // Issue 14, latency under load: appended as one block.
+        assert_eq!(
+            cols[70..],
+            [
+                "load_flows",
+                "load_goodput_mbps",
+                "load_retransmits",
+                "idle_latency_p50_us",
+                "idle_latency_p99_us",
+                "rpm",
+                "load_cc",
+                "load_probe_rtt_p50_us",
+                "load_probe_rtt_p99_us",
+                "load_notsent_lowat"
+            ]
+        );
     }
 }

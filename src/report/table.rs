@@ -185,6 +185,70 @@ const ROWS: &[(&str, &str, &str, Cell)] = &[
         "kernel-stamped RTT p99",
         |r| t(r.rtt_kernel_p99_us),
     ),
+    (
+        "under load",
+        "idle_latency_p50_us",
+        "idle p50 (probes alone)",
+        |r| t(r.idle_latency_p50_us),
+    ),
+    (
+        "under load",
+        "latency_p50_us",
+        "loaded p50 (beside the load)",
+        |r| t(r.latency_p50_us.filter(|_| r.load_flows.is_some())),
+    ),
+    (
+        "under load",
+        "latency_p50_ratio",
+        "  loaded ÷ idle",
+        |r| match (r.latency_p50_us, r.idle_latency_p50_us) {
+            (Some(l), Some(i)) if i > 0.0 => Some(V::Text(format!("{:.1}×", l / i))),
+            _ => None,
+        },
+    ),
+    ("under load", "idle_latency_p99_us", "idle p99", |r| {
+        t(r.idle_latency_p99_us)
+    }),
+    ("under load", "latency_p99_us", "loaded p99", |r| {
+        t(r.latency_p99_us.filter(|_| r.load_flows.is_some()))
+    }),
+    ("under load", "rpm", "responsiveness (RPM, loaded)", |r| {
+        r.rpm.map(|v| V::Text(format!("{v:.0}")))
+    }),
+    (
+        "under load",
+        "load_probe_rtt_p50_us",
+        "on a load connection: round trip p50",
+        |r| t(r.load_probe_rtt_p50_us),
+    ),
+    (
+        "under load",
+        "load_probe_rtt_p99_us",
+        "  round trip p99",
+        |r| t(r.load_probe_rtt_p99_us),
+    ),
+    (
+        "under load",
+        "load_notsent_lowat",
+        "  TCP_NOTSENT_LOWAT",
+        |r| r.load_notsent_lowat.map(|n| V::Text(format!("{n} B"))),
+    ),
+    ("under load", "load_flows", "bulk TCP flows (load)", |r| {
+        r.load_flows.map(|n| match &r.load_cc {
+            Some(cc) => V::Text(format!("{n} ({cc})")),
+            None => V::Count(u64::from(n)),
+        })
+    }),
+    ("under load", "load_goodput_mbps", "  their goodput", |r| {
+        r.load_goodput_mbps
+            .map(|v| V::Text(format!("{v:.2} Mbit/s")))
+    }),
+    (
+        "under load",
+        "load_retransmits",
+        "  their retransmits",
+        |r| on(r.load_retransmits),
+    ),
     ("variation", "jitter_us", "jitter (RFC 3550)", |r| {
         t(r.jitter_us)
     }),
@@ -301,10 +365,18 @@ pub struct Extra<'a> {
 
 /// With `--echo` the latency rows are the sender's round trips, not one-way delays: the heading says so.
 fn section_heading(section: &str, sessions: &[&SessionReport]) -> String {
-    if section == "latency" && sessions.iter().any(|r| r.mode == "echo") {
-        "latency: round trips (--echo); the transit rows are one-way".into()
-    } else {
-        section.to_string()
+    let echo = sessions.iter().any(|r| r.mode == "echo");
+    let load = sessions.iter().any(|r| r.load_flows.is_some());
+    match section {
+        "latency" if echo && load => {
+            "latency: round trips (--echo) of the loaded phase; the transit rows are one-way".into()
+        }
+        "latency" if echo => "latency: round trips (--echo); the transit rows are one-way".into(),
+        "latency" | "variation" if load => format!("{section}: the loaded phase"),
+        "under load" => {
+            "under load: the idle phase (probes alone), then the loaded phase (probes beside the flows)".into()
+        }
+        _ => section.to_string(),
     }
 }
 

@@ -86,6 +86,13 @@ pub enum Action {
         leftover: Vec<u8>,
         mac: Option<[u8; MAC_LEN]>,
     },
+    /// This connection is a bulk flow of `session`'s --load (`down`: the receiver sends on it): hand it to that
+    /// session, which checks `mac` if it is authenticated; this state machine is done.
+    LoadConnection {
+        session: u64,
+        down: bool,
+        mac: Option<[u8; MAC_LEN]>,
+    },
     /// A valid hello: reserve a session slot (and, for TCP, a place for its data connection), then call
     /// `on_admitted`. Nothing else happens until then.
     Admit(Box<Admission>),
@@ -272,6 +279,27 @@ impl ReceiverConn {
                         leftover: bytes[used..].to_vec(),
                         mac,
                     });
+                    return;
+                }
+                Ok(Some((
+                    Preamble::Load {
+                        version,
+                        session,
+                        down,
+                        mac,
+                    },
+                    _,
+                ))) => {
+                    if version != proto::VERSION {
+                        self.log(format!(
+                            "closed a load connection of control protocol version {version}"
+                        ));
+                        self.close();
+                        return;
+                    }
+                    self.state = State::Closed;
+                    self.actions
+                        .push_back(Action::LoadConnection { session, down, mac });
                     return;
                 }
                 Err(e) => {
@@ -508,6 +536,7 @@ impl ReceiverConn {
         let t = &a.traffic;
         let mut account = Box::new(Account::new(a.session, t.count, t.size, t.per_message));
         account.set_mixed_sizes(t);
+        account.set_idle_probes(t.idle_probes);
         let cell = Arc::new(ClockCell::new(translate::clock_model(&s.clock)));
         account.share_clock(cell.clone());
         self.clock = Some(cell);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::accounting::{Measured, Row, Status};
 use crate::clock::{ClockModel, OffsetEstimate};
+use crate::load::LoadDirection;
 use crate::proto;
 use crate::stats::{hist_from_buckets, hist_to_buckets, SeqSummary};
 use crate::trace::Event;
@@ -67,6 +68,17 @@ pub fn traffic_spec(t: &Traffic) -> proto::TrafficSpec {
         linger_ns: t.linger.map(ns),
         per_message: t.per_message,
         gso: t.gso,
+        idle_probes: t.idle_probes,
+        load_flows: if t.load_direction != LoadDirection::Down {
+            u64::from(t.load_flows)
+        } else {
+            0
+        },
+        load_down_flows: if t.load_direction != LoadDirection::Up {
+            u64::from(t.load_flows)
+        } else {
+            0
+        },
     }
 }
 
@@ -142,6 +154,7 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
             humantime::format_duration(MAX_LINGER)
         ));
     }
+    let (load_flows, load_direction) = load(s)?;
     Ok(Traffic {
         count: s.count,
         duration: s.duration_ns.map(Duration::from_nanos),
@@ -156,9 +169,37 @@ pub fn traffic(s: &proto::TrafficSpec, protocol: Protocol, mac: bool) -> Result<
         linger,
         per_message: s.per_message,
         gso: s.gso,
+        // Any number: it only splits the sequence numbers in two.
+        idle_probes: s.idle_probes,
+        load_flows,
+        load_direction,
         // How the sender paces and waits is its own business.
         ..Traffic::default()
     })
+}
+
+/// A hello's --load: flows each way (at most `MAX_LOAD_FLOWS`, as many each way when both), as the sender's
+/// count and direction.
+fn load(s: &proto::TrafficSpec) -> Result<(u32, LoadDirection), String> {
+    let (up, down) = (s.load_flows, s.load_down_flows);
+    if up.max(down) > u64::from(crate::load::MAX_LOAD_FLOWS) {
+        return Err(format!(
+            "{} load flows, more than {} each way",
+            up.max(down),
+            crate::load::MAX_LOAD_FLOWS
+        ));
+    }
+    let dir = match (up, down) {
+        (0, 0) | (_, 0) => LoadDirection::Up,
+        (0, _) => LoadDirection::Down,
+        _ if up == down => LoadDirection::Both,
+        _ => {
+            return Err(format!(
+                "{up} load flows one way and {down} the other: both ways means as many each way"
+            ))
+        }
+    };
+    Ok((up.max(down) as u32, dir))
 }
 
 /// The estimate and the line the receiver corrects arrivals with.
@@ -286,6 +327,11 @@ pub fn results(m: &Measured) -> proto::Results {
         note: m.note.clone(),
         seq: seq_counts(&m.seq),
         latency: hist_to_buckets(&m.latency),
+        idle_latency: m
+            .idle_latency
+            .as_ref()
+            .map(hist_to_buckets)
+            .unwrap_or_default(),
         transit: hist_to_buckets(&m.transit),
         ipdv: hist_to_buckets(&m.ipdv),
         jitter_ns: m.jitter_ns,
@@ -326,6 +372,10 @@ pub fn measured(r: &proto::Results) -> Result<Measured, String> {
         note: r.note.as_ref().map(|n| n.chars().take(500).collect()),
         seq: seq_summary(&r.seq),
         latency: hist_from_buckets(&r.latency)?,
+        idle_latency: match r.idle_latency.is_empty() {
+            true => None,
+            false => Some(hist_from_buckets(&r.idle_latency)?),
+        },
         transit: hist_from_buckets(&r.transit)?,
         ipdv: hist_from_buckets(&r.ipdv)?,
         jitter_ns: r.jitter_ns,
@@ -401,13 +451,13 @@ pub fn check_results(m: &Measured, sent: u64, size: usize) -> Result<(), String>
             s.loss_bursts, s.loss_burst_max, s.lost
         ));
     }
-    for (name, h) in [("latencies", &m.latency), ("transit times", &m.transit)] {
-        if h.len() > s.received {
-            return bad(format!(
-                "it holds {} {name} for {} received",
-                h.len(),
-                s.received
-            ));
+    let idle = m.idle_latency.as_ref().map_or(0, |h| h.len());
+    for (name, n) in [
+        ("latencies", m.latency.len().saturating_add(idle)),
+        ("transit times", m.transit.len()),
+    ] {
+        if n > s.received {
+            return bad(format!("it holds {n} {name} for {} received", s.received));
         }
     }
     if m.bytes > s.received.saturating_mul(size as u64) {
@@ -562,5 +612,65 @@ mod tests {
         let mut hostile = results(&measured_here);
         hostile.jitter_ns = Some(f64::NAN);
         assert!(measured(&hostile).is_err());
+    }
+
+    /// --load: the idle phase's latencies travel apart, and together with the loaded ones they cannot exceed
+    /// what arrived; without an idle phase the field is absent.
+    #[test]
+    fn idle_latencies_round_trip_and_are_bounded_by_what_arrived() {
+        let mut a = crate::accounting::Account::new(9, 4, 64, false);
+        a.set_idle_probes(1);
+        for seq in [0, 1] {
+            let mut m = wire::template(9, 64, false);
+            wire::stamp(&mut m, seq, 1_000, 2_000);
+            a.on_message(&m, &wire::Header::parse(&m).unwrap(), 10_000);
+        }
+        let here = a.measured(Some(2), true, None);
+        let r = results(&here);
+        assert_eq!(r.idle_latency.len(), 1);
+        let back = measured(&r).unwrap();
+        assert_eq!(back.idle_latency, here.idle_latency);
+        assert_eq!(check_results(&back, 2, 64), Ok(()));
+        let mut hostile = r.clone();
+        hostile.idle_latency = vec![(9_000, 2)];
+        let m = measured(&hostile).unwrap();
+        assert!(check_results(&m, 2, 64)
+            .unwrap_err()
+            .contains("3 latencies"));
+        let plain = crate::accounting::Account::new(9, 4, 64, false).measured(Some(0), true, None);
+        assert!(results(&plain).idle_latency.is_empty());
+        assert!(measured(&results(&plain)).unwrap().idle_latency.is_none());
+    }
+
+    #[test]
+    fn too_many_load_flows_are_refused() {
+        let mut s = spec();
+        s.load_flows = u64::from(crate::load::MAX_LOAD_FLOWS);
+        assert!(traffic(&s, Protocol::Tcp, false).is_ok());
+        s.load_flows += 1;
+        assert!(traffic(&s, Protocol::Tcp, false)
+            .unwrap_err()
+            .contains("load flows"));
+        // The direction follows from the two counts.
+        for (up, down, dir) in [
+            (3, 0, LoadDirection::Up),
+            (0, 3, LoadDirection::Down),
+            (3, 3, LoadDirection::Both),
+        ] {
+            (s.load_flows, s.load_down_flows) = (up, down);
+            let t = traffic(&s, Protocol::Udp, false).unwrap();
+            assert_eq!((t.load_flows, t.load_direction), (3, dir));
+            assert_eq!(
+                (
+                    traffic_spec(&t).load_flows,
+                    traffic_spec(&t).load_down_flows
+                ),
+                (up, down)
+            );
+        }
+        (s.load_flows, s.load_down_flows) = (3, 2);
+        assert!(traffic(&s, Protocol::Udp, false)
+            .unwrap_err()
+            .contains("as many each way"));
     }
 }

@@ -13,6 +13,10 @@ pub struct TcpInfo {
     /// connect it counts SYN retransmissions; a freshly accepted socket starts with its request's SYN-ACK
     /// retransmissions (tcp_create_openreq_child: `newtp->total_retrans = req->num_retrans`).
     pub total_retrans: u32,
+    /// `tcpi_bytes_acked` (Linux 4.1+): bytes the peer acknowledged, i.e. delivered; None on an older kernel.
+    pub bytes_acked: Option<u64>,
+    /// `tcpi_bytes_received` (Linux 4.1+): bytes received in order, i.e. delivered to this end.
+    pub bytes_received: Option<u64>,
 }
 
 /// TCP_INFO of a TCP socket; `None` for other sockets, or a kernel whose struct stops before the fields.
@@ -37,9 +41,13 @@ pub fn tcp_info(s: impl AsFd) -> Option<TcpInfo> {
     };
     // An old kernel may return a shorter struct that stops before the field.
     let needed = offset_of!(libc::tcp_info, tcpi_total_retrans) + size_of::<u32>();
+    let acked_end = offset_of!(libc::tcp_info, tcpi_bytes_acked) + size_of::<u64>();
     (rc == 0 && len as usize >= needed).then_some(TcpInfo {
         state: info.tcpi_state,
         total_retrans: info.tcpi_total_retrans,
+        bytes_acked: (len as usize >= acked_end).then_some(info.tcpi_bytes_acked),
+        bytes_received: (len as usize >= acked_end + size_of::<u64>())
+            .then_some(info.tcpi_bytes_received),
     })
 }
 

@@ -513,6 +513,9 @@ pub fn traffic(count: u64, size: usize, echo: bool) -> proto::TrafficSpec {
         linger_ns: Some(300_000_000),
         per_message: false,
         gso: false,
+        idle_probes: 0,
+        load_flows: 0,
+        load_down_flows: 0,
     }
 }
 

@@ -34,6 +34,7 @@ struct Seen {
     stops: Vec<(Option<u64>, Duration)>,
     reports: Vec<Report>,
     data: Vec<(u64, Vec<u8>)>,
+    load: Vec<(u64, bool)>,
     logs: Vec<String>,
     closed: bool,
 }
@@ -59,6 +60,7 @@ fn drain(c: &mut ReceiverConn) -> Seen {
             Action::DataConnection {
                 session, leftover, ..
             } => s.data.push((session, leftover)),
+            Action::LoadConnection { session, down, .. } => s.load.push((session, down)),
             Action::Log(l) => s.logs.push(l),
             Action::Close => s.closed = true,
         }
@@ -272,6 +274,12 @@ fn data_and_garbage_connections() {
     let s = drain(&mut c);
     assert_eq!(s.data, vec![(9, b"xy".to_vec())]);
     assert!(c.is_closed() && c.next_deadline().is_none());
+    // A load connection goes to its session's load, not taken for the data.
+    let mut c = ReceiverConn::new(cfg(Protocol::Udp), t0);
+    c.on_bytes(&crate::proto::load_preamble(9, true, None), t0);
+    let s = drain(&mut c);
+    assert_eq!((s.load, s.data.len()), (vec![(9, true)], 0));
+    assert!(c.is_closed());
     let mut c = ReceiverConn::new(cfg(Protocol::Tcp), t0);
     c.on_bytes(b"GET / HTTP/1.0\r\n\r\n", t0);
     let s = drain(&mut c);

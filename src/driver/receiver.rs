@@ -476,23 +476,29 @@ fn serve_conn(
             continue;
         }
         rows_turn = 0;
-        let wait = c.next_deadline().map_or(TICK, |t| {
-            t.saturating_duration_since(clock::mono()).min(TICK)
-        });
-        if ctl_open {
-            match ctl.read(wait) {
-                Got::Bytes(n) => c.on_bytes(ctl.bytes(n), clock::now()),
-                Got::Idle => {}
-                Got::Closed(why) => {
-                    ctl_open = false;
-                    c.on_closed(&why, clock::now());
-                }
-            }
-        } else {
-            std::thread::sleep(wait);
-        }
-        c.on_timeout(clock::now());
+        read_turn(&mut ctl, &mut c, &mut ctl_open);
     }
+}
+
+/// Wait for control bytes until the session's next deadline (a tick at most, for the data path's news), then
+/// let the session see the time.
+fn read_turn(ctl: &mut CtlStream, c: &mut ReceiverConn, ctl_open: &mut bool) {
+    let wait = c.next_deadline().map_or(TICK, |t| {
+        t.saturating_duration_since(clock::mono()).min(TICK)
+    });
+    if *ctl_open {
+        match ctl.read(wait) {
+            Got::Bytes(n) => c.on_bytes(ctl.bytes(n), clock::now()),
+            Got::Idle => {}
+            Got::Closed(why) => {
+                *ctl_open = false;
+                c.on_closed(&why, clock::now());
+            }
+        }
+    } else {
+        std::thread::sleep(wait);
+    }
+    c.on_timeout(clock::now());
 }
 
 /// A --load connection: to the session it names, if that session takes it from this address.

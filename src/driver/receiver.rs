@@ -36,6 +36,9 @@ pub const MAX_PENDING_PER_ADDR: usize = 16;
 
 /// How often a connection's thread looks at cancellation and its data path while waiting for bytes.
 const TICK: Duration = Duration::from_millis(20);
+/// The same in a session's quiet measured phase (nothing to stream, nothing to set up): fewer wake-ups beside
+/// the data path; Ctrl-C and the data path's end are still noticed within it.
+const QUIET_TICK: Duration = Duration::from_millis(100);
 /// Frames of streamed per-message rows written between two reads of the control connection.
 const ROW_FRAMES_PER_TURN: u32 = 8;
 /// TCP: after the sender's Done, the stream gets at least this long to drain to EOF.
@@ -483,8 +486,9 @@ fn serve_conn(
 /// Wait for control bytes until the session's next deadline (a tick at most, for the data path's news), then
 /// let the session see the time.
 fn read_turn(ctl: &mut CtlStream, c: &mut ReceiverConn, ctl_open: &mut bool) {
-    let wait = c.next_deadline().map_or(TICK, |t| {
-        t.saturating_duration_since(clock::mono()).min(TICK)
+    let tick = if c.quiet() { QUIET_TICK } else { TICK };
+    let wait = c.next_deadline().map_or(tick, |t| {
+        t.saturating_duration_since(clock::mono()).min(tick)
     });
     if *ctl_open {
         match ctl.read(wait) {

@@ -691,6 +691,12 @@ impl ReceiverConn {
         self.close();
     }
 
+    /// The measured phase with nothing for the driver to carry but bytes: it may look at its data path less
+    /// often (every wake-up on the data path's CPU can delay a reply in a ping-pong session).
+    pub fn quiet(&self) -> bool {
+        matches!(self.state, State::Running { .. }) && self.rows_out.is_none()
+    }
+
     /// Send on the oldest chunk of per-message rows the data path has handed over (streaming sessions), as
     /// one frame; false when there was none. Call it often during the run, writing each frame before asking
     /// for the next: the rows wait in a bounded queue until then, and only one frame is encoded at a time.

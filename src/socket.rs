@@ -127,10 +127,9 @@ pub fn tcp_listener(
     Ok(s.into())
 }
 
-/// A UDP receiving socket: large receive buffer, kernel receive timestamps, and the kernel's drop counter.
-/// Returns the socket and the receive buffer the kernel actually granted. No listen, no accept: a datagram
-/// socket just receives whatever is addressed to it.
-pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket, usize)> {
+/// A UDP socket on `addr` that shares its port (SO_REUSEPORT), with a large receive buffer, kernel receive
+/// timestamps and the kernel's drop counter: the receiver's shared socket and each session's own.
+fn udp_on_port(addr: SocketAddr, tr: &Tracer) -> io::Result<Socket> {
     let s = traced_socket(tr, addr, Type::DGRAM)?;
     if addr.is_ipv6() {
         let _ = s.set_only_v6(false);
@@ -153,52 +152,36 @@ pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket,
         || addr.to_string(),
         || s.bind(&addr.into()),
         |_| format!("0 (bound {})", local(&s)),
-    )
-    .map_err(|e| bind_error(e, Proto::Udp, addr, false))?;
+    )?;
     // As root, SO_RCVBUFFORCE passes net.core.rmem_max; otherwise the kernel clamps SO_RCVBUF, and we say so.
     if traced_opt(tr, &s, SockOpt::RcvBufForce(UDP_RCVBUF)).is_err() {
         traced_opt(tr, &s, SockOpt::RcvBuf(UDP_RCVBUF))?;
     }
-    let granted = s.recv_buffer_size()?;
     traced_opt(tr, &s, SockOpt::TimestampNs(true))?;
     traced_opt(tr, &s, SockOpt::RxqOvfl(true))?;
+    Ok(s)
+}
+
+/// A UDP receiving socket (see [`udp_on_port`]). Returns the socket and the receive buffer the kernel actually
+/// granted. No listen, no accept: a datagram socket just receives whatever is addressed to it.
+pub fn udp_receiver(addr: SocketAddr, tr: &Tracer) -> anyhow::Result<(UdpSocket, usize)> {
+    let s = udp_on_port(addr, tr).map_err(|e| bind_error(e, Proto::Udp, addr, false))?;
+    let granted = s.recv_buffer_size()?;
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok((s.into(), granted))
 }
 
-/// A UDP session's own receiving socket: bound to the receiver's port beside the shared one (SO_REUSEPORT) and
-/// connected to the session's sender, so the kernel queues that sender's datagrams here, and this socket's drop
-/// counter (SO_RXQ_OVFL) is the session's alone. Non-blocking: the receiving thread polls all its sockets.
+/// A UDP session's own receiving socket: bound to the receiver's port beside the shared one and connected to
+/// the session's sender, so the kernel queues that sender's datagrams here, and this socket's drop counter
+/// (SO_RXQ_OVFL) is the session's alone. Non-blocking: the receiving thread polls all its sockets.
 pub fn udp_session(
     local: SocketAddr,
     peer: SocketAddr,
     gro: bool,
     tr: &Tracer,
 ) -> io::Result<UdpSocket> {
-    let s = traced_socket(tr, local, Type::DGRAM)?;
-    if local.is_ipv6() {
-        let _ = s.set_only_v6(false);
-    }
+    let s = udp_on_port(local, tr)?;
     let fd = s.as_raw_fd();
-    tr.call(
-        "setsockopt",
-        fd,
-        || "SO_REUSEPORT=1".into(),
-        || s.set_reuse_port(true),
-        |_| "0".into(),
-    )?;
-    tr.call(
-        "bind",
-        fd,
-        || local.to_string(),
-        || s.bind(&local.into()),
-        |_| "0".into(),
-    )?;
-    if traced_opt(tr, &s, SockOpt::RcvBufForce(UDP_RCVBUF)).is_err() {
-        traced_opt(tr, &s, SockOpt::RcvBuf(UDP_RCVBUF))?;
-    }
-    traced_opt(tr, &s, SockOpt::TimestampNs(true))?;
-    traced_opt(tr, &s, SockOpt::RxqOvfl(true))?;
     if gro {
         // Best effort: without it the kernel cuts the sender's GSO buffers back into datagrams itself.
         let _ = traced_opt(tr, &s, SockOpt::UdpGro(true));

@@ -12,7 +12,7 @@ use std::process::Command;
 use assert_cmd::cargo::CommandCargoExt;
 
 mod common;
-use common::lab_possible;
+use common::{lab_possible, namespaces_of};
 
 type Row = HashMap<String, String>;
 
@@ -35,17 +35,6 @@ fn num(row: &Row, col: &str) -> f64 {
         .unwrap_or_else(|| panic!("no column {col}"))
         .parse()
         .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
-}
-
-/// Namespaces a (dead) child left behind: lab namespaces are named sb-<pid>-<n>-a/b.
-fn namespaces_of(pid: u32) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("sb-{pid}-")))
-        .map(str::to_string)
-        .collect()
 }
 
 struct Run {

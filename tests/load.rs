@@ -4,21 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-
-/// Namespaces a (dead) child left behind: lab namespaces are named sb-<pid>-<n>-a/b.
-fn namespaces_of(pid: u32) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("sb-{pid}-")))
-        .map(str::to_string)
-        .collect()
-}
 
 /// One compare run with `flags` (the emulator, always: the rate limiter with its bounded queue is its own);
 /// the TCP and UDP rows, and stdout.

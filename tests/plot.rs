@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::namespaces_of;
+
 const FIGURES: &[&str] = &[
     "delivery_vs_loss",
     "latency_vs_loss",
@@ -187,15 +190,7 @@ fn plot_py_draws_valid_pngs_from_real_csvs() {
     assert_eq!(rows.len(), 2 * labels.len(), "two sessions per compare");
 
     let plots = dir.path().join("figures");
-    let out = Command::new(python())
-        .arg(repo().join("scripts/plot.py"))
-        .arg(&data)
-        .arg("--out")
-        .arg(&plots)
-        .env("MPLBACKEND", "Agg")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+    let out = plot_py(&data, &plots, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "plot.py failed: {stderr}");
     assert_figures(&plots);
@@ -214,15 +209,18 @@ fn plot_py_draws_valid_pngs_from_real_csvs() {
     }
 }
 
-fn namespaces_of(pid: u32) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let prefix = format!("sb-{pid}-");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
+/// scripts/plot.py on `data`, figures into `out`, headless.
+fn plot_py(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(python())
+        .arg(repo().join("scripts/plot.py"))
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("MPLBACKEND", "Agg")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap()
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
@@ -646,16 +644,11 @@ fn plot_py_pairs_separate_tcp_and_udp_runs_by_label() {
     let rows = read_summary(&data.join("summary.csv"));
     assert_eq!(rows.len(), 3);
     let plots = dir.path().join("figures");
-    let out = Command::new(python())
-        .arg(repo().join("scripts/plot.py"))
-        .arg(&data)
-        .args(["--out"])
-        .arg(&plots)
-        .args(["--condition", "delay=10ms", "--format", "svg"])
-        .env("MPLBACKEND", "Agg")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+    let out = plot_py(
+        &data,
+        &plots,
+        &["--condition", "delay=10ms", "--format", "svg"],
+    );
     assert!(
         out.status.success(),
         "plot.py failed: {}",
@@ -713,15 +706,7 @@ fn plot_py_draws_latency_under_load_from_compare_load_rows() {
         }
     }
     let plots = dir.path().join("figures");
-    let out = Command::new(python())
-        .arg(repo().join("scripts/plot.py"))
-        .arg(&data)
-        .arg("--out")
-        .arg(&plots)
-        .env("MPLBACKEND", "Agg")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+    let out = plot_py(&data, &plots, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "plot.py failed: {stderr}");
     assert_png(&plots.join("latency_under_load.png"));

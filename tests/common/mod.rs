@@ -70,6 +70,17 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "complete",
 ];
 
+/// Namespaces a (dead) child left behind: lab namespaces are named sb-<pid>-<n>-a/b.
+pub fn namespaces_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("sb-{pid}-")))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Can this process build the private lab (root, /dev/net/tun, iproute2)? Where not, a lab test skips with a
 /// line saying why, but fails under CI=true: a skipped proof is not a proof.
 pub fn lab_possible() -> bool {

@@ -137,8 +137,9 @@ pub struct TrafficArgs {
     #[arg(long, value_enum)]
     pub timer: Option<TimerArg>,
     /// UDP: hand the kernel many equal-size datagrams per send call (UDP GSO, Linux 4.18+), each still its own
-    /// message with its own header; auto uses it where the kernel accepts it, off sends one datagram per
-    /// buffer [default: auto].
+    /// message with its own header; auto uses it for unpaced runs and at 100k msg/s and more, where the kernel
+    /// accepts it (a qdisc such as netem sees a GSO buffer as one packet, so paced runs go one datagram per
+    /// buffer); off never uses it [default: auto].
     #[arg(long, value_enum)]
     pub gso: Option<GsoArg>,
     /// TCP: one write call per message, as iperf -l does, instead of several due messages per write.

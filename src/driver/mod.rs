@@ -13,11 +13,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::accounting::SendStats;
 use crate::auth::{Dir, SessionKeys};
 use crate::cancel::Cancel;
 use crate::clock::{self, TimerMode, Waiter};
-use crate::pacing::SendPlan;
+use crate::pacing::{Due, SendPlan};
 use crate::trace::Timer;
+use crate::wire::Stamper;
+
+/// Where a send loop puts the messages of one send call: slot `k` of the call, `len` bytes, the template's
+/// bytes already in it (or copied in from `template`), for the header to be stamped in place.
+pub trait Slots {
+    fn slot(&mut self, k: usize, len: usize, template: &[u8]) -> &mut [u8];
+}
 
 /// What a send loop needs besides its socket: the schedule, the message template, cancellation, the
 /// session's keys (authenticated sessions MAC every message) and the counters other threads read.
@@ -56,6 +64,46 @@ impl SendJob {
     #[inline]
     pub fn issue(&self, n: u64) {
         self.issued.fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// The messages of the next send call: up to `cap` that are due now, each stamped (its send time read just
+    /// before) and sealed in its slot. With nothing due it waits for the next send time. None: the plan is
+    /// over or the job cancelled; otherwise how many messages are in the slots, at least one.
+    pub fn next_batch(
+        &mut self,
+        slots: &mut impl Slots,
+        cap: usize,
+        stamper: &Stamper,
+        waiter: &mut Waiter,
+        st: &mut SendStats,
+    ) -> Option<usize> {
+        let (mut k, mut next_seq) = (0, 0);
+        while k < cap {
+            match self.plan.next(clock::now()) {
+                Due::Now { seq, sched_ns } => {
+                    let msg = slots.slot(k, self.plan.size_of(seq), &self.template);
+                    let send_ns = clock::now_ns();
+                    stamper.stamp(msg, seq, sched_ns, send_ns);
+                    if let Some(keys) = &self.keys {
+                        keys.seal_message(Dir::SenderToReceiver, msg);
+                    }
+                    st.stamp(send_ns, sched_ns);
+                    next_seq = seq + 1;
+                    k += 1;
+                }
+                Due::At(t) if k == 0 => {
+                    let cancel = &self.cancel;
+                    waiter.wait_until(t, &|| cancel.is_cancelled());
+                    if self.cancel.is_cancelled() {
+                        return None;
+                    }
+                }
+                Due::Over if k == 0 => return None,
+                Due::At(_) | Due::Over => break,
+            }
+        }
+        self.issue(next_seq);
+        Some(k)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns, Waiter};
-use crate::driver::SendJob;
+use crate::driver::{SendJob, Slots};
 use crate::pacing::{Due, EchoWindow};
 use crate::session::stream::StreamReceiver;
 use crate::sys::time::thread_cpu_ns;
@@ -41,55 +41,16 @@ pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
     } else {
         (WRITE_BATCH / size).clamp(1, 64)
     };
-    // Equal sizes: the buffer holds template copies once, and each message is stamped where it lies (a
-    // 128 KiB message is not copied again per write). Mixed sizes are appended as prefixes of the template.
-    let mut buf = if job.fixed_size {
-        job.template.repeat(per_write)
-    } else {
-        Vec::with_capacity(per_write * size)
-    };
+    let mut buf = WriteBuf::new(&job.template, per_write, job.fixed_size);
     let stamper = wire::Stamper::new(&job.template);
     let mut st = SendStats::default();
     let mut waiter = Waiter::new(job.wait);
     let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
-    'run: loop {
-        let mut end = 0;
-        let mut k = 0u64;
-        let mut next_seq = 0;
-        while (k as usize) < per_write {
-            match job.plan.next(clock::now()) {
-                Due::Now { seq, sched_ns } => {
-                    let at = end;
-                    let len = job.plan.size_of(seq);
-                    if !job.fixed_size {
-                        buf.truncate(at);
-                        buf.extend_from_slice(&job.template[..len]);
-                    }
-                    end = at + len;
-                    let send_ns = now_ns();
-                    let msg = &mut buf[at..end];
-                    stamper.stamp(msg, seq, sched_ns, send_ns);
-                    job.seal(msg);
-                    st.stamp(send_ns, sched_ns);
-                    next_seq = seq + 1;
-                    k += 1;
-                }
-                Due::At(t) if k == 0 => {
-                    let cancel = &job.cancel;
-                    waiter.wait_until(t, &|| cancel.is_cancelled());
-                    if job.cancel.is_cancelled() {
-                        break 'run;
-                    }
-                }
-                Due::At(_) => break,
-                Due::Over if k == 0 => break 'run,
-                Due::Over => break,
-            }
-        }
-        job.issue(next_seq);
+    while let Some(k) = job.next_batch(&mut buf, per_write, &stamper, &mut waiter, &mut st) {
+        let k = k as u64;
         let t = job.timer.start();
-        let wrote = stream.write_all(&buf[..end]);
+        let wrote = stream.write_all(buf.filled());
         st.calls += 1;
         job.timer.done(t, wrote.is_ok());
         match wrote {
@@ -113,6 +74,42 @@ pub fn send(stream: &mut TcpStream, job: &mut SendJob) -> SendStats {
     }
     st.cpu_ns = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
     st
+}
+
+/// The bytes of one write: messages one after another. Equal sizes: the buffer holds template copies once,
+/// and each message is stamped where it lies (a 128 KiB message is not copied again per write). Mixed sizes
+/// are appended as prefixes of the template.
+struct WriteBuf {
+    buf: Vec<u8>,
+    end: usize,
+    fixed: bool,
+}
+
+impl WriteBuf {
+    fn new(template: &[u8], per_write: usize, fixed: bool) -> WriteBuf {
+        let buf = if fixed {
+            template.repeat(per_write)
+        } else {
+            Vec::with_capacity(per_write * template.len())
+        };
+        WriteBuf { buf, end: 0, fixed }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.buf[..self.end]
+    }
+}
+
+impl Slots for WriteBuf {
+    fn slot(&mut self, k: usize, len: usize, template: &[u8]) -> &mut [u8] {
+        let at = if k == 0 { 0 } else { self.end };
+        if !self.fixed {
+            self.buf.truncate(at);
+            self.buf.extend_from_slice(&template[..len]);
+        }
+        self.end = at + len;
+        &mut self.buf[at..self.end]
+    }
 }
 
 /// Receive one session's stream until EOF or `cancel` (the session's driver cancels at its deadlines).

@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns, Waiter};
-use crate::driver::SendJob;
+use crate::driver::{SendJob, Slots};
 use crate::pacing::{Due, EchoWindow};
 use crate::session::udp_demux::{Datagram, UdpDemux};
 use crate::socket::{RecvBatch, SendBatch};
@@ -35,6 +35,17 @@ enum Out {
     Gso(GsoBatch),
 }
 
+impl Slots for Out {
+    /// Slot `k`, `len` bytes long, already holding the template (GSO slots are all the template's size: the
+    /// job has one size then).
+    fn slot(&mut self, k: usize, len: usize, _template: &[u8]) -> &mut [u8] {
+        match self {
+            Out::Plain(b) => b.set_len(k, len),
+            Out::Gso(b) => b.slot_mut(k),
+        }
+    }
+}
+
 impl Out {
     /// GSO where the job allows it (one message size) and the kernel accepts UDP_SEGMENT on this socket.
     fn for_job(sock: &UdpSocket, job: &SendJob) -> Out {
@@ -52,14 +63,6 @@ impl Out {
         match self {
             Out::Plain(b) => b.capacity(),
             Out::Gso(b) => b.capacity(),
-        }
-    }
-
-    /// Slot `i`, `len` bytes long (GSO slots are all the template's size: the job has one size then).
-    fn msg(&mut self, i: usize, len: usize) -> &mut [u8] {
-        match self {
-            Out::Plain(b) => b.set_len(i, len),
-            Out::Gso(b) => b.slot_mut(i),
         }
     }
 
@@ -108,32 +111,10 @@ pub fn send(sock: &UdpSocket, job: &mut SendJob) -> SendStats {
     let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
     'run: loop {
-        let mut k = 0;
-        let mut next_seq = 0;
-        while k < batch.capacity() {
-            match job.plan.next(clock::now()) {
-                Due::Now { seq, sched_ns } => {
-                    let send_ns = now_ns();
-                    let msg = batch.msg(k, job.plan.size_of(seq));
-                    stamper.stamp(msg, seq, sched_ns, send_ns);
-                    job.seal(msg);
-                    st.stamp(send_ns, sched_ns);
-                    next_seq = seq + 1;
-                    k += 1;
-                }
-                Due::At(t) if k == 0 => {
-                    let cancel = &job.cancel;
-                    waiter.wait_until(t, &|| cancel.is_cancelled());
-                    if job.cancel.is_cancelled() {
-                        break 'run;
-                    }
-                }
-                Due::At(_) => break,
-                Due::Over if k == 0 => break 'run,
-                Due::Over => break,
-            }
-        }
-        job.issue(next_seq);
+        let cap = batch.capacity();
+        let Some(k) = job.next_batch(&mut batch, cap, &stamper, &mut waiter, &mut st) else {
+            break;
+        };
         let mut done = 0;
         while done < k {
             let t = job.timer.start();

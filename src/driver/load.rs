@@ -712,35 +712,18 @@ mod tests {
         assert!(sl.poll(Some(&keys)).is_some());
         assert!(!taken(extra));
         // Another address, another session, a closed one: not handed over at all.
-        let other: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(!slots.hand_over(
-            7,
-            other,
-            LoadConn {
+        let stray = |session: u64, ip: IpAddr| {
+            let c = LoadConn {
                 stream: pair().1,
                 down: false,
-                mac: None
-            }
-        ));
-        assert!(!slots.hand_over(
-            8,
-            me,
-            LoadConn {
-                stream: pair().1,
-                down: false,
-                mac: None
-            }
-        ));
+                mac: None,
+            };
+            slots.hand_over(session, ip, c)
+        };
+        assert!(!stray(7, "127.0.0.2".parse().unwrap()));
+        assert!(!stray(8, me));
         sl.close(&slots);
-        assert!(!slots.hand_over(
-            7,
-            me,
-            LoadConn {
-                stream: pair().1,
-                down: false,
-                mac: None
-            }
-        ));
+        assert!(!stray(7, me));
         assert!(
             SessionLoad::open(&slots, 9, me, &traffic(0, LoadDirection::Up), Cancel::new())
                 .is_none()

@@ -328,6 +328,7 @@ impl ArbCtl {
             }),
             ArbCtl::Results(r) => Ctl::Results(Box::new(r.get())),
             ArbCtl::Messages(rows) => Ctl::Messages {
+                base_ns: 0,
                 rows: rows
                     .iter()
                     .map(|&(seq, a, b, c, st)| {

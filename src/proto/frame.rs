@@ -234,11 +234,16 @@ impl FrameDecoder {
 fn decode_body(body: &[u8]) -> serde_json::Result<Ctl> {
     #[derive(serde::Deserialize)]
     struct Rows {
+        #[serde(default)]
+        base_ns: i64,
         rows: Vec<super::MessageRow>,
     }
     if body.starts_with(br#"{"type":"messages","#) {
         if let Ok(r) = serde_json::from_slice::<Rows>(body) {
-            return Ok(Ctl::Messages { rows: r.rows });
+            return Ok(Ctl::Messages {
+                base_ns: r.base_ns,
+                rows: r.rows,
+            });
         }
     }
     serde_json::from_slice(body)

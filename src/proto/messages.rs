@@ -60,6 +60,10 @@ pub struct TrafficSpec {
     pub load_down_flows: u64,
 }
 
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -258,7 +262,11 @@ pub enum Ctl {
     Ready,
     Done(Done),
     Results(Box<Results>),
+    /// Per-message rows. With `base_ns`, each row's three times are offsets from it (ns): a row's numbers
+    /// are then a few digits instead of nineteen, and rows stream in about half the bytes and CPU.
     Messages {
+        #[serde(default, skip_serializing_if = "is_zero_i64")]
+        base_ns: i64,
         rows: Vec<MessageRow>,
     },
     /// During the session: the sender's newer clock estimate (it refits every second).
@@ -389,9 +397,17 @@ mod tests {
             ),
             (
                 Ctl::Messages {
+                    base_ns: 0,
                     rows: vec![MessageRow(3, 1, 2, 4, Status::Reordered)],
                 },
                 r#"{"type":"messages","rows":[[3,1,2,4,"reordered"]]}"#,
+            ),
+            (
+                Ctl::Messages {
+                    base_ns: 1_764_460_000_000_000_000,
+                    rows: vec![MessageRow(3, -10, 0, 95_000, Status::Ok)],
+                },
+                r#"{"type":"messages","base_ns":1764460000000000000,"rows":[[3,-10,0,95000,"ok"]]}"#,
             ),
             (Ctl::End, r#"{"type":"end"}"#),
             (

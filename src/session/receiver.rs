@@ -713,8 +713,14 @@ impl ReceiverConn {
 
     fn write_rows(&mut self, rows: &[accounting::Row]) {
         for chunk in rows.chunks(ROWS_PER_FRAME) {
+            // The first row's send time: the others' times lie within the chunk's span of it.
+            let base_ns = chunk.first().map_or(0, |r| r.send_ns);
             self.write(&Ctl::Messages {
-                rows: chunk.iter().map(translate::message_row).collect(),
+                base_ns,
+                rows: chunk
+                    .iter()
+                    .map(|r| translate::message_row(r, base_ns))
+                    .collect(),
             });
         }
     }

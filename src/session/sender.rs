@@ -371,8 +371,8 @@ impl SenderSession {
                 self.actions.push_back(Action::BeginSending);
             }
             (State::Sending | State::AwaitResults { .. }, Ctl::Results(r)) => self.on_results(&r),
-            (State::Sending | State::AwaitResults { .. }, Ctl::Messages { rows }) => {
-                self.on_rows(&rows)
+            (State::Sending | State::AwaitResults { .. }, Ctl::Messages { base_ns, rows }) => {
+                self.on_rows(base_ns, &rows)
             }
             (State::Sending, Ctl::End) => self.ended = true,
             (State::AwaitResults { .. }, Ctl::End) => self.finish(now),
@@ -457,7 +457,7 @@ impl SenderSession {
     /// Per-message rows, passed on up to the most a session of this size can have. They stream in during the
     /// run (bounded by the announced count until the sender knows how many it sent), except in an echo
     /// session, whose rows are joined with the replies' round trips and so come only after the results.
-    fn on_rows(&mut self, rows: &[proto::MessageRow]) {
+    fn on_rows(&mut self, base_ns: i64, rows: &[proto::MessageRow]) {
         if self.results.is_none() && self.cfg.traffic.echo {
             self.suspect.get_or_insert(
                 "it sent per-message rows of an echo session before its results".into(),
@@ -477,7 +477,10 @@ impl SenderSession {
         }
         self.rows += keep as u64;
         self.actions.push_back(Action::Rows(
-            rows[..keep].iter().map(translate::row).collect(),
+            rows[..keep]
+                .iter()
+                .map(|r| translate::row(r, base_ns))
+                .collect(),
         ));
     }
 

@@ -235,17 +235,27 @@ fn status(s: Status) -> proto::Status {
     }
 }
 
-pub fn message_row(r: &Row) -> proto::MessageRow {
-    proto::MessageRow(r.seq, r.sched_ns, r.send_ns, r.recv_ns, status(r.status))
+/// A row for the wire, its times as offsets from `base_ns`.
+pub fn message_row(r: &Row, base_ns: i64) -> proto::MessageRow {
+    let rel = |t: i64| t.saturating_sub(base_ns);
+    proto::MessageRow(
+        r.seq,
+        rel(r.sched_ns),
+        rel(r.send_ns),
+        rel(r.recv_ns),
+        status(r.status),
+    )
 }
 
-pub fn row(r: &proto::MessageRow) -> Row {
+/// A row from the wire: offsets from the frame's `base_ns` back to times (saturating: both are the peer's
+/// numbers).
+pub fn row(r: &proto::MessageRow, base_ns: i64) -> Row {
     let proto::MessageRow(seq, sched_ns, send_ns, recv_ns, st) = *r;
     Row {
         seq,
-        sched_ns,
-        send_ns,
-        recv_ns,
+        sched_ns: base_ns.saturating_add(sched_ns),
+        send_ns: base_ns.saturating_add(send_ns),
+        recv_ns: base_ns.saturating_add(recv_ns),
         status: match st {
             proto::Status::Ok => Status::Ok,
             proto::Status::Reordered => Status::Reordered,
@@ -504,6 +514,29 @@ pub fn max_rows(sent: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row crosses as offsets from its frame's base and comes back whole; a hostile base or offset
+    /// saturates instead of wrapping.
+    #[test]
+    fn rows_cross_as_offsets_from_the_frame_base() {
+        let r = Row {
+            seq: 9,
+            sched_ns: 1_764_460_000_000_000_000,
+            send_ns: 1_764_460_000_000_000_100,
+            recv_ns: 1_764_460_000_000_095_000,
+            status: Status::Reordered,
+        };
+        let base = r.send_ns;
+        let w = message_row(&r, base);
+        assert_eq!((w.1, w.2, w.3), (-100, 0, 94_900));
+        assert_eq!(row(&w, base), r);
+        let hostile = proto::MessageRow(1, i64::MAX, i64::MIN, 5, proto::Status::Ok);
+        let back = row(&hostile, i64::MAX);
+        assert_eq!(
+            (back.sched_ns, back.send_ns, back.recv_ns),
+            (i64::MAX, -1, i64::MAX)
+        );
+    }
 
     fn spec() -> proto::TrafficSpec {
         traffic_spec(&Traffic::default())

@@ -167,7 +167,7 @@ fn a_whole_session_ends_with_results_rows_and_end() {
         (4, 3, 1, 1, 1)
     );
     assert_eq!(r.lost_runs, vec![(3, 1)]);
-    let Ctl::Messages { rows } = &s.sent[1] else {
+    let Ctl::Messages { rows, .. } = &s.sent[1] else {
         panic!("{:?}", s.sent)
     };
     assert_eq!(rows.len(), 4);

@@ -168,6 +168,7 @@ fn udp_session_from_hello_to_results() {
         &[
             encode(&Ctl::Results(Box::new(results))),
             encode(&Ctl::Messages {
+                base_ns: 0,
                 rows: vec![proto::MessageRow(0, 1, 2, 3, proto::Status::Ok)],
             }),
             encode(&Ctl::End),

@@ -17,9 +17,19 @@ use crate::accounting::SendStats;
 use crate::auth::{Dir, SessionKeys};
 use crate::cancel::Cancel;
 use crate::clock::{self, TimerMode, Waiter};
-use crate::pacing::{Due, SendPlan};
+use crate::pacing::{Due, EchoWindow, SendPlan};
 use crate::trace::Timer;
 use crate::wire::Stamper;
+
+/// What a windowed echo loop (`--outstanding`) does next.
+pub enum EchoStep {
+    /// Send this message now.
+    Send { seq: u64, sched_ns: i64 },
+    /// Read replies until then: the next send time or the oldest message's give-up, whichever is first.
+    WaitUntil(Instant),
+    /// The plan is over and no reply is awaited.
+    Over,
+}
 
 /// Where a send loop puts the messages of one send call: slot `k` of the call, `len` bytes, the template's
 /// bytes already in it (or copied in from `template`), for the header to be stamped in place.
@@ -64,6 +74,23 @@ impl SendJob {
     #[inline]
     pub fn issue(&self, n: u64) {
         self.issued.fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// The next step of a windowed echo loop: a message when the window has room and one is due, else how long
+    /// to read replies.
+    pub fn echo_step(&mut self, window: &mut EchoWindow) -> EchoStep {
+        let now = clock::now();
+        if !window.has_room(now.mono) {
+            return EchoStep::WaitUntil(window.deadline().unwrap_or(now.mono));
+        }
+        match self.plan.next(now) {
+            Due::Now { seq, sched_ns } => EchoStep::Send { seq, sched_ns },
+            // Wait for a reply, but leave on time: the schedule still holds.
+            Due::At(t) => EchoStep::WaitUntil(window.deadline().map_or(t, |d| d.min(t))),
+            Due::Over => window
+                .deadline()
+                .map_or(EchoStep::Over, EchoStep::WaitUntil),
+        }
     }
 
     /// The messages of the next send call: up to `cap` that are due now, each stamped (its send time read just

@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns, Waiter};
-use crate::driver::{SendJob, Slots};
-use crate::pacing::{Due, EchoWindow};
+use crate::driver::{EchoStep, SendJob, Slots};
+use crate::pacing::EchoWindow;
 use crate::session::stream::StreamReceiver;
 use crate::sys::time::thread_cpu_ns;
 use crate::trace::Timer;
@@ -217,40 +217,32 @@ pub fn echo_windowed(
     let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
     while !job.cancel.is_cancelled() {
-        let now = clock::now();
-        let until = if window.has_room(now.mono) {
-            match job.plan.next(now) {
-                Due::Now { seq, sched_ns } => {
-                    let len = job.plan.size_of(seq);
-                    msg[..len].copy_from_slice(&job.template[..len]);
-                    let send_ns = now_ns();
-                    wire::stamp(&mut msg[..len], seq, sched_ns, send_ns);
-                    job.seal(&mut msg[..len]);
-                    job.issue(seq + 1);
-                    let t = job.timer.start();
-                    let wrote = stream.write_all(&msg[..len]);
-                    st.calls += 1;
-                    job.timer.done(t, wrote.is_ok());
-                    if let Err(e) = wrote {
-                        job.plan.give_back(1);
-                        st.send_errors += 1;
-                        st.cut_short = Some(format!("the receiver's data connection failed: {e}"));
-                        break;
-                    }
-                    st.stamp(send_ns, sched_ns);
-                    st.sent += 1;
-                    job.sent.store(st.sent, Ordering::Relaxed);
-                    window.sent(seq, clock::mono());
-                    continue;
+        let until = match job.echo_step(window) {
+            EchoStep::Send { seq, sched_ns } => {
+                let len = job.plan.size_of(seq);
+                msg[..len].copy_from_slice(&job.template[..len]);
+                let send_ns = now_ns();
+                wire::stamp(&mut msg[..len], seq, sched_ns, send_ns);
+                job.seal(&mut msg[..len]);
+                job.issue(seq + 1);
+                let t = job.timer.start();
+                let wrote = stream.write_all(&msg[..len]);
+                st.calls += 1;
+                job.timer.done(t, wrote.is_ok());
+                if let Err(e) = wrote {
+                    job.plan.give_back(1);
+                    st.send_errors += 1;
+                    st.cut_short = Some(format!("the receiver's data connection failed: {e}"));
+                    break;
                 }
-                Due::At(t) => window.deadline().map_or(t, |d| d.min(t)),
-                Due::Over => match window.deadline() {
-                    Some(d) => d,
-                    None => break,
-                },
+                st.stamp(send_ns, sched_ns);
+                st.sent += 1;
+                job.sent.store(st.sent, Ordering::Relaxed);
+                window.sent(seq, clock::mono());
+                continue;
             }
-        } else {
-            window.deadline().unwrap_or(now.mono)
+            EchoStep::WaitUntil(t) => t,
+            EchoStep::Over => break,
         };
         if !super::wait_replies(&*stream, until, &mut waiter, &job.cancel) {
             continue;

@@ -13,8 +13,8 @@ use std::time::Instant;
 use crate::accounting::{Account, EchoStats, SendStats};
 use crate::cancel::Cancel;
 use crate::clock::{self, now_ns, Waiter};
-use crate::driver::{SendJob, Slots};
-use crate::pacing::{Due, EchoWindow};
+use crate::driver::{EchoStep, SendJob, Slots};
+use crate::pacing::EchoWindow;
 use crate::session::udp_demux::{Datagram, UdpDemux};
 use crate::socket::{RecvBatch, SendBatch};
 use crate::sys::mmsg::GsoBatch;
@@ -204,39 +204,30 @@ pub fn echo_windowed(
     let cpu0 = thread_cpu_ns();
     job.plan.begin(clock::now());
     while !job.cancel.is_cancelled() {
-        let now = clock::now();
-        let until = if window.has_room(now.mono) {
-            match job.plan.next(now) {
-                Due::Now { seq, sched_ns } => {
-                    let send_ns = now_ns();
-                    let msg = one.set_len(0, job.plan.size_of(seq));
-                    wire::stamp(msg, seq, sched_ns, send_ns);
-                    job.seal(msg);
-                    job.issue(seq + 1);
-                    let t = job.timer.start();
-                    let sent = one.send(fd, 0, 1);
-                    st.calls += 1;
-                    job.timer.done(t, sent.is_ok());
-                    if matches!(sent, Ok(1)) {
-                        st.stamp(send_ns, sched_ns);
-                        st.sent += 1;
-                        job.sent.store(st.sent, Ordering::Relaxed);
-                        window.sent(seq, clock::mono());
-                    } else {
-                        job.plan.give_back(1);
-                        st.send_errors += 1;
-                    }
-                    continue;
+        let until = match job.echo_step(window) {
+            EchoStep::Send { seq, sched_ns } => {
+                let send_ns = now_ns();
+                let msg = one.set_len(0, job.plan.size_of(seq));
+                wire::stamp(msg, seq, sched_ns, send_ns);
+                job.seal(msg);
+                job.issue(seq + 1);
+                let t = job.timer.start();
+                let sent = one.send(fd, 0, 1);
+                st.calls += 1;
+                job.timer.done(t, sent.is_ok());
+                if matches!(sent, Ok(1)) {
+                    st.stamp(send_ns, sched_ns);
+                    st.sent += 1;
+                    job.sent.store(st.sent, Ordering::Relaxed);
+                    window.sent(seq, clock::mono());
+                } else {
+                    job.plan.give_back(1);
+                    st.send_errors += 1;
                 }
-                // Wait for a reply, but leave on time: the schedule still holds.
-                Due::At(t) => window.deadline().map_or(t, |d| d.min(t)),
-                Due::Over => match window.deadline() {
-                    Some(d) => d,
-                    None => break,
-                },
+                continue;
             }
-        } else {
-            window.deadline().unwrap_or(now.mono)
+            EchoStep::WaitUntil(t) => t,
+            EchoStep::Over => break,
         };
         if !super::wait_replies(sock, until, &mut waiter, &job.cancel) {
             continue;

@@ -466,12 +466,21 @@ mod tests {
             first_send_ns: Some(1_000_001_000),
             first_recv_ns: Some(1_000_001_000),
             last_recv_ns: Some(2_000_000_000),
+            cpu_ns: Some(4_000),
             ..Default::default()
         };
         let mut send = SendStats::default();
+        // Ten messages in four calls: one left 1.5 µs late, the others on time (the histogram is exact to the
+        // ns below 2048 ns; a zero lag is recorded as 1 ns).
         send.stamp(1_000_000_000, 1_000_000_000);
-        send.stamp(1_900_000_000, 1_900_000_000);
+        for i in 1..9 {
+            send.stamp(1_000_000_000 + i, 1_000_000_000 + i);
+        }
+        send.stamp(1_900_001_500, 1_900_000_000);
         send.sent = 10;
+        send.calls = 4;
+        send.gso = 64;
+        send.cpu_ns = Some(25_000);
         let side = SenderSide {
             send,
             clock: crate::clock::OffsetEstimate {
@@ -502,10 +511,22 @@ mod tests {
             (r.mode, r.send_errors, r.complete),
             ("oneway", Some(0), true)
         );
+        // The sending figures: p99 of ten lags is the late one; the sender's 25 µs of CPU over 10 messages sent,
+        // the receiver's 4 µs over 8 received; ten messages in four calls.
+        assert_eq!(r.pacing_lag_p99_us, Some(1.5));
+        assert_eq!(
+            (r.sender_cpu_us_per_msg, r.receiver_cpu_us_per_msg),
+            (Some(2.5), Some(0.5))
+        );
+        assert_eq!((r.msgs_per_write, r.gso), (Some(2.5), Some(64)));
         // A receiver's own copy has no sender side: sender-only columns stay empty, and its duration starts at
         // the earliest send time it saw (1.000001 s here, its first arrival's).
         let own = SessionReport::build(&meta(false), None, Some(&results), true);
         assert_eq!((own.send_errors, own.clock_offset_us), (None, None));
+        assert_eq!(
+            (own.pacing_lag_p99_us, own.sender_cpu_us_per_msg),
+            (None, None)
+        );
         assert_eq!(own.duration_s, Some(0.999999));
         // With --echo, latency_* are the sender's round trips.
         let mut rtt = new_ns_histogram();

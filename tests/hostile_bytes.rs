@@ -137,6 +137,18 @@ fn assert_account(a: &Account, limit: u64, size: usize, handed: u64) {
     assert!(m.jitter_ns.is_none_or(|j| j.is_finite() && j >= 0.0));
 }
 
+/// Every datagram to the account as a receiver would: this session's by its header, the rest unrecognised.
+fn feed(a: &mut Account, ds: &[Vec<u8>]) {
+    for d in ds {
+        match Header::parse(d) {
+            Ok(h) if h.session == SESSION => {
+                a.on_message(d, &h, T0_NS);
+            }
+            _ => a.on_unrecognised(d),
+        }
+    }
+}
+
 proptest! {
     // Each case builds an account (three ns histograms): 100 cases keep the group well under a second.
     #![proptest_config(cases(100))]
@@ -167,14 +179,7 @@ proptest! {
     ) {
         let mut a = Account::new(SESSION, 40, 100, per_message);
         a.set_offset(offset_ns);
-        for d in &ds {
-            match Header::parse(d) {
-                Ok(h) if h.session == SESSION => {
-                    a.on_message(d, &h, T0_NS);
-                }
-                _ => a.on_unrecognised(d),
-            }
-        }
+        feed(&mut a, &ds);
         assert_account(&a, 40, 100, ds.len() as u64);
     }
 
@@ -188,14 +193,7 @@ proptest! {
         };
         let mut a = Account::new(SESSION, 40, 100, false);
         a.set_mixed_sizes(&t);
-        for d in &ds {
-            match Header::parse(d) {
-                Ok(h) if h.session == SESSION => {
-                    a.on_message(d, &h, T0_NS);
-                }
-                _ => a.on_unrecognised(d),
-            }
-        }
+        feed(&mut a, &ds);
         assert_account(&a, 40, 100, ds.len() as u64);
     }
 

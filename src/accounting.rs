@@ -186,10 +186,10 @@ pub fn streams_rows(t: &Traffic) -> bool {
     t.per_message && !t.echo
 }
 
-/// Per-message rows between a session's data path and its control connection: whole chunks in, all of them
+/// Per-message rows between a session's data path and its control connection: whole chunks in, the oldest
 /// out at each flush. Bounded in rows whatever the session's length.
 pub struct RowQueue {
-    inner: Mutex<(VecDeque<Vec<Row>>, usize)>,
+    chunks: Mutex<VecDeque<Vec<Row>>>,
     room: Condvar,
     cap: usize,
 }
@@ -197,7 +197,7 @@ pub struct RowQueue {
 impl RowQueue {
     pub fn new(cap_rows: usize) -> RowQueue {
         RowQueue {
-            inner: Mutex::new((VecDeque::new(), 0)),
+            chunks: Mutex::new(VecDeque::new()),
             room: Condvar::new(),
             cap: cap_rows,
         }
@@ -205,11 +205,12 @@ impl RowQueue {
 
     /// Queue `chunk`, waiting up to `wait` for room. False: no room came, the chunk is not kept.
     pub fn push(&self, chunk: Vec<Row>, wait: Duration) -> bool {
-        let Ok(mut g) = self.inner.lock() else {
+        let Ok(mut g) = self.chunks.lock() else {
             return false;
         };
         let deadline = crate::clock::mono() + wait;
-        while g.1 + chunk.len() > self.cap {
+        // A few chunks at most: their rows are counted rather than kept in a second number.
+        while g.iter().map(Vec::len).sum::<usize>() + chunk.len() > self.cap {
             let left = deadline.saturating_duration_since(crate::clock::mono());
             if left.is_zero() {
                 return false;
@@ -219,31 +220,18 @@ impl RowQueue {
                 Err(_) => return false,
             };
         }
-        g.1 += chunk.len();
-        g.0.push_back(chunk);
+        g.push_back(chunk);
         true
     }
 
     /// The oldest chunk queued.
     pub fn take_one(&self) -> Option<Vec<Row>> {
-        let mut g = self.inner.lock().ok()?;
-        let chunk = g.0.pop_front()?;
-        g.1 -= chunk.len();
+        let chunk = self.chunks.lock().ok()?.pop_front()?;
         self.room.notify_all();
         Some(chunk)
     }
-
-    /// Everything queued, oldest first.
-    pub fn take(&self) -> Vec<Vec<Row>> {
-        let Ok(mut g) = self.inner.lock() else {
-            return vec![];
-        };
-        g.1 = 0;
-        let out = g.0.drain(..).collect();
-        self.room.notify_all();
-        out
-    }
 }
+
 /// An upper bound on one ns histogram's memory (3 significant digits over 1 ns .. 1 hour: 2048 sub-buckets
 /// × 31 buckets of 8 bytes, about 256 KiB).
 const HIST_BYTES: u64 = 300 << 10;
@@ -800,7 +788,7 @@ mod tests {
             a.rows_not_kept, ROW_CHUNK as u64,
             "the third chunk found no room"
         );
-        let got = q.take();
+        let got: Vec<Vec<Row>> = std::iter::from_fn(|| q.take_one()).collect();
         assert_eq!(got.len(), 2);
         assert_eq!((got[0][0].seq, got[1][0].seq), (0, ROW_CHUNK as u64));
         assert!(a.heap_bytes() < 2 * ROW_CHUNK * std::mem::size_of::<Row>() + (1 << 16));
